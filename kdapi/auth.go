@@ -1,0 +1,194 @@
+package kdapi
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// Secret is a credential. It prints, logs and marshals as "[redacted]".
+type Secret string
+
+// String redacts the secret.
+func (Secret) String() string { return "[redacted]" }
+
+// GoString redacts the secret in %#v.
+func (Secret) GoString() string { return `kdapi.Secret("[redacted]")` }
+
+// LogValue redacts the secret in log/slog output.
+func (Secret) LogValue() slog.Value { return slog.StringValue("[redacted]") }
+
+// MarshalText redacts the secret in JSON and other text encodings.
+func (Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
+
+// Reveal returns the secret's value, for the code that must send it.
+func (s Secret) Reveal() string { return string(s) }
+
+// AppAuth is an http.RoundTripper that signs each request with KooDrive's app
+// authentication: a fresh X-Date per attempt, X-User-Id, and an Authorization
+// header over host;x-date;x-user-id (koodrive-api.md §2b).
+type AppAuth struct {
+	AppID  string
+	Secret Secret
+	// UserID is sent as X-User-Id: the KooDrive user the app acts as.
+	UserID string
+	// Next sends the signed request; nil means http.DefaultTransport.
+	Next http.RoundTripper
+	// Now is the clock; nil means time.Now. Tests set it.
+	Now func() time.Time
+}
+
+// String describes the transport without its secret.
+func (a *AppAuth) String() string {
+	return fmt.Sprintf("AppAuth{AppID:%s, UserID:%s, Secret:[redacted]}", a.AppID, a.UserID)
+}
+
+// RoundTrip signs a clone of req and sends it.
+func (a *AppAuth) RoundTrip(req *http.Request) (*http.Response, error) {
+	body, err := readBody(req)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now
+	if a.Now != nil {
+		now = a.Now
+	}
+	r := req.Clone(req.Context())
+	if body != nil {
+		r.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	xdate := FormatDate(now())
+	host := r.Host
+	if host == "" {
+		host = r.URL.Host
+	}
+	r.Header.Set("X-Date", xdate)
+	r.Header.Set("X-User-Id", a.UserID)
+	sig := Sign(string(a.Secret), SigningInput{
+		Method:  r.Method,
+		Path:    r.URL.Path,
+		Query:   r.URL.Query(),
+		Host:    host,
+		XDate:   xdate,
+		XUserID: a.UserID,
+		Body:    body,
+	})
+	r.Header.Set("Authorization", AuthorizationHeader(a.AppID, sig))
+	return next(a.Next).RoundTrip(r)
+}
+
+// TokenSource supplies bearer tokens; golang.org/x/oauth2's TokenSource is
+// the convention (oauth2.StaticTokenSource for a fixed token).
+type TokenSource = oauth2.TokenSource
+
+// BearerAuth is an http.RoundTripper that sends "Authorization:
+// Bearer+<token>" (a token that already starts with "Bearer" is sent as it
+// is). It caches the token until it expires; after a 401 it fetches a new
+// one and retries the request once.
+type BearerAuth struct {
+	Source TokenSource
+	Next   http.RoundTripper
+
+	mu  sync.Mutex
+	tok *oauth2.Token
+}
+
+// String describes the transport without its token.
+func (b *BearerAuth) String() string { return "BearerAuth{token:[redacted]}" }
+
+// RoundTrip authenticates a clone of req and sends it.
+func (b *BearerAuth) RoundTrip(req *http.Request) (*http.Response, error) {
+	body, err := readBody(req)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := b.token(nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := b.send(req, body, tok)
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		return resp, err
+	}
+	// One retry with a fresh token.
+	fresh, terr := b.token(tok)
+	if terr != nil || fresh.AccessToken == tok.AccessToken {
+		return resp, nil
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBodySize))
+	resp.Body.Close()
+	return b.send(req, body, fresh)
+}
+
+func (b *BearerAuth) send(req *http.Request, body []byte, tok *oauth2.Token) (*http.Response, error) {
+	r := req.Clone(req.Context())
+	if body != nil {
+		r.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	r.Header.Set("Authorization", bearerValue(tok.AccessToken))
+	return next(b.Next).RoundTrip(r)
+}
+
+// token returns the cached token, or a new one when there is none, it has
+// expired, or it equals stale (the one a 401 refused).
+func (b *BearerAuth) token(stale *oauth2.Token) (*oauth2.Token, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.tok != nil && b.tok.Valid() && (stale == nil || b.tok.AccessToken != stale.AccessToken) {
+		return b.tok, nil
+	}
+	t, err := b.Source.Token()
+	if err != nil {
+		// The source's error may quote the token endpoint's answer; keep it
+		// but never the token itself, which we do not have.
+		return nil, &TransportError{Method: "TOKEN", Path: "token source", Err: err}
+	}
+	if t == nil || t.AccessToken == "" {
+		return nil, &APIError{Method: "TOKEN", Path: "token source", Msg: "empty token", Class: ClassAuth}
+	}
+	b.tok = t
+	return t, nil
+}
+
+func bearerValue(tok string) string {
+	if strings.HasPrefix(tok, "Bearer ") || strings.HasPrefix(tok, "Bearer+") {
+		return tok
+	}
+	return "Bearer+" + tok
+}
+
+func next(rt http.RoundTripper) http.RoundTripper {
+	if rt == nil {
+		return http.DefaultTransport
+	}
+	return rt
+}
+
+// readBody returns the request body's bytes without consuming req.Body,
+// using GetBody where the request has it.
+func readBody(req *http.Request) ([]byte, error) {
+	if req.Body == nil || req.Body == http.NoBody {
+		return nil, nil
+	}
+	rc := req.Body
+	if req.GetBody != nil {
+		var err error
+		if rc, err = req.GetBody(); err != nil {
+			return nil, fmt.Errorf("kdapi: body: %w", err)
+		}
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kdapi: body: %w", err)
+	}
+	return b, nil
+}
+

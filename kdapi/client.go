@@ -1,0 +1,508 @@
+// Package kdapi is a client for KooDrive's enterprise user API
+// (/koodrive/ose/v1): users and departments, with both of KooDrive's
+// authentication modes as http.RoundTrippers and one typed error model.
+//
+// The client never logs. Every failure is returned as an *APIError (KooDrive
+// answered) or a *TransportError (it did not), and each matches one of the
+// class sentinels (ErrRetryable, ErrAuth, ErrNotFound, ErrAlreadyExists,
+// ErrPermanent) with errors.Is.
+package kdapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// APIPath is the path every KooDrive enterprise endpoint lives under.
+const APIPath = "/koodrive/ose/v1"
+
+// maxBodySize bounds how much of any response the client reads.
+const maxBodySize = 1 << 20
+
+// Default settings.
+const (
+	DefaultTimeout  = 10 * time.Second
+	DefaultLanguage = "en-US"
+)
+
+// Default code lists. KooDrive's documentation gives no codes for "user
+// already exists" or "user not found"; these are the simulator's (kdsim) and
+// 13000309, "resource does not exist", from the documented error table.
+// Operators override them with WithAlreadyExistsCodes and WithNotFoundCodes.
+var (
+	DefaultAlreadyExistsCodes = []string{"13000501"}
+	DefaultNotFoundCodes      = []string{"13000309", "13000502"}
+)
+
+// Client calls KooDrive. It is safe for concurrent use.
+type Client struct {
+	http     *http.Client
+	base     *url.URL // endpoint root + APIPath, ending in '/'
+	language string
+
+	alreadyExistsCodes map[string]struct{}
+	notFoundCodes      map[string]struct{}
+	authCodes          map[string]struct{}
+	retryableCodes     map[string]struct{}
+}
+
+// Option configures a Client. Options validate their input.
+type Option func(*options) error
+
+type options struct {
+	baseURL            string
+	httpClient         *http.Client
+	transport          http.RoundTripper
+	auth               func(http.RoundTripper) http.RoundTripper
+	timeout            time.Duration
+	language           string
+	maxConns           int
+	alreadyExistsCodes []string
+	notFoundCodes      []string
+	authCodes          []string
+	retryableCodes     []string
+}
+
+// WithBaseURL sets the endpoint root, for example
+// https://intl.myhuaweicloud-koodrive.com. The client appends /koodrive/ose/v1.
+func WithBaseURL(u string) Option {
+	return func(o *options) error {
+		p, err := url.Parse(u)
+		if err != nil {
+			return fmt.Errorf("base URL: %w", err)
+		}
+		if p.Scheme != "http" && p.Scheme != "https" || p.Host == "" {
+			return fmt.Errorf("base URL %q: want http(s)://host", u)
+		}
+		if p.RawQuery != "" || p.Fragment != "" || p.User != nil {
+			return fmt.Errorf("base URL %q: no query, fragment or user info allowed", redactURL(p))
+		}
+		o.baseURL = u
+		return nil
+	}
+}
+
+// WithHTTPClient uses hc for requests. Its Transport is wrapped by the
+// authentication transport; its Timeout is kept unless WithTimeout is given.
+func WithHTTPClient(hc *http.Client) Option {
+	return func(o *options) error {
+		if hc == nil {
+			return errors.New("http client is nil")
+		}
+		o.httpClient = hc
+		return nil
+	}
+}
+
+// WithTimeout bounds each HTTP attempt (default 10s).
+func WithTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return errors.New("timeout must be positive")
+		}
+		o.timeout = d
+		return nil
+	}
+}
+
+// WithMaxConns sizes the keep-alive pool to n connections per host, which
+// should match the caller's concurrency. Ignored with WithHTTPClient.
+func WithMaxConns(n int) Option {
+	return func(o *options) error {
+		if n <= 0 {
+			return errors.New("max conns must be positive")
+		}
+		o.maxConns = n
+		return nil
+	}
+}
+
+// WithAppAuth signs every request with KooDrive's app authentication
+// (HMAC-SHA256). userID is the X-User-Id, the KooDrive user the app acts as.
+func WithAppAuth(appID string, secret Secret, userID string) Option {
+	return func(o *options) error {
+		if appID == "" || secret == "" || userID == "" {
+			return errors.New("app auth needs app id, app secret and user id")
+		}
+		o.auth = func(next http.RoundTripper) http.RoundTripper {
+			return &AppAuth{AppID: appID, Secret: secret, UserID: userID, Next: next}
+		}
+		return nil
+	}
+}
+
+// WithBearer authenticates with a bearer token from ts (use
+// oauth2.StaticTokenSource for a fixed token). After a 401 the token is
+// fetched again once and the request retried.
+func WithBearer(ts TokenSource) Option {
+	return func(o *options) error {
+		if ts == nil {
+			return errors.New("token source is nil")
+		}
+		o.auth = func(next http.RoundTripper) http.RoundTripper {
+			return &BearerAuth{Source: ts, Next: next}
+		}
+		return nil
+	}
+}
+
+// WithLanguage sets the language header (default en-US).
+func WithLanguage(lang string) Option {
+	return func(o *options) error {
+		if lang == "" || strings.ContainsAny(lang, "\r\n") {
+			return fmt.Errorf("invalid language %q", lang)
+		}
+		o.language = lang
+		return nil
+	}
+}
+
+// WithAlreadyExistsCodes replaces the envelope codes that mean "user already
+// exists" on create.
+func WithAlreadyExistsCodes(codes ...string) Option {
+	return func(o *options) error { o.alreadyExistsCodes = codes; return nil }
+}
+
+// WithNotFoundCodes replaces the envelope codes that mean "not found".
+func WithNotFoundCodes(codes ...string) Option {
+	return func(o *options) error { o.notFoundCodes = codes; return nil }
+}
+
+// WithAuthCodes adds envelope codes that mean the credentials were refused.
+func WithAuthCodes(codes ...string) Option {
+	return func(o *options) error { o.authCodes = codes; return nil }
+}
+
+// WithRetryableCodes adds envelope codes that mean "try again later".
+func WithRetryableCodes(codes ...string) Option {
+	return func(o *options) error { o.retryableCodes = codes; return nil }
+}
+
+// NewClient returns a client for the endpoint given by WithBaseURL.
+func NewClient(opts ...Option) (*Client, error) {
+	o := options{
+		alreadyExistsCodes: DefaultAlreadyExistsCodes,
+		notFoundCodes:      DefaultNotFoundCodes,
+	}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, fmt.Errorf("kdapi: %w", err)
+		}
+	}
+	if o.baseURL == "" {
+		return nil, errors.New("kdapi: base URL is required")
+	}
+	if o.auth == nil {
+		return nil, errors.New("kdapi: authentication is required (WithAppAuth or WithBearer)")
+	}
+	base, _ := url.Parse(o.baseURL) // validated by WithBaseURL
+	base.Path = strings.TrimRight(base.Path, "/") + APIPath + "/"
+	base.RawPath = ""
+
+	var hc http.Client
+	if o.httpClient != nil {
+		hc = *o.httpClient
+	} else {
+		hc.Timeout = DefaultTimeout
+	}
+	if o.timeout > 0 {
+		hc.Timeout = o.timeout
+	}
+	next := hc.Transport
+	if next == nil {
+		next = newTransport(o.maxConns)
+	}
+	hc.Transport = o.auth(next)
+	if o.language == "" {
+		o.language = DefaultLanguage
+	}
+	return &Client{
+		http:               &hc,
+		base:               base,
+		language:           o.language,
+		alreadyExistsCodes: set(o.alreadyExistsCodes),
+		notFoundCodes:      set(o.notFoundCodes),
+		authCodes:          set(o.authCodes),
+		retryableCodes:     set(o.retryableCodes),
+	}, nil
+}
+
+// newTransport is a keep-alive pool sized for n concurrent calls.
+func newTransport(n int) *http.Transport {
+	if n <= 0 {
+		n = 64
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = n * 2
+	t.MaxIdleConnsPerHost = n
+	t.IdleConnTimeout = 90 * time.Second
+	t.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	return t
+}
+
+func set(codes []string) map[string]struct{} {
+	m := make(map[string]struct{}, len(codes))
+	for _, c := range codes {
+		m[normalizeCode(c)] = struct{}{}
+	}
+	return m
+}
+
+// BaseURL returns the URL endpoints are resolved against (ending in
+// /koodrive/ose/v1/).
+func (c *Client) BaseURL() string { return c.base.String() }
+
+type traceKey struct{}
+
+// WithTraceID returns a context whose requests carry an X-Traceid derived
+// from id (typically the event id), so a KooDrive call can be traced back to
+// the event that caused it. See TraceID.
+func WithTraceID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, traceKey{}, TraceID(id))
+}
+
+// TraceID derives the 58-character X-Traceid kdsync sends for an event id:
+// the first 58 hex digits of SHA-256(id). KooDrive documents the header as 58
+// characters; hashing keeps any id within that form.
+func TraceID(id string) string {
+	s := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(s[:])[:58]
+}
+
+// NewRequest builds a request for path (relative to /koodrive/ose/v1/, no
+// leading slash) with body encoded as JSON when non-nil.
+func (c *Client) NewRequest(ctx context.Context, method, path string, query url.Values, body any) (*http.Request, error) {
+	if strings.HasPrefix(path, "/") || strings.Contains(path, "..") {
+		return nil, fmt.Errorf("kdapi: invalid path %q", path)
+	}
+	u := *c.base
+	u.Path += path
+	u.RawPath = ""
+	if len(query) > 0 {
+		u.RawQuery = query.Encode()
+	}
+	var r io.Reader
+	var buf []byte
+	if body != nil {
+		var err error
+		buf, err = json.Marshal(body)
+		if err != nil {
+			return nil, fmt.Errorf("kdapi: encode %s %s: %w", method, path, err)
+		}
+		r = bytes.NewReader(buf)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), r)
+	if err != nil {
+		return nil, fmt.Errorf("kdapi: %s %s: %w", method, path, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json;charset=UTF-8")
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("language", c.language)
+	if id, ok := ctx.Value(traceKey{}).(string); ok {
+		req.Header.Set("X-Traceid", id)
+	}
+	return req, nil
+}
+
+// envelope is KooDrive's response wrapper. Payloads sit under data, list or
+// at the top level depending on the endpoint.
+type envelope struct {
+	Code  Code            `json:"code"`
+	Msg   string          `json:"msg"`
+	Data  json.RawMessage `json:"data"`
+	List  json.RawMessage `json:"list"`
+	Total *FlexInt64      `json:"total"`
+}
+
+// Response is KooDrive's answer to a successful call.
+type Response struct {
+	HTTPStatus int
+	// Body is the raw response body (at most 1 MiB).
+	Body []byte
+	env  envelope
+}
+
+// Do sends req and checks the answer with CheckResponse. On success it
+// returns the response; the payload is decoded by the endpoint method.
+func (c *Client) Do(req *http.Request) (*Response, error) {
+	resp, err := c.http.Do(req)
+	if err != nil {
+		// The context's error is the more useful one when it ended.
+		if ctxErr := req.Context().Err(); ctxErr != nil {
+			return nil, fmt.Errorf("kdapi: %s %s: %w", req.Method, req.URL.Path, ctxErr)
+		}
+		return nil, &TransportError{Method: req.Method, Path: req.URL.Path, Err: stripURL(err)}
+	}
+	defer resp.Body.Close()
+	return c.checkResponse(req, resp)
+}
+
+// checkResponse reads at most 1 MiB of the body and maps a non-2xx status or
+// a non-zero envelope code to an *APIError.
+func (c *Client) checkResponse(req *http.Request, resp *http.Response) (*Response, error) {
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBodySize+1))
+	if err != nil {
+		return nil, &TransportError{Method: req.Method, Path: req.URL.Path, Err: fmt.Errorf("read body: %w", stripURL(err))}
+	}
+	// Drain what is left (bounded) so the connection is reused.
+	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+	tooLarge := len(body) > maxBodySize
+	if tooLarge {
+		body = body[:maxBodySize]
+	}
+	out := &Response{HTTPStatus: resp.StatusCode, Body: body}
+	var envErr error
+	if tooLarge {
+		envErr = fmt.Errorf("response body exceeds %d bytes", maxBodySize)
+	} else if len(bytes.TrimSpace(body)) > 0 {
+		envErr = json.Unmarshal(body, &out.env)
+	}
+	ok2xx := resp.StatusCode >= 200 && resp.StatusCode < 300
+	if ok2xx && envErr == nil && out.env.Code.IsZero() {
+		return out, nil
+	}
+	ae := &APIError{
+		HTTPStatus: resp.StatusCode,
+		Code:       string(out.env.Code),
+		Msg:        out.env.Msg,
+		Method:     req.Method,
+		Path:       req.URL.Path,
+		RetryAfter: ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
+	}
+	switch {
+	case ok2xx && envErr != nil:
+		// 2xx with a body that is not an envelope: KooDrive answered, but not
+		// with anything the client can trust.
+		ae.Msg = "malformed response: " + envErr.Error()
+		ae.Class = ClassPermanent
+	case ok2xx && len(bytes.TrimSpace(body)) == 0:
+		ae.Class = ClassPermanent
+		ae.Msg = "empty response body"
+	default:
+		if ae.Msg == "" && envErr != nil {
+			ae.Msg = http.StatusText(resp.StatusCode)
+		}
+		ae.Class = c.classify(resp.StatusCode, normalizeCode(ae.Code))
+	}
+	return nil, ae
+}
+
+// Code is the envelope's code, which KooDrive sends as a JSON number on some
+// endpoints and a string on others. It holds the text, normalised so that 0,
+// "0" and "00" compare equal.
+type Code string
+
+// UnmarshalJSON accepts a JSON number, a string or null.
+func (c *Code) UnmarshalJSON(b []byte) error {
+	s, err := flexText(b)
+	if err != nil {
+		return fmt.Errorf("code: %w", err)
+	}
+	*c = Code(normalizeCode(s))
+	return nil
+}
+
+// IsZero reports whether the code means success: 0 or absent.
+func (c Code) IsZero() bool { return c == "" || c == "0" }
+
+func normalizeCode(s string) string {
+	s = strings.TrimSpace(s)
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return strconv.FormatInt(n, 10)
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil && f == float64(int64(f)) {
+		return strconv.FormatInt(int64(f), 10)
+	}
+	return s
+}
+
+// flexText returns the text of a JSON string or number; null is "".
+func flexText(b []byte) (string, error) {
+	b = bytes.TrimSpace(b)
+	switch {
+	case len(b) == 0 || string(b) == "null":
+		return "", nil
+	case b[0] == '"':
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return "", err
+		}
+		return s, nil
+	case b[0] == '-' || b[0] >= '0' && b[0] <= '9':
+		var n json.Number
+		if err := json.Unmarshal(b, &n); err != nil {
+			return "", err
+		}
+		return n.String(), nil
+	}
+	return "", fmt.Errorf("want a string or a number, got %.20s", b)
+}
+
+// FlexInt64 is an integer KooDrive may send as a JSON number or a string.
+type FlexInt64 int64
+
+// UnmarshalJSON accepts a number, a numeric string, "" or null (zero).
+func (n *FlexInt64) UnmarshalJSON(b []byte) error {
+	s, err := flexText(b)
+	if err != nil {
+		return err
+	}
+	if s == "" {
+		*n = 0
+		return nil
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return fmt.Errorf("integer %q: %w", s, err)
+	}
+	*n = FlexInt64(v)
+	return nil
+}
+
+// FlexString is an identifier KooDrive may send as a JSON string or number.
+type FlexString string
+
+// UnmarshalJSON accepts a string, a number or null.
+func (s *FlexString) UnmarshalJSON(b []byte) error {
+	t, err := flexText(b)
+	if err != nil {
+		return err
+	}
+	*s = FlexString(t)
+	return nil
+}
+
+// redactURL drops user info and the query, where secrets could hide.
+func redactURL(u *url.URL) string {
+	c := *u
+	c.User = nil
+	c.RawQuery = ""
+	c.Fragment = ""
+	return c.String()
+}
+
+// stripURL replaces a *url.Error's URL by its path so that no query string
+// reaches an error message.
+func stripURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if p, perr := url.Parse(ue.URL); perr == nil {
+			return &url.Error{Op: ue.Op, URL: redactURL(p), Err: ue.Err}
+		}
+	}
+	return err
+}
