@@ -75,9 +75,7 @@ func (a *AppAuth) RoundTrip(req *http.Request) (*http.Response, error) {
 		Method:  r.Method,
 		Path:    r.URL.Path,
 		Query:   r.URL.Query(),
-		Host:    host,
-		XDate:   xdate,
-		XUserID: a.UserID,
+		Headers: []Header{{"host", host}, {"x-date", xdate}, {"x-user-id", a.UserID}},
 		Body:    body,
 	})
 	r.Header.Set("Authorization", AuthorizationHeader(a.AppID, sig))
@@ -191,4 +189,3 @@ func readBody(req *http.Request) ([]byte, error) {
 	}
 	return b, nil
 }
-

@@ -18,20 +18,46 @@ const Algorithm = "HMAC-SHA256"
 // for example 20240831T143829Z.
 const DateFormat = "20060102T150405Z"
 
-// SignedHeaders lists the headers kdsync signs, in the order KooDrive's
-// example uses: lower-case names joined by ';'.
+// SignedHeaders lists the headers the client signs: lower-case names in
+// character-code order joined by ';', as in KooDrive's example.
 const SignedHeaders = "host;x-date;x-user-id"
 
-// SigningInput is what a signature covers. Host, XDate and XUserID are the
-// values of the signed headers.
+// Header is one signed header: a lower-case name and its value.
+type Header struct {
+	Name  string
+	Value string
+}
+
+// SigningInput is what a signature covers.
 type SigningInput struct {
-	Method  string
-	Path    string // the absolute, unescaped URL path, e.g. /koodrive/ose/v1/users/42
-	Query   url.Values
-	Host    string
-	XDate   string
-	XUserID string
+	Method string
+	Path   string // the absolute, unescaped URL path, e.g. /koodrive/ose/v1/users/42
+	Query  url.Values
+	// Headers are the signed headers, lower-case names sorted in
+	// character-code order (see SortHeaders). The client signs host, x-date
+	// and x-user-id; a verifier passes whatever SignedHeaders named.
+	Headers []Header
 	Body    []byte
+}
+
+// SortHeaders lower-cases the names and sorts hs by name, in place.
+func SortHeaders(hs []Header) {
+	for i := range hs {
+		hs[i].Name = strings.ToLower(hs[i].Name)
+	}
+	sort.Slice(hs, func(i, j int) bool { return hs[i].Name < hs[j].Name })
+}
+
+// SignedHeaderNames joins the header names with ';'.
+func SignedHeaderNames(hs []Header) string {
+	var b strings.Builder
+	for i, h := range hs {
+		if i > 0 {
+			b.WriteByte(';')
+		}
+		b.WriteString(h.Name)
+	}
+	return b.String()
 }
 
 // CanonicalRequest builds the canonical request of KooDrive's "App-based
@@ -55,14 +81,14 @@ func CanonicalRequest(in SigningInput) string {
 	b.WriteByte('\n')
 	b.WriteString(canonicalQuery(in.Query))
 	b.WriteByte('\n')
-	b.WriteString("host:")
-	b.WriteString(strings.TrimSpace(in.Host))
-	b.WriteString("\nx-date:")
-	b.WriteString(strings.TrimSpace(in.XDate))
-	b.WriteString("\nx-user-id:")
-	b.WriteString(strings.TrimSpace(in.XUserID))
-	b.WriteString("\n\n")
-	b.WriteString(SignedHeaders)
+	for _, h := range in.Headers {
+		b.WriteString(h.Name)
+		b.WriteByte(':')
+		b.WriteString(strings.TrimSpace(h.Value))
+		b.WriteByte('\n')
+	}
+	b.WriteByte('\n')
+	b.WriteString(SignedHeaderNames(in.Headers))
 	b.WriteByte('\n')
 	b.WriteString(hexSHA256(in.Body))
 	return b.String()
