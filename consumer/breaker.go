@@ -1,0 +1,100 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+)
+
+// breaker trips when KooDrive fails for everyone. While it is open, lanes
+// wait and one probe attempt goes through every BreakerProbe; the pull loop
+// stops pulling until it closes.
+type breaker struct {
+	cb    *gobreaker.TwoStepCircuitBreaker[struct{}]
+	probe time.Duration
+
+	mu       sync.Mutex
+	openCh   chan struct{} // closed when the breaker opens
+	closedCh chan struct{} // closed when it closes again
+}
+
+func newBreaker(o Options, log *slog.Logger, obs Observer) *breaker {
+	b := &breaker{probe: o.BreakerProbe, openCh: make(chan struct{}), closedCh: make(chan struct{})}
+	close(b.closedCh)
+	b.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:         "koodrive",
+		MaxRequests:  1,
+		Interval:     o.BreakerWindow,
+		BucketPeriod: o.BreakerWindow / 10,
+		Timeout:      o.BreakerProbe,
+		ReadyToTrip: func(n gobreaker.Counts) bool {
+			return n.Requests >= o.BreakerMinRequests &&
+				float64(n.TotalFailures) >= o.BreakerFailureRatio*float64(n.Requests)
+		},
+		// Only transient failures count against KooDrive: a refused bad
+		// request is KooDrive working.
+		IsSuccessful: func(err error) bool { return err == nil || !retryable(err) },
+		IsExcluded:   func(err error) bool { return errors.Is(err, context.Canceled) },
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			log.Info("breaker state changed", "from", from.String(), "to", to.String())
+			obs.BreakerState(int(to))
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			switch to {
+			case gobreaker.StateOpen:
+				select {
+				case <-b.openCh:
+				default:
+					close(b.openCh)
+					b.closedCh = make(chan struct{})
+				}
+			case gobreaker.StateClosed:
+				select {
+				case <-b.closedCh:
+				default:
+					close(b.closedCh)
+					b.openCh = make(chan struct{})
+				}
+			}
+		},
+	})
+	return b
+}
+
+// opened returns a channel closed once the breaker is open.
+func (b *breaker) opened() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.openCh
+}
+
+// closed returns a channel closed once the breaker is closed.
+func (b *breaker) closed() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closedCh
+}
+
+// acquire returns when an attempt may go through: at once while the
+// breaker is closed; while it is open, when it closes or this caller gets
+// to be the one probe. done reports the attempt's result.
+func (b *breaker) acquire(ctx context.Context) (done func(error), err error) {
+	for {
+		if done, err := b.cb.Allow(); err == nil {
+			return done, nil
+		}
+		t := time.NewTimer(min(b.probe, time.Second))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-b.closed():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}

@@ -1,0 +1,106 @@
+package consumer
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// ConnectOptions say how to reach NATS.
+type ConnectOptions struct {
+	// URLs, comma-separated or several; default nats://127.0.0.1:4222.
+	URLs      string
+	Name      string
+	CredsFile string // a .creds file (JWT + nkey seed)
+	NKeyFile  string // an nkey seed file
+	Token     string
+	User      string
+	Password  string
+	// TLS: a CA to trust and an optional client certificate.
+	CAFile   string
+	CertFile string
+	KeyFile  string
+	// ReconnectWait is the base wait between reconnects (jittered);
+	// default 2s. kdsync reconnects forever.
+	ReconnectWait time.Duration
+}
+
+// Connect dials NATS with reconnects forever and logs connection changes.
+func Connect(o ConnectOptions, log *slog.Logger, onChange func(connected bool)) (*nats.Conn, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if o.URLs == "" {
+		o.URLs = nats.DefaultURL
+	}
+	if o.Name == "" {
+		o.Name = "kdsync"
+	}
+	if o.ReconnectWait == 0 {
+		o.ReconnectWait = 2 * time.Second
+	}
+	if (o.CertFile == "") != (o.KeyFile == "") {
+		return nil, errors.New("nats: a client certificate needs both cert and key files")
+	}
+	if o.CredsFile != "" && o.NKeyFile != "" {
+		return nil, errors.New("nats: give a creds file or an nkey file, not both")
+	}
+	if onChange == nil {
+		onChange = func(bool) {}
+	}
+	opts := []nats.Option{
+		nats.Name(o.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(o.ReconnectWait),
+		nats.ReconnectJitter(500*time.Millisecond, 2*time.Second),
+		nats.RetryOnFailedConnect(false),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			onChange(false)
+			if err != nil {
+				log.Warn("NATS disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			onChange(true)
+			log.Info("NATS reconnected", "server", nc.ConnectedUrlRedacted())
+		}),
+		nats.ClosedHandler(func(*nats.Conn) { onChange(false) }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			log.Warn("NATS async error", "err", err)
+		}),
+	}
+	if o.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(o.CredsFile))
+	}
+	if o.NKeyFile != "" {
+		opt, err := nats.NkeyOptionFromSeed(o.NKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("nats: nkey file: %w", err)
+		}
+		opts = append(opts, opt)
+	}
+	if o.Token != "" {
+		opts = append(opts, nats.Token(o.Token))
+	}
+	if o.User != "" {
+		opts = append(opts, nats.UserInfo(o.User, o.Password))
+	}
+	if o.CAFile != "" {
+		opts = append(opts, nats.RootCAs(o.CAFile))
+	}
+	if o.CertFile != "" {
+		opts = append(opts, nats.ClientCert(o.CertFile, o.KeyFile))
+	}
+	urls := strings.Join(strings.Fields(strings.ReplaceAll(o.URLs, ",", " ")), ",")
+	nc, err := nats.Connect(urls, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("nats: connect: %w", err)
+	}
+	onChange(true)
+	log.Info("NATS connected", "server", nc.ConnectedUrlRedacted())
+	return nc, nil
+}

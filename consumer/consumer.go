@@ -1,0 +1,353 @@
+// Package consumer runs kdsync's pipeline: a durable JetStream pull consumer
+// whose events are applied to KooDrive in per-user lanes.
+//
+// Ordering rule: events of one user (the last token of the subject) are
+// applied strictly in stream order. Each user has a lane that works its
+// events one at a time, in stream-sequence order; a lane that retries blocks
+// only its own user, and no later event of that user overtakes it. Lanes of
+// different users run in parallel; Options.Concurrency bounds how many
+// KooDrive calls are under way at once.
+//
+// Across redeliveries and restarts order is kept by two means. A KV bucket
+// holds, per user, the stream sequence of the last finished event (the
+// watermark, written with compare-and-set before the ack): anything at or
+// below it is a duplicate and is skipped without calling KooDrive. And at
+// start the consumer reads the range of messages delivered but not yet
+// acknowledged by an earlier run: a user with such an orphan waits until it
+// comes back, so a newer event never runs ahead of an older one that a crash
+// left unacknowledged.
+//
+// Every event ends in exactly one outcome, stored before the ack: applied,
+// skipped or deadlettered. Transient KooDrive failures are retried with
+// exponential backoff for Options.RetryBudget and are never dead-lettered
+// before it runs out; when KooDrive fails for everyone a circuit breaker
+// stops pulling and probes at a slow rate.
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kdsync/kdsync/handlers"
+)
+
+// Options configure a Consumer. Zero values take the defaults below.
+type Options struct {
+	// Conn is the NATS connection; the caller owns it (see Connect).
+	Conn *nats.Conn
+
+	Stream         string   // default IDENTITY
+	StreamSubjects []string // subjects of a stream kdsync creates; default identity.>
+	Consumer       string   // durable name; default kdsync
+	Filter         string   // default identity.employee.>
+	// Manage creates or updates the stream, consumer, outcome and DLQ
+	// streams and KV bucket. When false they must exist and are bound as
+	// they are.
+	Manage bool
+	// Replicas for the streams and bucket kdsync creates; default 1.
+	Replicas int
+	// MaxMsgSize of a stream kdsync creates; default 1 MiB.
+	MaxMsgSize int32
+
+	OutcomeStream string // default KDSYNC_OUTCOMES
+	OutcomePrefix string // default kdsync.outcome
+	DLQStream     string // default KDSYNC_DLQ
+	DLQPrefix     string // default kdsync.dlq
+	StateBucket   string // default KDSYNC_STATE
+	// OutcomeMaxAge bounds how long outcomes are kept; default 7 days.
+	OutcomeMaxAge time.Duration
+	// DedupWindow of the outcome stream, within which a redelivered event's
+	// second outcome is dropped; default 1h.
+	DedupWindow time.Duration
+
+	// Concurrency bounds KooDrive calls under way at once; default 64.
+	Concurrency int
+	// MaxAckPending bounds events held unacknowledged; default 4096.
+	MaxAckPending int
+	// PullBatch is the pull batch size; default 256.
+	PullBatch int
+	// AckWait is the server's redelivery timer; in-progress signals keep
+	// events being worked alive. Default 30s.
+	AckWait time.Duration
+
+	// RetryBudget is how long an event's transient failures are retried
+	// before it is dead-lettered; default 6h.
+	RetryBudget time.Duration
+	// RetryInitial and RetryMax shape the exponential backoff; defaults
+	// 200ms and 1m.
+	RetryInitial time.Duration
+	RetryMax     time.Duration
+
+	// BreakerMinRequests and BreakerFailureRatio trip the breaker: over the
+	// last BreakerWindow, at least that many attempts of which at least
+	// that share failed transiently. Defaults 20, 0.5, 30s.
+	BreakerMinRequests  uint32
+	BreakerFailureRatio float64
+	BreakerWindow       time.Duration
+	// BreakerProbe is how often an open breaker lets one attempt through;
+	// default 5s.
+	BreakerProbe time.Duration
+
+	// ShutdownTimeout bounds the graceful stop; default 20s.
+	ShutdownTimeout time.Duration
+
+	Handler *handlers.Handler
+	Decoder handlers.Decoder
+
+	// Injected dependencies.
+	Logger   *slog.Logger
+	Observer Observer
+}
+
+func (o *Options) setDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&o.Stream, "IDENTITY")
+	def(&o.Consumer, "kdsync")
+	def(&o.Filter, "identity.employee.>")
+	def(&o.OutcomeStream, "KDSYNC_OUTCOMES")
+	def(&o.OutcomePrefix, "kdsync.outcome")
+	def(&o.DLQStream, "KDSYNC_DLQ")
+	def(&o.DLQPrefix, "kdsync.dlq")
+	def(&o.StateBucket, "KDSYNC_STATE")
+	if len(o.StreamSubjects) == 0 {
+		o.StreamSubjects = []string{"identity.>"}
+	}
+	defD := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	defD(&o.OutcomeMaxAge, 7*24*time.Hour)
+	defD(&o.DedupWindow, time.Hour)
+	defD(&o.AckWait, 30*time.Second)
+	defD(&o.RetryBudget, 6*time.Hour)
+	defD(&o.RetryInitial, 200*time.Millisecond)
+	defD(&o.RetryMax, time.Minute)
+	defD(&o.BreakerWindow, 30*time.Second)
+	defD(&o.BreakerProbe, 5*time.Second)
+	defD(&o.ShutdownTimeout, 20*time.Second)
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	if o.MaxMsgSize == 0 {
+		o.MaxMsgSize = 1 << 20
+	}
+	if o.Concurrency == 0 {
+		o.Concurrency = 64
+	}
+	if o.MaxAckPending == 0 {
+		o.MaxAckPending = 4096
+	}
+	if o.PullBatch == 0 {
+		o.PullBatch = 256
+	}
+	if o.BreakerMinRequests == 0 {
+		o.BreakerMinRequests = 20
+	}
+	if o.BreakerFailureRatio == 0 {
+		o.BreakerFailureRatio = 0.5
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
+	}
+}
+
+func (o *Options) validate() error {
+	var errs []error
+	if o.Conn == nil {
+		errs = append(errs, errors.New("Conn is required"))
+	}
+	if o.Handler == nil || o.Handler.Users == nil {
+		errs = append(errs, errors.New("Handler with Users is required"))
+	}
+	if o.Concurrency < 1 {
+		errs = append(errs, fmt.Errorf("concurrency %d: must be at least 1", o.Concurrency))
+	}
+	if o.MaxAckPending < o.Concurrency {
+		errs = append(errs, fmt.Errorf("max ack pending %d: must be at least the concurrency %d", o.MaxAckPending, o.Concurrency))
+	}
+	if o.PullBatch < 1 {
+		errs = append(errs, fmt.Errorf("pull batch %d: must be at least 1", o.PullBatch))
+	}
+	if o.Replicas < 1 || o.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("replicas %d: must be 1 to 5", o.Replicas))
+	}
+	for name, d := range map[string]time.Duration{
+		"ack wait": o.AckWait, "retry budget": o.RetryBudget, "retry initial": o.RetryInitial,
+		"retry max": o.RetryMax, "breaker window": o.BreakerWindow, "breaker probe": o.BreakerProbe,
+		"shutdown timeout": o.ShutdownTimeout, "dedup window": o.DedupWindow, "outcome max age": o.OutcomeMaxAge,
+	} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("%s %s: must not be negative", name, d))
+		}
+	}
+	if o.AckWait < time.Second {
+		errs = append(errs, fmt.Errorf("ack wait %s: must be at least 1s", o.AckWait))
+	}
+	if o.BreakerFailureRatio <= 0 || o.BreakerFailureRatio > 1 {
+		errs = append(errs, fmt.Errorf("breaker failure ratio %g: must be in (0, 1]", o.BreakerFailureRatio))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("consumer: invalid options: %w", err)
+	}
+	return nil
+}
+
+// Consumer is kdsync's pipeline. Create it with New, run it with Run.
+type Consumer struct {
+	opts Options
+	log  *slog.Logger
+	obs  Observer
+	js   jetstream.JetStream
+	kv   jetstream.KeyValue
+	cons jetstream.Consumer
+
+	sem     chan struct{} // bounds KooDrive calls under way
+	breaker *breaker
+
+	mu       sync.Mutex
+	lanes    map[string]*lane
+	orphans  map[string][]uint64 // per user, sorted sequences left unacked by an earlier run
+	orphanBy time.Time           // orphans are released after this time
+	wm       map[string]*watermark
+	inflight int
+	ready    bool
+
+	laneWG sync.WaitGroup
+	// stopping is cancelled when shutdown starts: backoff sleeps and
+	// breaker waits end, no new event starts.
+	stopping context.Context
+	stop     context.CancelFunc
+	// hard is cancelled when the shutdown deadline passes: calls under way
+	// are abandoned.
+	hard     context.Context
+	hardStop context.CancelFunc
+}
+
+// New validates opts and returns a Consumer. It connects to nothing.
+func New(opts Options) (*Consumer, error) {
+	opts.setDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	c := &Consumer{
+		opts:  opts,
+		log:   opts.Logger,
+		obs:   opts.Observer,
+		sem:   make(chan struct{}, opts.Concurrency),
+		lanes: make(map[string]*lane),
+		wm:    make(map[string]*watermark),
+	}
+	c.breaker = newBreaker(opts, c.log, c.obs)
+	return c, nil
+}
+
+// Ready reports whether the consumer is bound and not shutting down, for a
+// readiness probe.
+func (c *Consumer) Ready() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ready && c.opts.Conn.IsConnected()
+}
+
+// Stats is a snapshot for gauges.
+type Stats struct {
+	Lanes    int // users with events held
+	InFlight int // events held, unacknowledged
+	Oldest   time.Duration
+}
+
+// Stats returns the current lane figures.
+func (c *Consumer) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := Stats{Lanes: len(c.lanes), InFlight: c.inflight}
+	now := time.Now()
+	for _, l := range c.lanes {
+		if len(l.queue) > 0 {
+			if age := now.Sub(l.queue[0].received); age > s.Oldest {
+				s.Oldest = age
+			}
+		}
+		if l.current != nil {
+			if age := now.Sub(l.current.received); age > s.Oldest {
+				s.Oldest = age
+			}
+		}
+	}
+	return s
+}
+
+// JetStreamConsumer returns the bound consumer (nil before Run binds it),
+// for lag gauges from its Info.
+func (c *Consumer) JetStreamConsumer() jetstream.Consumer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cons
+}
+
+// Run binds the streams and consumer, then works events until ctx is
+// cancelled, then shuts down gracefully: it stops pulling, lets calls under
+// way finish within ShutdownTimeout, and Naks what remains so it comes back
+// in order. It returns nil after a clean shutdown.
+func (c *Consumer) Run(ctx context.Context) error {
+	js, err := jetstream.New(c.opts.Conn)
+	if err != nil {
+		return fmt.Errorf("consumer: jetstream: %w", err)
+	}
+	c.js = js
+	if err := c.setup(ctx); err != nil {
+		return err
+	}
+	if err := c.scanOrphans(ctx); err != nil {
+		return err
+	}
+	c.stopping, c.stop = context.WithCancel(context.WithoutCancel(ctx))
+	c.hard, c.hardStop = context.WithCancel(context.WithoutCancel(ctx))
+	defer c.hardStop()
+
+	tick := newTicker(c)
+	go tick.run(c.stopping)
+
+	c.mu.Lock()
+	c.ready = true
+	c.mu.Unlock()
+	c.log.Info("consumer started", "stream", c.opts.Stream, "consumer", c.opts.Consumer,
+		"filter", c.opts.Filter, "concurrency", c.opts.Concurrency)
+
+	pullErr := c.pull(ctx)
+
+	c.mu.Lock()
+	c.ready = false
+	c.mu.Unlock()
+	c.log.Info("consumer stopping: no more pulls, finishing events under way", "timeout", c.opts.ShutdownTimeout)
+	c.stop()
+	done := make(chan struct{})
+	go func() { c.laneWG.Wait(); close(done) }()
+	timer := time.NewTimer(c.opts.ShutdownTimeout)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		c.log.Warn("shutdown deadline passed: abandoning calls under way; their events will be redelivered")
+		c.hardStop()
+		<-done
+	}
+	tick.stopWait()
+	c.log.Info("consumer stopped")
+	return pullErr
+}

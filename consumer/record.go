@@ -1,0 +1,61 @@
+package consumer
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"slices"
+	"time"
+
+	"github.com/kdsync/kdsync/handlers"
+)
+
+// Record is what kdsync keeps per user in its KV bucket: the stream
+// sequence of the last event it finished (the watermark), the ids of the
+// last few events, and the KooDrive state it last applied. Events at or
+// below the watermark are skipped; the state is what reconciliation
+// compares KooDrive with.
+type Record struct {
+	Seq    uint64         `json:"seq"`
+	Recent []string       `json:"recent,omitempty"`
+	State  handlers.State `json:"state"`
+	At     time.Time      `json:"at"`
+}
+
+const recentIDs = 8
+
+func (r *Record) seen(id string) bool { return id != "" && slices.Contains(r.Recent, id) }
+
+func (r *Record) advance(seq uint64, id string, state *handlers.State, at time.Time) {
+	r.Seq = seq
+	r.At = at
+	if id != "" && !r.seen(id) {
+		r.Recent = append(r.Recent, id)
+		if len(r.Recent) > recentIDs {
+			r.Recent = r.Recent[len(r.Recent)-recentIDs:]
+		}
+	}
+	if state != nil {
+		r.State = r.State.Merge(*state)
+	}
+}
+
+func (r *Record) marshal() []byte {
+	b, _ := json.Marshal(r) // cannot fail: plain fields
+	return b
+}
+
+// KVKey maps a lane key (a user id) to a valid KV key. Digits pass as they
+// are; anything else is hashed, so no subject token can form a bad key.
+func KVKey(user string) string {
+	ok := user != "" && len(user) <= 128
+	for i := 0; ok && i < len(user); i++ {
+		c := user[i]
+		ok = c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '_'
+	}
+	if ok {
+		return "u." + user
+	}
+	s := sha256.Sum256([]byte(user))
+	return "h." + hex.EncodeToString(s[:16])
+}
