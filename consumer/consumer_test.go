@@ -1,0 +1,174 @@
+package consumer_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/kdsync/kdsync/checker"
+	"github.com/kdsync/kdsync/consumer"
+	"github.com/kdsync/kdsync/handlers"
+	"github.com/kdsync/kdsync/internal/harness"
+	"github.com/kdsync/kdsync/kdapi"
+	"github.com/kdsync/kdsync/kdsim"
+	"github.com/kdsync/kdsync/workload"
+)
+
+// env is one end-to-end setup: embedded NATS, the simulator, a client.
+type env struct {
+	t    *testing.T
+	nats *harness.NATS
+	sim  *harness.Sim
+	nc   *nats.Conn
+	kd   *kdapi.Client
+}
+
+func newEnv(t *testing.T, faults kdsim.Faults) *env {
+	t.Helper()
+	ns, err := harness.StartNATS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Stop)
+	sim, err := harness.StartSim(kdsim.Options{Faults: faults, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Close)
+	nc, err := nats.Connect(ns.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	kd, err := kdapi.NewClient(kdapi.WithBaseURL(sim.URL),
+		kdapi.WithAppAuth(harness.AppID, harness.AppSecret, harness.APIUserID),
+		kdapi.WithTimeout(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, nats: ns, sim: sim, nc: nc, kd: kd}
+}
+
+func (e *env) options() consumer.Options {
+	lvl := slog.LevelWarn
+	if testing.Verbose() {
+		lvl = slog.LevelInfo
+	}
+	return consumer.Options{
+		Conn:          e.nc,
+		Manage:        true,
+		Concurrency:   16,
+		MaxAckPending: 256,
+		PullBatch:     64,
+		AckWait:       3 * time.Second,
+		RetryInitial:  10 * time.Millisecond,
+		RetryMax:      200 * time.Millisecond,
+		BreakerProbe:  200 * time.Millisecond,
+		Handler:       &handlers.Handler{Users: e.kd},
+		Logger:        slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})),
+	}
+}
+
+// run starts a consumer and returns a function that stops it and waits.
+func (e *env) run(opts consumer.Options) (stop func()) {
+	e.t.Helper()
+	c, err := consumer.New(opts)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			e.t.Errorf("consumer run: %v", err)
+		}
+	}
+}
+
+func (e *env) generate(users, perUser int, seed uint64) []workload.Event {
+	e.t.Helper()
+	evs, err := workload.Generate(workload.Options{Users: users, EventsPerUser: perUser, Departments: e.sim.Departments(), Seed: seed})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return evs
+}
+
+func (e *env) publish(evs []workload.Event) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := harness.Publish(ctx, e.nc, "IDENTITY", evs); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) collect() *harness.Outcomes {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	o, err := harness.CollectOutcomes(ctx, e.nc, "KDSYNC_OUTCOMES")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(o.Stop)
+	return o
+}
+
+func (e *env) wait(o *harness.Outcomes, n int, d time.Duration) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	if err := o.WaitFor(ctx, n); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) check(evs []workload.Event, o *harness.Outcomes, hardDelete bool) *checker.Report {
+	e.t.Helper()
+	// Give late duplicates a moment to show.
+	time.Sleep(200 * time.Millisecond)
+	r := checker.Check(checker.Input{
+		Events:     harness.CheckerEvents(evs),
+		Effects:    e.sim.Effects(harness.UserIDs(evs)),
+		Outcomes:   o.All(),
+		Final:      e.sim.Final(),
+		HardDelete: hardDelete,
+	})
+	e.t.Log(r)
+	if !r.OK() {
+		e.t.Fatalf("checker: %s", r)
+	}
+	return r
+}
+
+func TestOrderUnderConcurrencyWithFaults(t *testing.T) {
+	e := newEnv(t, kdsim.Faults{
+		Latency:            time.Millisecond,
+		Jitter:             2 * time.Millisecond,
+		ErrorRate:          0.05,
+		ErrorStatuses:      []int{429, 500, 503},
+		RetryAfter:         time.Millisecond,
+		FailAfterWriteRate: 0.03,
+	})
+	evs := e.generate(200, 5, 42)
+	e.publish(evs)
+	stop := e.run(e.options())
+	o := e.collect()
+	e.wait(o, len(evs), 60*time.Second)
+	stop()
+	r := e.check(evs, o, false)
+	if len(r.Duplicated) == 0 {
+		t.Log("no duplicated effects despite fail-after-write faults")
+	}
+	st := e.sim.Stats()
+	if st.Faults["failAfterWrite"] == 0 || st.Faults["error503"]+st.Faults["error500"]+st.Faults["error429"] == 0 {
+		t.Fatalf("faults were not injected: %+v", st.Faults)
+	}
+}
