@@ -128,9 +128,15 @@ func Check(in Input) *Report {
 		case len(os) > 1:
 			r.OutcomeDuplicated = append(r.OutcomeDuplicated, ev.ID)
 		}
-		dead := os[0].Result == consumer.Deadlettered
-		if dead != ev.Bad {
-			r.WrongResult = append(r.WrongResult, fmt.Sprintf("%s:%s(%s)", ev.ID, os[0].Result, os[0].Error))
+		// A bad event must be dead-lettered; a good one applied, or skipped
+		// only when it needs no call.
+		res := os[0].Result
+		ok := res == consumer.Deadlettered
+		if !ev.Bad {
+			ok = res == consumer.Applied || res == consumer.Skipped && os[0].Reason == consumer.SkipNoop && expectedWrites(ev, in.HardDelete) == 0
+		}
+		if !ok {
+			r.WrongResult = append(r.WrongResult, fmt.Sprintf("%s:%s/%s(%s)", ev.ID, res, os[0].Reason, os[0].Error))
 		}
 	}
 

@@ -44,7 +44,7 @@ func (c *Consumer) process(l *lane, it *item) {
 				err = nil
 			}
 		}()
-		wm, err = c.loadWatermark(c.stopping, l.key)
+		wm, err = c.watermarkRetrying(l.key, it.seq)
 		if err != nil {
 			return err
 		}
@@ -93,11 +93,9 @@ func (c *Consumer) process(l *lane, it *item) {
 		return nil
 	}()
 	if err != nil {
-		// Shutdown (or the KV unreachable while stopping): the event and
-		// the lane behind it come back in order.
-		if !errors.Is(err, errShutdown) {
-			c.log.Warn("event not finished; it will be redelivered", "seq", it.seq, "err", err)
-		}
+		// Only on shutdown: the event and the lane behind it come back in
+		// order. While running, a lane never lets go of an event (a Nak
+		// would let the user's newer events overtake it).
 		c.nakRest(l, it)
 		c.mu.Lock()
 		c.inflight++ // runLane decrements for the current item
@@ -105,6 +103,28 @@ func (c *Consumer) process(l *lane, it *item) {
 		return
 	}
 	c.finish(l, it, ev, &out, wm, state)
+}
+
+// watermarkRetrying reads user's record, retrying while NATS is slow or
+// away, until it succeeds or the consumer stops (errShutdown).
+func (c *Consumer) watermarkRetrying(user string, seq uint64) (*watermark, error) {
+	wait := 100 * time.Millisecond
+	for {
+		wm, err := c.loadWatermark(c.stopping, user)
+		if err == nil {
+			return wm, nil
+		}
+		if c.stopping.Err() != nil {
+			return nil, errShutdown
+		}
+		c.log.Warn("reading the watermark failed; retrying", "user", user, "seq", seq, "err", err, "retry_in", wait)
+		select {
+		case <-c.stopping.Done():
+			return nil, errShutdown
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
 }
 
 // apply runs the handler with retries: transient failures back off

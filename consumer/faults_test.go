@@ -1,0 +1,306 @@
+package consumer_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kdsync/kdsync/checker"
+	"github.com/kdsync/kdsync/consumer"
+	"github.com/kdsync/kdsync/handlers"
+	"github.com/kdsync/kdsync/internal/harness"
+	"github.com/kdsync/kdsync/kdsim"
+	"github.com/kdsync/kdsync/workload"
+)
+
+// TestRestartMidBatch stops the consumer while events are under way and
+// starts a new one: what the first left is redelivered and applied once,
+// in order.
+func TestRestartMidBatch(t *testing.T) {
+	e := newEnv(t, kdsim.Faults{Latency: 2 * time.Millisecond, Jitter: 3 * time.Millisecond})
+	evs := e.generate(100, 6, 7)
+	e.publish(evs)
+	var o *harness.Outcomes
+	for round := range 3 {
+		stop := e.run(e.options())
+		if o == nil {
+			o = e.collect()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		want := (round + 1) * len(evs) / 4
+		if err := o.WaitFor(ctx, want); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		stop()
+		t.Logf("round %d: stopped after %d outcomes", round, o.Distinct())
+	}
+	stop := e.run(e.options())
+	e.wait(o, len(evs), 60*time.Second)
+	stop()
+	e.check(evs, o, false)
+}
+
+// TestServerRestartSameStore restarts the NATS server on its store while
+// the consumer works; the client reconnects and nothing is lost.
+func TestServerRestartSameStore(t *testing.T) {
+	e := newEnv(t, kdsim.Faults{Latency: time.Millisecond, Jitter: 2 * time.Millisecond})
+	evs := e.generate(100, 5, 11)
+	e.publish(evs)
+	stop := e.run(e.options())
+	o := e.collect()
+	e.wait(o, len(evs)/3, 30*time.Second)
+	if err := e.nats.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("server restarted after %d outcomes", o.Distinct())
+	e.wait(o, len(evs), 90*time.Second)
+	stop()
+	e.check(evs, o, false)
+}
+
+// TestShutdownDuringRetry stops the consumer while KooDrive is down and
+// events are retrying: they are Nak'd, not dead-lettered, and applied in
+// order by the next run once KooDrive is back.
+func TestShutdownDuringRetry(t *testing.T) {
+	e := newEnv(t, kdsim.Faults{})
+	evs := e.generate(20, 4, 3)
+	if err := e.sim.StartOutage(time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	e.publish(evs)
+	opts := e.options()
+	stop := e.run(opts)
+	o := e.collect()
+	// Let every lane fail a few times.
+	deadline := time.Now().Add(10 * time.Second)
+	for e.sim.Stats().Faults["outage"] < 40 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop()
+	if n := o.Distinct(); n != 0 {
+		t.Fatalf("%d outcomes while KooDrive was down; want none (retries, not dead letters)", n)
+	}
+	e.sim.StopOutage()
+	stop = e.run(e.options())
+	e.wait(o, len(evs), 60*time.Second)
+	stop()
+	r := e.check(evs, o, false)
+	if r.Events != len(evs) {
+		t.Fatalf("checked %d events", r.Events)
+	}
+}
+
+// TestBreakerOpensAndCloses takes KooDrive down for a while: the breaker
+// opens (few calls during the outage), then closes and everything is
+// applied.
+func TestBreakerOpensAndCloses(t *testing.T) {
+	e := newEnv(t, kdsim.Faults{})
+	evs := e.generate(200, 2, 5)
+	if err := e.sim.StartOutage(2 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	states := &breakerWatch{}
+	opts := e.options()
+	opts.Observer = states
+	e.publish(evs)
+	stop := e.run(opts)
+	o := e.collect()
+	e.wait(o, len(evs), 60*time.Second)
+	stop()
+	e.check(evs, o, false)
+	states.mu.Lock()
+	seen := states.states
+	states.mu.Unlock()
+	if len(seen) < 2 || seen[0] != 2 || seen[len(seen)-1] != 0 {
+		t.Fatalf("breaker states %v; want open (2) first and closed (0) last", seen)
+	}
+	// During a 2s outage with 200 users retrying from 10ms to 200ms, an
+	// unguarded pipeline makes thousands of calls; the breaker keeps it to
+	// the trip threshold plus a probe every 200ms.
+	if n := e.sim.Stats().Faults["outage"]; n > 400 {
+		t.Fatalf("%d calls during the outage; the breaker did not hold them back", n)
+	}
+}
+
+type breakerWatch struct {
+	mu     sync.Mutex
+	states []int
+}
+
+func (*breakerWatch) EventReceived() {}
+func (*breakerWatch) EventFinished(handlers.Action, consumer.Result, string, time.Duration, bool) {
+}
+func (*breakerWatch) Retry(string, time.Duration, bool) {}
+func (b *breakerWatch) BreakerState(s int) {
+	b.mu.Lock()
+	b.states = append(b.states, s)
+	b.mu.Unlock()
+}
+
+// TestBadInputDeadLettered sends every malformed class between good
+// events: each bad one is dead-lettered with its reason, the DLQ holds the
+// original unchanged, and the good ones flow.
+func TestBadInputDeadLettered(t *testing.T) {
+	e := newEnv(t, kdsim.Faults{})
+	good := e.generate(10, 3, 9)
+	type bad struct {
+		subject string
+		body    string
+		header  nats.Header
+		reason  string
+	}
+	valid := func(id, typ, user string) string {
+		return `{"specversion":"1.0","id":"` + id + `","source":"t","type":"` + typ + `","data":{"userId":"` + user + `","deptId":"1319678187126486147","role":1}}`
+	}
+	bads := []bad{
+		{"identity.employee.hired.900", `{"specversion":"1.0",`, nil, "malformed_json"},
+		{"identity.employee.hired.901", `[1,2]`, nil, "malformed_json"},
+		{"identity.employee.fired.902", valid("b3", "employee.fired", "902"), nil, "unknown_type"},
+		{"identity.employee.changed.903", valid("b4", "employee.hired", "903"), nil, "mismatch"},
+		{"identity.employee.hired.904", valid("b5", "employee.hired", "999"), nil, "mismatch"},
+		{"identity.employee.hired.905", `{"specversion":"1.0","id":"b6","source":"t","type":"employee.hired","data":{}}`, nil, "missing_field"},
+		{"identity.employee.hired.906", `{"specversion":"1.0","id":"b7","source":"t","type":"employee.hired","data":{"userId":"906","role":4}}`, nil, "invalid_field"},
+		{"identity.employee.hired.907", `{"specversion":"1.0","id":"b8","source":"t","type":"employee.hired","data":{"userId":"907","deptId":9223372036854775808}}`, nil, "invalid_field"},
+		{"identity.employee.hired.908", "{\"specversion\":\"1.0\",\"id\":\"b9\xff\"}", nil, "invalid_utf8"},
+		{"identity.employee.hired.909", `{"specversion":"1.0","id":"b10","source":"t","type":"employee.hired","data":{"userId":"909","pad":"` + strings.Repeat("x", 70<<10) + `"}}`, nil, "too_large"},
+		// A valid hire into a department KooDrive does not have.
+		{"identity.employee.hired.910", `{"specversion":"1.0","id":"b11","source":"t","type":"employee.hired","data":{"userId":"910","deptId":"42","role":1}}`, nil, "permanent"},
+		{"identity.employee.hired.911", `{"userId":"911","deptId":"1319678187126486147","role":1}`, nats.Header{"ce-specversion": {"1.0"}, "ce-id": {"b12"}, "ce-source": {"t"}, "ce-type": {"employee.hired"}}, "applied"},
+		{"identity.employee.hired.913", `{"specversion":"1.0","id":"b14","source":"t","type":"employee.hired","data":{"userId":"913","role":1}}`, nil, "missing_field"},
+		{"identity.employee.changed.912", `{"specversion":"1.0","id":"b13","source":"t","type":"employee.changed","data":{"userId":"912","status":0}}`, nil, "not_found"},
+	}
+
+	e.publish(good[:len(good)/2])
+	js, _ := jetstream.New(e.nc)
+	ctx := context.Background()
+	for _, b := range bads {
+		m := &nats.Msg{Subject: b.subject, Data: []byte(b.body), Header: b.header}
+		if _, err := js.PublishMsg(ctx, m); err != nil {
+			t.Fatalf("publish %s: %v", b.subject, err)
+		}
+	}
+	e.publish(good[len(good)/2:])
+
+	stop := e.run(e.options())
+	o := e.collect()
+	// Outcomes of bad input without an id are keyed by the empty id:
+	// count all outcomes instead.
+	deadline := time.Now().Add(30 * time.Second)
+	for len(o.All()) < len(good)+len(bads) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	all := o.All()
+	if len(all) != len(good)+len(bads) {
+		t.Fatalf("%d outcomes, want %d", len(all), len(good)+len(bads))
+	}
+	bySubject := map[string]consumer.Outcome{}
+	for _, out := range all {
+		bySubject[out.Subject] = out
+	}
+	for _, b := range bads {
+		out, ok := bySubject[b.subject]
+		if !ok {
+			t.Errorf("%s: no outcome", b.subject)
+			continue
+		}
+		if b.reason == "applied" {
+			if out.Result != consumer.Applied {
+				t.Errorf("%s: %s (%s), want applied", b.subject, out.Result, out.Error)
+			}
+			continue
+		}
+		if out.Result != consumer.Deadlettered || out.Reason != b.reason {
+			t.Errorf("%s: %s/%s (%s), want deadlettered/%s", b.subject, out.Result, out.Reason, out.Error, b.reason)
+		}
+		if out.Error == "" {
+			t.Errorf("%s: dead letter without an error message", b.subject)
+		}
+	}
+
+	// The DLQ holds the originals, byte for byte, with reason headers.
+	dlq, err := js.Stream(ctx, "KDSYNC_DLQ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := dlq.Info(ctx)
+	if want := uint64(len(bads) - 1); info.State.Msgs != want { // all but the binary-mode hire
+		t.Fatalf("DLQ holds %d messages, want %d", info.State.Msgs, want)
+	}
+	for seq := uint64(1); seq <= info.State.LastSeq; seq++ {
+		m, err := dlq.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		subj := m.Header.Get(consumer.HdrOriginalSubject)
+		var orig string
+		for _, b := range bads {
+			if b.subject == subj {
+				orig = b.body
+			}
+		}
+		if string(m.Data) != orig {
+			t.Errorf("DLQ copy of %s differs from the original", subj)
+		}
+		if m.Header.Get(consumer.HdrReason) == "" || m.Header.Get(consumer.HdrErrorClass) == "" || m.Header.Get(consumer.HdrOriginalSeq) == "" {
+			t.Errorf("DLQ copy of %s lacks reason headers: %v", subj, m.Header)
+		}
+	}
+
+	// The good events: applied and in order.
+	var goodOut []consumer.Outcome
+	for _, out := range all {
+		if strings.HasSuffix(out.Subject, ".900") || out.UserID >= "900" && len(out.UserID) == 3 {
+			continue
+		}
+		goodOut = append(goodOut, out)
+	}
+	r := checker.Check(checker.Input{
+		Events:   checkerEvents(good),
+		Effects:  e.sim.Effects(userIDs(good)),
+		Outcomes: goodOut,
+		Final:    filterFinal(e.sim.Final(), userIDs(good)),
+	})
+	if !r.OK() {
+		t.Fatal(r)
+	}
+	raw, _ := json.Marshal(bySubject["identity.employee.hired.906"])
+	t.Logf("a dead-letter outcome: %s", raw)
+}
+
+func checkerEvents(evs []workload.Event) []checker.Event {
+	out := make([]checker.Event, len(evs))
+	for i, e := range evs {
+		out[i] = e.Event
+	}
+	return out
+}
+
+func userIDs(evs []workload.Event) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, e := range evs {
+		if !seen[e.UserID] {
+			seen[e.UserID] = true
+			out = append(out, e.UserID)
+		}
+	}
+	return out
+}
+
+func filterFinal(all map[string]checker.UserState, ids []string) map[string]checker.UserState {
+	out := map[string]checker.UserState{}
+	for _, id := range ids {
+		if s, ok := all[id]; ok {
+			out[id] = s
+		}
+	}
+	return out
+}
