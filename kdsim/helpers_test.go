@@ -219,15 +219,6 @@ func createUser(t *testing.T, c *kdapi.Client, userID, dept, role string) {
 	}
 }
 
-func mustJSON(t *testing.T, v any) []byte {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // eventually polls cond for up to 3s.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
