@@ -2,6 +2,7 @@ package kdapi
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +22,18 @@ func (Secret) String() string { return "[redacted]" }
 
 // GoString redacts the secret in %#v.
 func (Secret) GoString() string { return `kdapi.Secret("[redacted]")` }
+
+// Format redacts the secret for every fmt verb. String alone would not do:
+// fmt uses it only for %v, %s, %q, %x and %X, and prints the raw value for
+// the others (%d gives "%!d(kdapi.Secret=<the secret>)"), also when the
+// Secret is a field of a struct being printed.
+func (s Secret) Format(f fmt.State, verb rune) {
+	if verb == 'v' && f.Flag('#') {
+		_, _ = io.WriteString(f, s.GoString())
+		return
+	}
+	_, _ = io.WriteString(f, "[redacted]")
+}
 
 // LogValue redacts the secret in log/slog output.
 func (Secret) LogValue() slog.Value { return slog.StringValue("[redacted]") }
@@ -60,10 +73,7 @@ func (a *AppAuth) RoundTrip(req *http.Request) (*http.Response, error) {
 	if a.Now != nil {
 		now = a.Now
 	}
-	r := req.Clone(req.Context())
-	if body != nil {
-		r.Body = io.NopCloser(bytes.NewReader(body))
-	}
+	r := cloneWithBody(req, body)
 	xdate := FormatDate(now())
 	host := r.Host
 	if host == "" {
@@ -107,9 +117,12 @@ func (b *BearerAuth) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
+	if b.Source == nil {
+		return nil, &APIError{Method: req.Method, Path: req.URL.Path, Msg: "no token source", Class: ClassAuth}
+	}
 	tok, err := b.token(nil)
 	if err != nil {
-		return nil, err
+		return nil, tokenError(req, err)
 	}
 	resp, err := b.send(req, body, tok)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
@@ -126,10 +139,7 @@ func (b *BearerAuth) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 func (b *BearerAuth) send(req *http.Request, body []byte, tok *oauth2.Token) (*http.Response, error) {
-	r := req.Clone(req.Context())
-	if body != nil {
-		r.Body = io.NopCloser(bytes.NewReader(body))
-	}
+	r := cloneWithBody(req, body)
 	r.Header.Set("Authorization", bearerValue(tok.AccessToken))
 	return next(b.Next).RoundTrip(r)
 }
@@ -144,15 +154,33 @@ func (b *BearerAuth) token(stale *oauth2.Token) (*oauth2.Token, error) {
 	}
 	t, err := b.Source.Token()
 	if err != nil {
-		// The source's error may quote the token endpoint's answer; keep it
-		// but never the token itself, which we do not have.
-		return nil, &TransportError{Method: "TOKEN", Path: "token source", Err: err}
+		return nil, err
 	}
 	if t == nil || t.AccessToken == "" {
-		return nil, &APIError{Method: "TOKEN", Path: "token source", Msg: "empty token", Class: ClassAuth}
+		return nil, errEmptyToken
 	}
 	b.tok = t
 	return t, nil
+}
+
+var errEmptyToken = errors.New("token source returned an empty token")
+
+// tokenError classifies a token source's failure for req. A token endpoint
+// that refused the client (400, 401, 403) or an empty token is an
+// authentication failure; anything else (the endpoint was unreachable or
+// failing) may pass and is retryable. The source's error may quote the token
+// endpoint's answer; it never holds the token, which was not issued.
+func tokenError(req *http.Request, err error) error {
+	var re *oauth2.RetrieveError
+	if err == errEmptyToken || errors.As(err, &re) && re.Response != nil &&
+		(re.Response.StatusCode == http.StatusBadRequest || re.Response.StatusCode == http.StatusUnauthorized || re.Response.StatusCode == http.StatusForbidden) {
+		status := 0
+		if re != nil {
+			status = re.Response.StatusCode
+		}
+		return &APIError{HTTPStatus: status, Method: req.Method, Path: req.URL.Path, Msg: truncate("token source: "+err.Error(), maxMsgLen), Class: ClassAuth}
+	}
+	return &TransportError{Method: req.Method, Path: req.URL.Path, Err: fmt.Errorf("token source: %w", stripURL(err))}
 }
 
 func bearerValue(tok string) string {
@@ -169,23 +197,53 @@ func next(rt http.RoundTripper) http.RoundTripper {
 	return rt
 }
 
-// readBody returns the request body's bytes without consuming req.Body,
-// using GetBody where the request has it.
+// readBody returns the request body's bytes, using GetBody where the request
+// has it, and closes req.Body as a RoundTripper must. The bytes are then
+// replayed by cloneWithBody, once per attempt.
 func readBody(req *http.Request) ([]byte, error) {
 	if req.Body == nil || req.Body == http.NoBody {
 		return nil, nil
 	}
+	defer req.Body.Close()
 	rc := req.Body
 	if req.GetBody != nil {
 		var err error
 		if rc, err = req.GetBody(); err != nil {
 			return nil, fmt.Errorf("kdapi: body: %w", err)
 		}
+		defer rc.Close()
 	}
-	defer rc.Close()
+	if n := req.ContentLength; n > 0 && n <= maxRequestBody {
+		// One allocation of the right size; the extra byte detects a body
+		// longer than announced.
+		b := make([]byte, n+1)
+		m, err := io.ReadFull(rc, b)
+		switch {
+		case err == io.ErrUnexpectedEOF && int64(m) == n:
+			return b[:m], nil
+		case err == nil:
+			return nil, fmt.Errorf("kdapi: body: longer than ContentLength %d", n)
+		default:
+			return nil, fmt.Errorf("kdapi: body: %w", err)
+		}
+	}
 	b, err := io.ReadAll(rc)
 	if err != nil {
 		return nil, fmt.Errorf("kdapi: body: %w", err)
 	}
 	return b, nil
+}
+
+// maxRequestBody bounds the buffer readBody sizes up front.
+const maxRequestBody = 1 << 20
+
+// cloneWithBody returns a clone of req (headers included, so the caller's
+// request is never modified) whose Body and GetBody replay body.
+func cloneWithBody(req *http.Request, body []byte) *http.Request {
+	r := req.Clone(req.Context())
+	if body != nil {
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	}
+	return r
 }

@@ -2,10 +2,15 @@
 // (/koodrive/ose/v1): users and departments, with both of KooDrive's
 // authentication modes as http.RoundTrippers and one typed error model.
 //
-// The client never logs. Every failure is returned as an *APIError (KooDrive
-// answered) or a *TransportError (it did not), and each matches one of the
-// class sentinels (ErrRetryable, ErrAuth, ErrNotFound, ErrAlreadyExists,
-// ErrPermanent) with errors.Is.
+// The client never logs. A failure is an *APIError (KooDrive answered, or an
+// authentication transport refused to send), a *TransportError (KooDrive did
+// not answer), or, for invalid arguments caught before anything is sent, an
+// error wrapping ErrPermanent. Each matches exactly one of the class
+// sentinels (ErrRetryable, ErrAuth, ErrNotFound, ErrAlreadyExists,
+// ErrPermanent) with errors.Is. The one exception is the end of the caller's
+// context: then the error wraps ctx.Err() (context.Canceled or
+// context.DeadlineExceeded) and matches no class sentinel, so that a shutdown
+// is neither retried nor mistaken for a permanent failure; check for it first.
 package kdapi
 
 import (
@@ -23,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // APIPath is the path every KooDrive enterprise endpoint lives under.
@@ -48,9 +54,10 @@ var (
 
 // Client calls KooDrive. It is safe for concurrent use.
 type Client struct {
-	http     *http.Client
-	base     *url.URL // endpoint root + APIPath, ending in '/'
-	language string
+	http        *http.Client
+	base        *url.URL // endpoint root + APIPath, ending in '/'
+	baseEscaped string   // base.EscapedPath()
+	language    string
 
 	alreadyExistsCodes map[string]struct{}
 	notFoundCodes      map[string]struct{}
@@ -64,7 +71,6 @@ type Option func(*options) error
 type options struct {
 	baseURL            string
 	httpClient         *http.Client
-	transport          http.RoundTripper
 	auth               func(http.RoundTripper) http.RoundTripper
 	timeout            time.Duration
 	language           string
@@ -76,26 +82,37 @@ type options struct {
 }
 
 // WithBaseURL sets the endpoint root, for example
-// https://intl.myhuaweicloud-koodrive.com. The client appends /koodrive/ose/v1.
+// https://intl.myhuaweicloud-koodrive.com. The client appends /koodrive/ose/v1
+// (unless the URL already ends in it).
 func WithBaseURL(u string) Option {
 	return func(o *options) error {
+		// Error messages never quote u: it may carry a password.
 		p, err := url.Parse(u)
 		if err != nil {
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err // *url.Error quotes the whole URL
+			}
 			return fmt.Errorf("base URL: %w", err)
 		}
-		if p.Scheme != "http" && p.Scheme != "https" || p.Host == "" {
-			return fmt.Errorf("base URL %q: want http(s)://host", u)
+		if p.User != nil {
+			return fmt.Errorf("base URL %q: user info not allowed", redactURL(p))
 		}
-		if p.RawQuery != "" || p.Fragment != "" || p.User != nil {
-			return fmt.Errorf("base URL %q: no query, fragment or user info allowed", redactURL(p))
+		if p.Scheme != "http" && p.Scheme != "https" || p.Host == "" || p.Opaque != "" {
+			return fmt.Errorf("base URL: want http(s)://host, got scheme %q host %q", p.Scheme, p.Host)
+		}
+		if p.RawQuery != "" || p.Fragment != "" || p.ForceQuery {
+			return fmt.Errorf("base URL %q: no query or fragment allowed", redactURL(p))
 		}
 		o.baseURL = u
 		return nil
 	}
 }
 
-// WithHTTPClient uses hc for requests. Its Transport is wrapped by the
-// authentication transport; its Timeout is kept unless WithTimeout is given.
+// WithHTTPClient uses a copy of hc for requests. Its Transport is wrapped by
+// the authentication transport; its Timeout is kept unless WithTimeout is
+// given. When hc has no CheckRedirect, redirects are not followed (see
+// NewClient).
 func WithHTTPClient(hc *http.Client) Option {
 	return func(o *options) error {
 		if hc == nil {
@@ -191,6 +208,10 @@ func WithRetryableCodes(codes ...string) Option {
 }
 
 // NewClient returns a client for the endpoint given by WithBaseURL.
+//
+// The client does not follow redirects: the authentication transport signs
+// every hop, so following one would hand KooDrive credentials to whatever
+// host the redirect names. A 3xx answer is a permanent *APIError.
 func NewClient(opts ...Option) (*Client, error) {
 	o := options{
 		alreadyExistsCodes: DefaultAlreadyExistsCodes,
@@ -208,7 +229,8 @@ func NewClient(opts ...Option) (*Client, error) {
 		return nil, errors.New("kdapi: authentication is required (WithAppAuth or WithBearer)")
 	}
 	base, _ := url.Parse(o.baseURL) // validated by WithBaseURL
-	base.Path = strings.TrimRight(base.Path, "/") + APIPath + "/"
+	root := strings.TrimSuffix(strings.TrimRight(base.Path, "/"), APIPath)
+	base.Path = strings.TrimRight(root, "/") + APIPath + "/"
 	base.RawPath = ""
 
 	var hc http.Client
@@ -219,6 +241,9 @@ func NewClient(opts ...Option) (*Client, error) {
 	}
 	if o.timeout > 0 {
 		hc.Timeout = o.timeout
+	}
+	if hc.CheckRedirect == nil {
+		hc.CheckRedirect = noRedirects
 	}
 	next := hc.Transport
 	if next == nil {
@@ -231,6 +256,7 @@ func NewClient(opts ...Option) (*Client, error) {
 	return &Client{
 		http:               &hc,
 		base:               base,
+		baseEscaped:        base.EscapedPath(),
 		language:           o.language,
 		alreadyExistsCodes: set(o.alreadyExistsCodes),
 		notFoundCodes:      set(o.notFoundCodes),
@@ -238,6 +264,8 @@ func NewClient(opts ...Option) (*Client, error) {
 		retryableCodes:     set(o.retryableCodes),
 	}, nil
 }
+
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // newTransport is a keep-alive pool sized for n concurrent calls.
 func newTransport(n int) *http.Transport {
@@ -282,30 +310,31 @@ func TraceID(id string) string {
 }
 
 // NewRequest builds a request for path (relative to /koodrive/ose/v1/, no
-// leading slash) with body encoded as JSON when non-nil.
+// leading slash, already escaped: callers escape each segment with
+// url.PathEscape) with body encoded as JSON when non-nil. The query is sent in
+// its canonical form (sorted, RFC 3986 percent-encoding with %20 for a space),
+// so the wire query and the signed one are the same text. Errors match
+// ErrPermanent.
 func (c *Client) NewRequest(ctx context.Context, method, path string, query url.Values, body any) (*http.Request, error) {
-	if strings.HasPrefix(path, "/") || strings.Contains(path, "..") {
-		return nil, fmt.Errorf("kdapi: invalid path %q", path)
+	unescaped, err := checkPath(path)
+	if err != nil {
+		return nil, fmt.Errorf("kdapi: %w: invalid path %q: %s", ErrPermanent, path, err)
 	}
 	u := *c.base
-	u.Path += path
-	u.RawPath = ""
-	if len(query) > 0 {
-		u.RawQuery = query.Encode()
-	}
+	u.Path = c.base.Path + unescaped
+	u.RawPath = c.baseEscaped + path // used by u.String() when it is a valid encoding of u.Path
+	u.RawQuery = canonicalQuery(query)
 	var r io.Reader
-	var buf []byte
 	if body != nil {
-		var err error
-		buf, err = json.Marshal(body)
+		buf, err := json.Marshal(body)
 		if err != nil {
-			return nil, fmt.Errorf("kdapi: encode %s %s: %w", method, path, err)
+			return nil, fmt.Errorf("kdapi: %w: encode %s %s: %w", ErrPermanent, method, path, err)
 		}
 		r = bytes.NewReader(buf)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), r)
 	if err != nil {
-		return nil, fmt.Errorf("kdapi: %s %s: %w", method, path, err)
+		return nil, fmt.Errorf("kdapi: %w: %s %s: %w", ErrPermanent, method, path, err)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json;charset=UTF-8")
@@ -316,6 +345,30 @@ func (c *Client) NewRequest(ctx context.Context, method, path string, query url.
 		req.Header.Set("X-Traceid", id)
 	}
 	return req, nil
+}
+
+// checkPath validates an escaped relative path and returns it unescaped. It
+// refuses an absolute path, a query or fragment (the query has its own
+// argument), a bad escape, and empty, "." or ".." segments, which would move
+// the request elsewhere or be dropped from the canonical URI.
+func checkPath(p string) (string, error) {
+	if strings.HasPrefix(p, "/") {
+		return "", errors.New("must be relative")
+	}
+	if strings.ContainsAny(p, "?#") {
+		return "", errors.New("query or fragment in path")
+	}
+	unescaped, err := url.PathUnescape(p)
+	if err != nil {
+		return "", err
+	}
+	segs := strings.Split(unescaped, "/")
+	for i, s := range segs {
+		if s == "." || s == ".." || s == "" && i != len(segs)-1 {
+			return "", errors.New("empty, '.' or '..' segment")
+		}
+	}
+	return unescaped, nil
 }
 
 // envelope is KooDrive's response wrapper. Payloads sit under data, list or
@@ -336,27 +389,43 @@ type Response struct {
 	env  envelope
 }
 
-// Do sends req and checks the answer with CheckResponse. On success it
-// returns the response; the payload is decoded by the endpoint method.
+// Do sends req and checks the answer: a non-2xx status or a non-zero envelope
+// code is an *APIError. On success it returns the response; the payload is
+// decoded by the endpoint method. The response body is read (at most 1 MiB,
+// plus a bounded drain) and closed, so the connection can be reused.
 func (c *Client) Do(req *http.Request) (*Response, error) {
 	resp, err := c.http.Do(req)
 	if err != nil {
-		// The context's error is the more useful one when it ended.
-		if ctxErr := req.Context().Err(); ctxErr != nil {
-			return nil, fmt.Errorf("kdapi: %s %s: %w", req.Method, req.URL.Path, ctxErr)
-		}
-		return nil, &TransportError{Method: req.Method, Path: req.URL.Path, Err: stripURL(err)}
+		return nil, transportError(req, err)
 	}
 	defer resp.Body.Close()
 	return c.checkResponse(req, resp)
 }
+
+// transportError classifies a failure to get an answer.
+func transportError(req *http.Request, err error) error {
+	// The context's error is the more useful one when it ended.
+	if ctxErr := req.Context().Err(); ctxErr != nil {
+		return fmt.Errorf("kdapi: %s %s: %w", req.Method, req.URL.Path, ctxErr)
+	}
+	// An authentication transport's own verdict (say, a token source that
+	// refused the credentials) keeps its class.
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	return &TransportError{Method: req.Method, Path: req.URL.Path, Err: stripURL(err)}
+}
+
+// maxMsgLen bounds the server message an *APIError carries.
+const maxMsgLen = 512
 
 // checkResponse reads at most 1 MiB of the body and maps a non-2xx status or
 // a non-zero envelope code to an *APIError.
 func (c *Client) checkResponse(req *http.Request, resp *http.Response) (*Response, error) {
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBodySize+1))
 	if err != nil {
-		return nil, &TransportError{Method: req.Method, Path: req.URL.Path, Err: fmt.Errorf("read body: %w", stripURL(err))}
+		return nil, transportError(req, fmt.Errorf("read body: %w", err))
 	}
 	// Drain what is left (bounded) so the connection is reused.
 	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
@@ -365,33 +434,42 @@ func (c *Client) checkResponse(req *http.Request, resp *http.Response) (*Respons
 		body = body[:maxBodySize]
 	}
 	out := &Response{HTTPStatus: resp.StatusCode, Body: body}
+	ok2xx := resp.StatusCode >= 200 && resp.StatusCode < 300
+	trimmed := bytes.TrimSpace(body)
+	if resp.StatusCode == http.StatusNoContent && len(trimmed) == 0 {
+		return out, nil // success that carries no envelope by definition
+	}
 	var envErr error
-	if tooLarge {
+	switch {
+	case tooLarge:
 		envErr = fmt.Errorf("response body exceeds %d bytes", maxBodySize)
-	} else if len(bytes.TrimSpace(body)) > 0 {
+	case len(trimmed) == 0:
+		envErr = errEmptyBody
+	case trimmed[0] != '{':
+		envErr = errors.New("not a JSON object")
+	default:
 		envErr = json.Unmarshal(body, &out.env)
 	}
-	ok2xx := resp.StatusCode >= 200 && resp.StatusCode < 300
 	if ok2xx && envErr == nil && out.env.Code.IsZero() {
 		return out, nil
 	}
 	ae := &APIError{
 		HTTPStatus: resp.StatusCode,
 		Code:       string(out.env.Code),
-		Msg:        out.env.Msg,
+		Msg:        truncate(out.env.Msg, maxMsgLen),
 		Method:     req.Method,
 		Path:       req.URL.Path,
 		RetryAfter: ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
 	}
 	switch {
+	case ok2xx && envErr == errEmptyBody:
+		ae.Class = ClassPermanent
+		ae.Msg = "empty response body"
 	case ok2xx && envErr != nil:
 		// 2xx with a body that is not an envelope: KooDrive answered, but not
 		// with anything the client can trust.
-		ae.Msg = "malformed response: " + envErr.Error()
+		ae.Msg = truncate("malformed response: "+envErr.Error(), maxMsgLen)
 		ae.Class = ClassPermanent
-	case ok2xx && len(bytes.TrimSpace(body)) == 0:
-		ae.Class = ClassPermanent
-		ae.Msg = "empty response body"
 	default:
 		if ae.Msg == "" && envErr != nil {
 			ae.Msg = http.StatusText(resp.StatusCode)
@@ -399,6 +477,19 @@ func (c *Client) checkResponse(req *http.Request, resp *http.Response) (*Respons
 		ae.Class = c.classify(resp.StatusCode, normalizeCode(ae.Code))
 	}
 	return nil, ae
+}
+
+var errEmptyBody = errors.New("empty body")
+
+// truncate cuts s to at most n bytes, on a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // Code is the envelope's code, which KooDrive sends as a JSON number on some

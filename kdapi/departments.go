@@ -2,6 +2,7 @@ package kdapi
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 )
@@ -62,6 +63,9 @@ func (c *Client) ListDepartments(ctx context.Context, opts ListDepartmentsOption
 //
 //meta:operation GET /departments/{department_id}
 func (c *Client) GetDepartment(ctx context.Context, id string) (*Department, error) {
+	if id == "" {
+		return nil, fmt.Errorf("kdapi: get department: %w: empty id", ErrPermanent)
+	}
 	req, err := c.NewRequest(ctx, http.MethodGet, "departments/"+url.PathEscape(id), nil, nil)
 	if err != nil {
 		return nil, err

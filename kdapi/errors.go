@@ -72,8 +72,10 @@ func (c Class) sentinel() error {
 // 2xx envelope whose code is not 0.
 type APIError struct {
 	HTTPStatus int
-	// Code is the envelope's code as sent (KooDrive types it as a string on
-	// some pages and a number on others); empty when the body had none.
+	// Code is the envelope's code (KooDrive types it as a string on some
+	// pages and a number on others), normalised so that 13000501,
+	// "13000501" and "013000501" all read "13000501"; empty when the body
+	// had none.
 	Code   string
 	Msg    string
 	Method string
@@ -106,8 +108,9 @@ func (e *APIError) Error() string {
 func (e *APIError) Is(target error) bool { return target == e.Class.sentinel() }
 
 // TransportError is a failure before KooDrive answered: connection refused,
-// reset, a timeout, a body that could not be read. It is always retryable,
-// except when the caller's context ended.
+// reset, a timeout, a body that could not be read. It is always retryable.
+// When the caller's context ended, the client returns the context's error
+// instead.
 type TransportError struct {
 	Method string
 	Path   string
@@ -127,6 +130,9 @@ func (e *TransportError) Is(target error) bool { return target == ErrRetryable }
 
 // ClassOf classifies any error the client returned. nil is not an error and
 // reports ClassPermanent with ok false; errors from elsewhere are permanent.
+// That includes the context errors the client returns when the caller's
+// context ends: test errors.Is(err, context.Canceled) and
+// context.DeadlineExceeded before calling ClassOf.
 func ClassOf(err error) (c Class, ok bool) {
 	if err == nil {
 		return ClassPermanent, false

@@ -1,11 +1,12 @@
 package kdapi
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"net/url"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 )
@@ -45,7 +46,7 @@ func SortHeaders(hs []Header) {
 	for i := range hs {
 		hs[i].Name = strings.ToLower(hs[i].Name)
 	}
-	sort.Slice(hs, func(i, j int) bool { return hs[i].Name < hs[j].Name })
+	slices.SortStableFunc(hs, func(x, y Header) int { return strings.Compare(x.Name, y.Name) })
 }
 
 // SignedHeaderNames joins the header names with ';'.
@@ -71,41 +72,73 @@ func SignedHeaderNames(hs []Header) string {
 // The stored copies of the documentation are cut off before HashedRequestPayload
 // is defined. kdsync takes the reading every similar scheme (AWS SigV4, Huawei
 // Cloud APIG) uses: the lower-case hex SHA-256 of the request body, the hash of
-// the empty string when there is no body. Golden vectors in sign_test.go pin it.
+// the empty string when there is no body. Golden vectors in
+// testdata/sign_vectors.json, produced by an independent implementation
+// (testdata/sign.py), pin it.
 func CanonicalRequest(in SigningInput) string {
-	var b strings.Builder
-	b.Grow(256 + len(in.Path))
-	b.WriteString(strings.ToUpper(in.Method))
-	b.WriteByte('\n')
-	b.WriteString(canonicalURI(in.Path))
-	b.WriteByte('\n')
-	b.WriteString(canonicalQuery(in.Query))
-	b.WriteByte('\n')
+	return string(appendCanonicalRequest(make([]byte, 0, canonicalSizeHint(in)), in))
+}
+
+func canonicalSizeHint(in SigningInput) int {
+	n := 160 + len(in.Method) + 2*len(in.Path)
 	for _, h := range in.Headers {
-		b.WriteString(h.Name)
-		b.WriteByte(':')
-		b.WriteString(strings.TrimSpace(h.Value))
-		b.WriteByte('\n')
+		n += 2*len(h.Name) + len(h.Value) + 2
 	}
-	b.WriteByte('\n')
-	b.WriteString(SignedHeaderNames(in.Headers))
-	b.WriteByte('\n')
-	b.WriteString(hexSHA256(in.Body))
-	return b.String()
+	return n
+}
+
+func appendCanonicalRequest(b []byte, in SigningInput) []byte {
+	b = append(b, strings.ToUpper(in.Method)...)
+	b = append(b, '\n')
+	b = appendCanonicalURI(b, in.Path)
+	b = append(b, '\n')
+	b = appendCanonicalQuery(b, in.Query)
+	b = append(b, '\n')
+	for _, h := range in.Headers {
+		b = append(b, h.Name...)
+		b = append(b, ':')
+		b = append(b, strings.TrimSpace(h.Value)...)
+		b = append(b, '\n')
+	}
+	b = append(b, '\n')
+	for i, h := range in.Headers {
+		if i > 0 {
+			b = append(b, ';')
+		}
+		b = append(b, h.Name...)
+	}
+	b = append(b, '\n')
+	sum := sha256.Sum256(in.Body)
+	return hex.AppendEncode(b, sum[:])
 }
 
 // StringToSign is "HMAC-SHA256\n" followed by the lower-case hex SHA-256 of
 // the canonical request (Step 2).
 func StringToSign(canonicalRequest string) string {
-	return Algorithm + "\n" + hexSHA256([]byte(canonicalRequest))
+	sum := sha256.Sum256([]byte(canonicalRequest))
+	return string(appendStringToSign(make([]byte, 0, stringToSignLen), sum[:]))
+}
+
+const stringToSignLen = len(Algorithm) + 1 + 2*sha256.Size
+
+func appendStringToSign(b, canonicalHash []byte) []byte {
+	b = append(b, Algorithm...)
+	b = append(b, '\n')
+	return hex.AppendEncode(b, canonicalHash)
 }
 
 // Sign returns the lower-case hex HMAC-SHA256 of the string to sign, keyed
 // with the app secret (Step 3).
 func Sign(secret string, in SigningInput) string {
+	var buf [512]byte
+	cr := appendCanonicalRequest(buf[:0], in)
+	crSum := sha256.Sum256(cr)
+	var sts [stringToSignLen]byte
+	appendStringToSign(sts[:0], crSum[:])
 	m := hmac.New(sha256.New, []byte(secret))
-	m.Write([]byte(StringToSign(CanonicalRequest(in))))
-	return hex.EncodeToString(m.Sum(nil))
+	m.Write(sts[:])
+	var sig [sha256.Size]byte
+	return hex.EncodeToString(m.Sum(sig[:0]))
 }
 
 // AuthorizationHeader formats the Authorization header value (Step 4):
@@ -142,84 +175,91 @@ func ParseAuthorization(h string) (appID, signedHeaders, signature string, ok bo
 // FormatDate formats t as an X-Date value.
 func FormatDate(t time.Time) string { return t.UTC().Format(DateFormat) }
 
-func hexSHA256(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
-}
-
-// canonicalURI URI-encodes each path segment (RFC 3986, unreserved characters
-// kept) and appends a '/' when the path does not end in one, as Step 1 says.
-func canonicalURI(p string) string {
-	if p == "" {
-		return "/"
-	}
-	var b strings.Builder
-	b.Grow(len(p) + 8)
-	for i, seg := range strings.Split(p, "/") {
-		if i > 0 {
-			b.WriteByte('/')
+// appendCanonicalURI appends the canonical URI of the unescaped path p: as
+// Step 1 says, redundant (empty) and relative ("." and "..") parts are
+// removed, each remaining part is URI-encoded (RFC 3986, unreserved
+// characters kept) and the result always ends in '/'. Because p is the
+// unescaped path, an escaped slash ("%2F") in a segment of the URL counts as a
+// separator, as in Huawei's APIG signers.
+func appendCanonicalURI(b []byte, p string) []byte {
+	start := len(b)
+	for seg := range strings.SplitSeq(p, "/") {
+		switch seg {
+		case "", ".":
+			continue
+		case "..":
+			// Encoded segments never contain '/', so the last one starts
+			// at the last '/'.
+			if i := bytes.LastIndexByte(b[start:], '/'); i >= 0 {
+				b = b[:start+i]
+			}
+			continue
 		}
-		b.WriteString(uriEncode(seg))
+		b = append(b, '/')
+		b = appendURIEncode(b, seg)
 	}
-	if !strings.HasSuffix(p, "/") {
-		b.WriteByte('/')
-	}
-	return b.String()
+	return append(b, '/')
 }
 
-// canonicalQuery percent-encodes names and values, keeps "name=" for empty
-// values, sorts by name (then value) in byte order and joins with '&'.
-func canonicalQuery(q url.Values) string {
+func canonicalURI(p string) string { return string(appendCanonicalURI(nil, p)) }
+
+type queryPair struct{ k, v string }
+
+// appendCanonicalQuery percent-encodes names and values, keeps "name=" for
+// empty values, sorts the encoded pairs by name, then value, in byte order and
+// joins them with '&'.
+func appendCanonicalQuery(b []byte, q url.Values) []byte {
 	if len(q) == 0 {
-		return ""
+		return b
 	}
-	type pair struct{ k, v string }
-	pairs := make([]pair, 0, len(q))
+	var small [16]queryPair
+	pairs := small[:0]
 	for k, vs := range q {
 		ek := uriEncode(k)
 		for _, v := range vs {
-			pairs = append(pairs, pair{ek, uriEncode(v)})
+			pairs = append(pairs, queryPair{ek, uriEncode(v)})
 		}
 	}
-	sort.Slice(pairs, func(i, j int) bool {
-		if pairs[i].k != pairs[j].k {
-			return pairs[i].k < pairs[j].k
+	slices.SortFunc(pairs, func(x, y queryPair) int {
+		if c := strings.Compare(x.k, y.k); c != 0 {
+			return c
 		}
-		return pairs[i].v < pairs[j].v
+		return strings.Compare(x.v, y.v)
 	})
-	var b strings.Builder
 	for i, p := range pairs {
 		if i > 0 {
-			b.WriteByte('&')
+			b = append(b, '&')
 		}
-		b.WriteString(p.k)
-		b.WriteByte('=')
-		b.WriteString(p.v)
+		b = append(b, p.k...)
+		b = append(b, '=')
+		b = append(b, p.v...)
 	}
-	return b.String()
+	return b
 }
 
-func uriEncode(s string) string {
-	const hexUpper = "0123456789ABCDEF"
-	n := 0
-	for i := 0; i < len(s); i++ {
-		if !unreserved(s[i]) {
-			n++
-		}
-	}
-	if n == 0 {
-		return s
-	}
-	out := make([]byte, 0, len(s)+2*n)
+func canonicalQuery(q url.Values) string { return string(appendCanonicalQuery(nil, q)) }
+
+const hexUpper = "0123456789ABCDEF"
+
+func appendURIEncode(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if unreserved(c) {
-			out = append(out, c)
+			b = append(b, c)
 			continue
 		}
-		out = append(out, '%', hexUpper[c>>4], hexUpper[c&15])
+		b = append(b, '%', hexUpper[c>>4], hexUpper[c&15])
 	}
-	return string(out)
+	return b
+}
+
+func uriEncode(s string) string {
+	for i := 0; i < len(s); i++ {
+		if !unreserved(s[i]) {
+			return string(appendURIEncode(make([]byte, 0, len(s)+16), s))
+		}
+	}
+	return s
 }
 
 func unreserved(c byte) bool {

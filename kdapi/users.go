@@ -221,6 +221,11 @@ func (c *Client) ListUsers(ctx context.Context, opts ListUsersOptions) (*UserPag
 
 // AllUsers walks every page of GET /userList from opts.Offset on, yielding
 // each user once. It stops at the first error, which it yields.
+//
+// When KooDrive reports a total, the walk goes on until the offset reaches
+// it, so a server that returns fewer users per page than asked for does not
+// end the walk early; without a total, a short page ends it. An empty page
+// always ends it.
 func (c *Client) AllUsers(ctx context.Context, opts ListUsersOptions) iter.Seq2[*User, error] {
 	return func(yield func(*User, error) bool) {
 		if opts.Limit == 0 {
@@ -237,9 +242,15 @@ func (c *Client) AllUsers(ctx context.Context, opts ListUsersOptions) iter.Seq2[
 					return
 				}
 			}
+			if len(p.Users) == 0 {
+				return
+			}
 			opts.Offset += len(p.Users)
-			// A short page ends the walk; so does reaching the total.
-			if len(p.Users) < opts.Limit || p.Total > 0 && int64(opts.Offset) >= p.Total {
+			if p.Total > 0 {
+				if int64(opts.Offset) >= p.Total {
+					return
+				}
+			} else if len(p.Users) < opts.Limit {
 				return
 			}
 		}
