@@ -123,7 +123,7 @@ func (s *Server) verifySignature(r *http.Request, h string, body []byte) string 
 		}
 		switch hs[i].Name {
 		case "x-date":
-			xdate = hs[i].Value
+			xdate = strings.TrimSpace(hs[i].Value) // signed trimmed, too
 		case "x-user-id":
 			if strings.TrimSpace(hs[i].Value) == "" {
 				return "X-User-Id is empty"

@@ -152,14 +152,15 @@ func (d *depts) list() []Department {
 	return out
 }
 
-// appendDepartment appends the department's fields without braces' closing,
-// as {"id":..,"orgId":..,"deptId":..,"parentId":..,"name":..,"tenantId":..}.
+// appendDepartment appends d as a JSON object:
+// {"id":..,"orgId":..,"deptId":..,"parentId":..,"name":..,"tenantId":..}.
 func appendDepartment(b []byte, d *Department) []byte {
 	b = append(b, '{')
 	b = appendDepartmentFields(b, d)
 	return append(b, '}')
 }
 
+// appendDepartmentFields appends d's fields without the braces.
 func appendDepartmentFields(b []byte, d *Department) []byte {
 	b = appendStringField(b, true, "id", d.ID)
 	b = appendStringField(b, false, "orgId", d.OrgID)

@@ -358,7 +358,7 @@ func route(method, rest string) (op, string) {
 		}
 	case strings.HasPrefix(rest, "/users/"):
 		id := rest[len("/users/"):]
-		if id == "" || strings.IndexByte(id, '/') >= 0 {
+		if !validParam(id) {
 			break
 		}
 		switch method {
@@ -379,11 +379,19 @@ func route(method, rest string) (op, string) {
 		}
 	case strings.HasPrefix(rest, "/departments/"):
 		id := rest[len("/departments/"):]
-		if method == http.MethodGet && id != "" && strings.IndexByte(id, '/') < 0 {
+		if method == http.MethodGet && validParam(id) {
 			return opGetDepartment, id
 		}
 	}
 	return opUnknown, ""
+}
+
+// validParam reports whether a path parameter is one clean segment. The
+// signature covers the canonical URI, which drops "." and ".." segments and
+// empty ones, so only clean paths are routed: a signature for one resource
+// then never authorizes a request the router sends to another.
+func validParam(p string) bool {
+	return p != "" && p != "." && p != ".." && strings.IndexByte(p, '/') < 0
 }
 
 func (s *Server) handle(o op, c *call) {
