@@ -1,0 +1,119 @@
+// Command kdsync keeps KooDrive's users in step with an identity system.
+//
+//	kdsync run       the service: NATS JetStream identity events to KooDrive
+//	kdsync demo      everything in one process: embedded NATS, a KooDrive
+//	                 simulator, sample events, outcomes printed, metrics served
+//	kdsync publish   send one identity event
+//	kdsync version   print the version
+//
+// Every flag has an environment variable: -nats-url is KDSYNC_NATS_URL.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+const usage = `kdsync keeps KooDrive's users in step with an identity system.
+
+Usage:
+  kdsync run [flags]       run the service (NATS JetStream -> KooDrive)
+  kdsync demo [flags]      run everything in-process on sample events
+  kdsync publish [flags]   publish one identity event
+  kdsync version           print the version
+
+Run "kdsync <command> -h" for a command's flags. Every flag can be set by
+an environment variable: -nats-url is KDSYNC_NATS_URL, and so on.
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	var err error
+	switch args[0] {
+	case "run":
+		err = cmdRun(ctx, args[1:], stderr)
+	case "demo":
+		err = cmdDemo(ctx, args[1:], stdout, stderr)
+	case "publish":
+		err = cmdPublish(ctx, args[1:], stdout, stderr)
+	case "version", "-version", "--version":
+		b := buildInfo()
+		fmt.Fprintf(stdout, "kdsync %s (%s, %s)\n", b.Version, b.Revision, b.GoVersion)
+		return 0
+	case "help", "-h", "--help", "-help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "kdsync: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	}
+	fmt.Fprintf(stderr, "kdsync %s: %v\n", args[0], err)
+	return 1
+}
+
+// errUsage marks an error already explained on stderr.
+var errUsage = errors.New("usage")
+
+// newLogger builds the process logger: JSON or text to w at level.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want json or text", format)
+}
+
+// version is set at link time: -ldflags "-X main.version=v1.2.3".
+var version = ""
+
+type build struct{ Version, Revision, GoVersion string }
+
+func buildInfo() build {
+	b := build{Version: version, Revision: "unknown", GoVersion: "unknown"}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		b.GoVersion = bi.GoVersion
+		if b.Version == "" {
+			b.Version = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				b.Revision = s.Value
+			}
+		}
+	}
+	if b.Version == "" || b.Version == "(devel)" {
+		b.Version = "dev"
+	}
+	return b
+}

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/peterbourgon/ff/v3"
+
+	"github.com/kdsync/kdsync/kdapi"
+	"github.com/kdsync/kdsync/metrics"
+	"github.com/kdsync/kdsync/service"
+)
+
+// serviceFlags declares the flags of the service on fs and returns a
+// function that builds the Options after parsing.
+func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
+	var o service.Options
+	c := &o.Consumer
+	n := &o.NATS
+	fs.StringVar(&n.URLs, "nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma-separated")
+	fs.StringVar(&n.CredsFile, "nats-creds", "", "NATS credentials file (JWT + nkey seed)")
+	fs.StringVar(&n.NKeyFile, "nats-nkey", "", "NATS nkey seed file")
+	natsToken := fs.String("nats-token", "", "NATS token")
+	fs.StringVar(&n.User, "nats-user", "", "NATS user")
+	natsPassword := fs.String("nats-password", "", "NATS password")
+	fs.StringVar(&n.CAFile, "nats-ca", "", "CA certificate file to verify the NATS server (TLS)")
+	fs.StringVar(&n.CertFile, "nats-cert", "", "client certificate file for NATS (mutual TLS)")
+	fs.StringVar(&n.KeyFile, "nats-key", "", "client key file for NATS (mutual TLS)")
+
+	fs.StringVar(&c.Stream, "stream", "IDENTITY", "JetStream stream of identity events")
+	subjects := fs.String("stream-subjects", "identity.>", "subjects of the stream when kdsync creates it, comma-separated")
+	fs.StringVar(&c.Consumer, "consumer", "kdsync", "durable consumer name")
+	fs.StringVar(&c.Filter, "filter", "identity.employee.>", "consumer filter subject")
+	fs.BoolVar(&c.Manage, "manage", true, "create or update the streams, consumer and KV bucket; when false, bind to existing ones")
+	fs.IntVar(&c.Replicas, "replicas", 1, "replicas of the streams and bucket kdsync creates")
+	fs.StringVar(&c.OutcomeStream, "outcome-stream", "KDSYNC_OUTCOMES", "stream of outcomes")
+	fs.StringVar(&c.OutcomePrefix, "outcome-prefix", "kdsync.outcome", "subject prefix of outcomes: <prefix>.<result>.<action>")
+	fs.StringVar(&c.DLQStream, "dlq-stream", "KDSYNC_DLQ", "stream of dead letters")
+	fs.StringVar(&c.DLQPrefix, "dlq-prefix", "kdsync.dlq", "subject prefix of dead letters: <prefix>.<reason>.<action>")
+	fs.StringVar(&c.StateBucket, "state-bucket", "KDSYNC_STATE", "KV bucket of per-user watermarks and applied state")
+	fs.IntVar(&c.Concurrency, "concurrency", 64, "KooDrive calls under way at once")
+	fs.IntVar(&c.MaxAckPending, "max-ack-pending", 4096, "events held unacknowledged at most")
+	fs.IntVar(&c.PullBatch, "pull-batch", 256, "events per pull request")
+	fs.DurationVar(&c.AckWait, "ack-wait", 30*time.Second, "JetStream ack wait (kdsync signals progress well within it)")
+	fs.DurationVar(&c.RetryBudget, "retry-budget", 6*time.Hour, "how long transient KooDrive failures are retried before an event is dead-lettered")
+	fs.DurationVar(&c.RetryInitial, "retry-initial", 200*time.Millisecond, "first retry wait")
+	fs.DurationVar(&c.RetryMax, "retry-max", time.Minute, "longest retry wait")
+	fs.DurationVar(&c.BreakerProbe, "breaker-probe", 5*time.Second, "while KooDrive fails for everyone, one probe per this interval")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "how long calls under way may finish on shutdown")
+	maxEvent := fs.Int("max-event-size", 64<<10, "largest event accepted, in bytes")
+
+	fs.StringVar(&o.APIBaseURL, "api-base-url", "", "KooDrive endpoint root, e.g. https://intl.myhuaweicloud-koodrive.com (the client appends /koodrive/ose/v1)")
+	fs.StringVar(&o.AppID, "app-id", "", "KooDrive app id (app authentication)")
+	appSecret := fs.String("app-secret", "", "KooDrive app secret (prefer the environment or -app-secret-file)")
+	appSecretFile := fs.String("app-secret-file", "", "file holding the KooDrive app secret")
+	fs.StringVar(&o.APIUserID, "api-user-id", "", "KooDrive user id the app acts as (X-User-Id)")
+	apiToken := fs.String("api-token", "", "KooDrive bearer token (instead of app authentication)")
+	apiTokenFile := fs.String("api-token-file", "", "file holding the KooDrive bearer token")
+	fs.DurationVar(&o.APITimeout, "api-timeout", 10*time.Second, "timeout of one KooDrive call")
+	fs.BoolVar(&o.HardDelete, "hard-delete", false, "employee.deleted calls DELETE (destroys the user's files); otherwise it disables the user")
+	defaultDept := fs.String("default-dept-id", "", "department of a hire that names none (KooDrive requires one)")
+	existsCodes := fs.String("already-exists-codes", strings.Join(kdapi.DefaultAlreadyExistsCodes, ","), "KooDrive codes meaning \"user already exists\"")
+	notFoundCodes := fs.String("not-found-codes", strings.Join(kdapi.DefaultNotFoundCodes, ","), "KooDrive codes meaning \"not found\"")
+
+	fs.StringVar(&o.HTTPAddr, "http-addr", ":9090", "address of /metrics, /healthz and /readyz (empty: off)")
+	return func() (service.Options, error) {
+		var errs []error
+		c.StreamSubjects = splitList(*subjects)
+		c.Decoder.MaxSize = *maxEvent
+		n.Token, n.Password = *natsToken, *natsPassword
+		secret, err := secretValue("app secret", *appSecret, *appSecretFile)
+		errs = append(errs, err)
+		o.AppSecret = secret
+		token, err := secretValue("api token", *apiToken, *apiTokenFile)
+		errs = append(errs, err)
+		o.APIToken = token
+		if *defaultDept != "" {
+			d, err := strconv.ParseInt(*defaultDept, 10, 64)
+			if err != nil || d <= 0 {
+				errs = append(errs, fmt.Errorf("default-dept-id %q: want a positive integer", *defaultDept))
+			}
+			o.DefaultDeptID = &d
+		}
+		o.ExistsCodes = splitList(*existsCodes)
+		o.NotFound = splitList(*notFoundCodes)
+		if *maxEvent < 1024 || *maxEvent > 1<<20 {
+			errs = append(errs, fmt.Errorf("max-event-size %d: want 1024 to 1048576", *maxEvent))
+		}
+		b := buildInfo()
+		o.Build = metrics.BuildInfo{Version: b.Version, Revision: b.Revision, GoVersion: b.GoVersion}
+		return o, errors.Join(errs...)
+	}
+}
+
+func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("kdsync run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	options := serviceFlags(fs)
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "json", "json or text")
+	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("KDSYNC")); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w (see kdsync run -h)", err)
+	}
+	log, err := newLogger(stderr, *logLevel, *logFormat)
+	if err != nil {
+		return err
+	}
+	o, err := options()
+	if err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	o.Logger = log
+	b := o.Build
+	log.Info("kdsync starting", "version", b.Version, "revision", b.Revision,
+		"nats", o.NATS.URLs, "stream", o.Consumer.Stream, "consumer", o.Consumer.Consumer,
+		"koodrive", o.APIBaseURL, "auth", authMode(o), "hard_delete", o.HardDelete)
+	if err := service.Run(ctx, o); err != nil {
+		log.Error("kdsync exited with error", "err", err)
+		return errUsage // already logged
+	}
+	log.Info("kdsync stopped")
+	return nil
+}
+
+func authMode(o service.Options) string {
+	switch {
+	case o.APIToken != "":
+		return "bearer"
+	case o.AppID != "":
+		return "app"
+	}
+	return "none"
+}
+
+// secretValue takes a secret from its flag (or environment) value or from
+// a file, not both.
+func secretValue(name, value, file string) (kdapi.Secret, error) {
+	switch {
+	case value != "" && file != "":
+		return "", fmt.Errorf("%s: give the value or a file, not both", name)
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("%s file: %w", name, err)
+		}
+		return kdapi.Secret(strings.TrimSpace(string(b))), nil
+	}
+	return kdapi.Secret(value), nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}

@@ -1,0 +1,201 @@
+// Package e2e runs kdsync as its own process against real parts: an
+// embedded NATS server and the KooDrive simulator, and kills it.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/kdsync/kdsync/checker"
+	"github.com/kdsync/kdsync/internal/harness"
+	"github.com/kdsync/kdsync/internal/natsembed"
+	"github.com/kdsync/kdsync/kdsim"
+	"github.com/kdsync/kdsync/workload"
+)
+
+// buildKdsync compiles cmd/kdsync once per test binary run.
+func buildKdsync(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "kdsync")
+	cmd := exec.Command("go", "build", "-o", bin, "../cmd/kdsync")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build kdsync: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// proc is a running `kdsync run`.
+type proc struct {
+	cmd *exec.Cmd
+	log *os.File
+}
+
+func startKdsync(t *testing.T, bin string, env []string, logPath string) *proc {
+	t.Helper()
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "run")
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return &proc{cmd: cmd, log: f}
+}
+
+func (p *proc) kill(t *testing.T) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	_ = p.cmd.Wait()
+	p.log.Close()
+}
+
+func (p *proc) term(t *testing.T) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("kdsync after SIGTERM: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		t.Error("kdsync did not stop within 30s of SIGTERM")
+	}
+	p.log.Close()
+}
+
+// TestKilledTwice is the pipeline's acceptance run: 2,000 users × 5 events
+// published beforehand, 5% transient failures (some after the write was
+// applied), kdsync killed with SIGKILL twice while it works and restarted
+// each time. The simulator's final state must equal what the events imply,
+// per-user order kept, and every event must have exactly one outcome.
+func TestKilledTwice(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs kdsync as a process")
+	}
+	users, perUser := 2000, 5
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("KDSYNC_TEST_SEED"); s != "" {
+		seed, _ = strconv.ParseUint(s, 10, 64)
+	}
+	t.Logf("seed %d (set KDSYNC_TEST_SEED to replay)", seed)
+	rng := rand.New(rand.NewPCG(seed, 1))
+
+	bin := buildKdsync(t)
+	dir := t.TempDir()
+	ns, err := natsembed.Start(natsembed.Options{StoreDir: filepath.Join(dir, "js")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Stop()
+	sim, err := harness.StartSim(kdsim.Options{Seed: seed, Faults: kdsim.Faults{
+		Latency: 500 * time.Microsecond, Jitter: time.Millisecond,
+		ErrorRate: 0.03, ErrorStatuses: []int{429, 500, 503}, RetryAfter: time.Millisecond,
+		FailAfterWriteRate: 0.02,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	nc, err := nats.Connect(ns.URL(), nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+
+	evs, err := workload.Generate(workload.Options{Users: users, EventsPerUser: perUser, Departments: sim.Departments(), Seed: seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	start := time.Now()
+	if err := harness.Publish(ctx, nc, "IDENTITY", evs); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("published %d events in %s", len(evs), time.Since(start))
+
+	env := []string{
+		"KDSYNC_NATS_URL=" + ns.URL(),
+		"KDSYNC_API_BASE_URL=" + sim.URL,
+		"KDSYNC_APP_ID=" + harness.AppID,
+		"KDSYNC_APP_SECRET=" + harness.AppSecret.Reveal(),
+		"KDSYNC_API_USER_ID=" + harness.APIUserID,
+		"KDSYNC_HTTP_ADDR=127.0.0.1:0",
+		"KDSYNC_ACK_WAIT=3s",
+		"KDSYNC_RETRY_INITIAL=20ms",
+		"KDSYNC_RETRY_MAX=500ms",
+		"KDSYNC_API_TIMEOUT=2s",
+		"KDSYNC_LOG_LEVEL=warn",
+	}
+	logPath := filepath.Join(dir, "kdsync.log")
+	var outcomes *harness.Outcomes
+	start = time.Now()
+	for kill := range 2 {
+		p := startKdsync(t, bin, env, logPath)
+		if outcomes == nil {
+			outcomes, err = harness.CollectOutcomes(ctx, nc, "KDSYNC_OUTCOMES")
+			if err != nil {
+				p.kill(t)
+				t.Fatal(err)
+			}
+			defer outcomes.Stop()
+		}
+		// Kill at a random point of the second and third fifths.
+		target := len(evs)*(kill+1)/5 + rng.IntN(len(evs)/5)
+		if err := outcomes.WaitFor(ctx, target); err != nil {
+			p.kill(t)
+			t.Fatal(err, logTail(logPath))
+		}
+		p.kill(t)
+		t.Logf("SIGKILL %d after %d outcomes (%s)", kill+1, outcomes.Distinct(), time.Since(start).Round(time.Millisecond))
+	}
+	p := startKdsync(t, bin, env, logPath)
+	if err := outcomes.WaitFor(ctx, len(evs)); err != nil {
+		p.kill(t)
+		t.Fatal(err, logTail(logPath))
+	}
+	elapsed := time.Since(start)
+	p.term(t)
+	time.Sleep(300 * time.Millisecond)
+
+	r := checker.Check(checker.Input{
+		Events:   harness.CheckerEvents(evs),
+		Effects:  sim.Effects(harness.UserIDs(evs)),
+		Outcomes: outcomes.All(),
+		Final:    sim.Final(),
+	})
+	st := sim.Stats()
+	t.Logf("%d events in %s (%.0f events/s with two kills and restarts); simulator: %d requests, faults %v",
+		len(evs), elapsed.Round(time.Millisecond), float64(len(evs))/elapsed.Seconds(), st.Requests, st.Faults)
+	t.Log(r)
+	if !r.OK() {
+		t.Fatalf("checker: %s\n%s", r, logTail(logPath))
+	}
+}
+
+func logTail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return fmt.Sprintf("--- kdsync log tail ---\n%s", b)
+}

@@ -1,0 +1,252 @@
+// Package service wires kdsync's process together: the NATS connection,
+// the KooDrive client, the handlers, the consumer, metrics and the HTTP
+// endpoints. cmd/kdsync parses configuration into Options; tests and the
+// demo embed the service in-process through Run.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/oauth2"
+
+	"github.com/kdsync/kdsync/consumer"
+	"github.com/kdsync/kdsync/handlers"
+	"github.com/kdsync/kdsync/kdapi"
+	"github.com/kdsync/kdsync/metrics"
+)
+
+// Options is kdsync's whole configuration.
+type Options struct {
+	NATS     consumer.ConnectOptions
+	Consumer consumer.Options // Conn, Handler, Logger and Observer are set by Run
+
+	// KooDrive.
+	APIBaseURL  string
+	AppID       string
+	AppSecret   kdapi.Secret
+	APIUserID   string
+	APIToken    kdapi.Secret
+	APITimeout  time.Duration
+	HardDelete  bool
+	// DefaultDeptID is the department of a hire that names none.
+	DefaultDeptID *int64
+	Language    string
+	ExistsCodes []string // nil: the client's defaults
+	NotFound    []string
+
+	// HTTPAddr serves /metrics, /healthz and /readyz; empty: none.
+	HTTPAddr string
+	// HTTPListener, when set, is used instead of listening on HTTPAddr.
+	HTTPListener net.Listener
+
+	Build metrics.BuildInfo
+
+	// Injected dependencies.
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+	// Conn, when set, is used instead of dialling NATS; the caller owns it.
+	Conn *nats.Conn
+}
+
+// Validate reports every configuration problem at once.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.APIBaseURL == "" {
+		errs = append(errs, errors.New("the KooDrive endpoint is required (KDSYNC_API_BASE_URL, e.g. https://intl.myhuaweicloud-koodrive.com)"))
+	}
+	app := o.AppID != "" || o.AppSecret != "" || o.APIUserID != ""
+	switch {
+	case app && o.APIToken != "":
+		errs = append(errs, errors.New("choose one authentication: app (KDSYNC_APP_ID, KDSYNC_APP_SECRET, KDSYNC_API_USER_ID) or a token (KDSYNC_API_TOKEN)"))
+	case app && (o.AppID == "" || o.AppSecret == "" || o.APIUserID == ""):
+		errs = append(errs, errors.New("app authentication needs all of KDSYNC_APP_ID, KDSYNC_APP_SECRET and KDSYNC_API_USER_ID"))
+	case !app && o.APIToken == "":
+		errs = append(errs, errors.New("authentication is required: KDSYNC_APP_ID + KDSYNC_APP_SECRET + KDSYNC_API_USER_ID, or KDSYNC_API_TOKEN"))
+	}
+	if o.APITimeout < 0 {
+		errs = append(errs, errors.New("the KooDrive timeout must not be negative"))
+	}
+	if _, err := o.client(); err != nil && o.APIBaseURL != "" {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (o *Options) client() (*kdapi.Client, error) {
+	opts := []kdapi.Option{
+		kdapi.WithBaseURL(o.APIBaseURL),
+		kdapi.WithMaxConns(max(o.Consumer.Concurrency, 64)),
+	}
+	if o.APITimeout > 0 {
+		opts = append(opts, kdapi.WithTimeout(o.APITimeout))
+	}
+	if o.Language != "" {
+		opts = append(opts, kdapi.WithLanguage(o.Language))
+	}
+	if o.ExistsCodes != nil {
+		opts = append(opts, kdapi.WithAlreadyExistsCodes(o.ExistsCodes...))
+	}
+	if o.NotFound != nil {
+		opts = append(opts, kdapi.WithNotFoundCodes(o.NotFound...))
+	}
+	switch {
+	case o.APIToken != "":
+		opts = append(opts, kdapi.WithBearer(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: o.APIToken.Reveal()})))
+	case o.AppID != "":
+		opts = append(opts, kdapi.WithAppAuth(o.AppID, o.AppSecret, o.APIUserID))
+	}
+	return kdapi.NewClient(opts...)
+}
+
+// Run runs kdsync until ctx is cancelled, then shuts down gracefully.
+func Run(ctx context.Context, o Options) error {
+	if err := o.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	reg := o.Registerer
+	if reg == nil {
+		r := prometheus.NewRegistry()
+		reg, o.Gatherer = r, r
+	}
+	m, err := metrics.New(reg, o.Build)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	client, err := o.client()
+	if err != nil {
+		return err
+	}
+
+	var shuttingDown atomic.Bool
+	var cons atomic.Pointer[consumer.Consumer]
+	ready := func() bool {
+		c := cons.Load()
+		return c != nil && !shuttingDown.Load() && c.Ready()
+	}
+	var srvErr chan error
+	if o.HTTPAddr != "" || o.HTTPListener != nil {
+		srv, ln, err := httpServer(o, ready)
+		if err != nil {
+			return err
+		}
+		srvErr = make(chan error, 1)
+		go func() { srvErr <- srv.Serve(ln) }()
+		log.Info("serving metrics and health", "addr", ln.Addr().String())
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+	}
+
+	nc := o.Conn
+	if nc == nil {
+		nc, err = connect(ctx, o.NATS, log, m.NATSConnected)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := nc.Drain(); err != nil {
+				log.Warn("draining the NATS connection", "err", err)
+			}
+		}()
+	} else {
+		m.NATSConnected(nc.IsConnected())
+	}
+
+	co := o.Consumer
+	co.Conn = nc
+	co.Logger = log.With("component", "consumer")
+	co.Observer = m
+	co.Handler = &handlers.Handler{Users: client, HardDelete: o.HardDelete, Observe: m.ObserveCall, DefaultDeptID: o.DefaultDeptID}
+	c, err := consumer.New(co)
+	if err != nil {
+		return err
+	}
+	cons.Store(c)
+	m.SetStats(c.Stats)
+	pctx, stopPoll := context.WithCancel(ctx)
+	defer stopPoll()
+	go m.PollConsumer(pctx, 5*time.Second, c.JetStreamConsumer)
+
+	runErr := make(chan error, 1)
+	go func() { runErr <- c.Run(ctx) }()
+	select {
+	case err := <-runErr:
+		shuttingDown.Store(true)
+		return err
+	case err := <-srvErr:
+		shuttingDown.Store(true)
+		return fmt.Errorf("http server: %w", err)
+	}
+}
+
+// connect dials NATS, retrying the first connection until ctx ends so that
+// kdsync may start before its broker.
+func connect(ctx context.Context, o consumer.ConnectOptions, log *slog.Logger, onChange func(bool)) (*nats.Conn, error) {
+	wait := time.Second
+	for {
+		nc, err := consumer.Connect(o, log.With("component", "nats"), onChange)
+		if err == nil {
+			return nc, nil
+		}
+		if !errors.Is(err, nats.ErrNoServers) || ctx.Err() != nil {
+			return nil, err
+		}
+		log.Warn("NATS not reachable yet; retrying", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 15*time.Second)
+	}
+}
+
+func httpServer(o Options, ready func() bool) (*http.Server, net.Listener, error) {
+	mux := http.NewServeMux()
+	g := o.Gatherer
+	if g == nil {
+		g = prometheus.DefaultGatherer
+	}
+	mux.Handle("GET /metrics", metrics.Handler(g))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready() {
+			http.Error(w, "not ready: NATS not connected, consumer not bound, or shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte(strings.TrimSpace(`
+kdsync: /metrics (Prometheus), /healthz (alive), /readyz (NATS connected, consumer bound)`) + "\n"))
+	})
+	ln := o.HTTPListener
+	if ln == nil {
+		var err error
+		ln, err = net.Listen("tcp", o.HTTPAddr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("http: listen on %s: %w", o.HTTPAddr, err)
+		}
+	}
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln, nil
+}
