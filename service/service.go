@@ -31,18 +31,18 @@ type Options struct {
 	Consumer consumer.Options // Conn, Handler, Logger and Observer are set by Run
 
 	// KooDrive.
-	APIBaseURL  string
-	AppID       string
-	AppSecret   kdapi.Secret
-	APIUserID   string
-	APIToken    kdapi.Secret
-	APITimeout  time.Duration
-	HardDelete  bool
+	APIBaseURL string
+	AppID      string
+	AppSecret  kdapi.Secret
+	APIUserID  string
+	APIToken   kdapi.Secret
+	APITimeout time.Duration
+	HardDelete bool
 	// DefaultDeptID is the department of a hire that names none.
 	DefaultDeptID *int64
-	Language    string
-	ExistsCodes []string // nil: the client's defaults
-	NotFound    []string
+	Language      string
+	ExistsCodes   []string // nil: the client's defaults
+	NotFound      []string
 
 	// HTTPAddr serves /metrics, /healthz and /readyz; empty: none.
 	HTTPAddr string
