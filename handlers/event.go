@@ -10,11 +10,8 @@ package handlers
 
 import (
 	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -130,52 +127,106 @@ func ParseSubject(subject string) (action, userID string, ok bool) {
 }
 
 // Decoder decodes events. Its zero value uses DefaultMaxEventSize.
+//
+// Decode is on the consumer's hot path: it reads the body in one pass with
+// the package's own JSON scanner (which validates the whole document as
+// strictly as encoding/json does, see json.go) and allocates the Event and
+// its text fields only: two or three allocations per event.
 type Decoder struct {
 	// MaxSize bounds the body plus headers; 0 means DefaultMaxEventSize.
 	MaxSize int
 }
 
-// wire is the structured-mode envelope. Attributes are raw so that a wrong
-// JSON type is reported per field instead of as one unreadable document.
-type wire struct {
-	SpecVersion     json.RawMessage `json:"specversion"`
-	ID              json.RawMessage `json:"id"`
-	Source          json.RawMessage `json:"source"`
-	Type            json.RawMessage `json:"type"`
-	Subject         json.RawMessage `json:"subject"`
-	Time            json.RawMessage `json:"time"`
-	DataContentType json.RawMessage `json:"datacontenttype"`
-	Data            json.RawMessage `json:"data"`
-	DataBase64      json.RawMessage `json:"data_base64"`
+// Field names of the structured envelope and of data, in the order the
+// decoder records them.
+const (
+	kSpecVersion = iota
+	kID
+	kSource
+	kType
+	kSubject
+	kTime
+	kDataContentType
+	kData
+	kDataBase64
+	nEnvelopeKeys
+)
+
+var envelopeKeys = []string{
+	kSpecVersion: "specversion", kID: "id", kSource: "source", kType: "type",
+	kSubject: "subject", kTime: "time", kDataContentType: "datacontenttype",
+	kData: "data", kDataBase64: "data_base64",
 }
 
-type wireData struct {
-	UserID json.RawMessage `json:"userId"`
-	DeptID json.RawMessage `json:"deptId"`
-	Role   json.RawMessage `json:"role"`
-	Status json.RawMessage `json:"status"`
-	Name   json.RawMessage `json:"name"`
+const (
+	kUserID = iota
+	kDeptID
+	kRole
+	kStatus
+	kName
+	nDataKeys
+)
+
+var dataKeys = []string{kUserID: "userId", kDeptID: "deptId", kRole: "role", kStatus: "status", kName: "name"}
+
+// Binary content mode headers.
+const (
+	hSpecVersion = iota
+	hID
+	hSource
+	hType
+	hSubject
+	hTime
+	hContentType
+	nHeaders
+)
+
+var headerNames = [nHeaders]string{
+	hSpecVersion: "ce-specversion", hID: "ce-id", hSource: "ce-source", hType: "ce-type",
+	hSubject: "ce-subject", hTime: "ce-time", hContentType: "content-type",
+}
+
+// typeName is the CloudEvents type of an action, a constant so that a
+// decoded Event's Type needs no allocation.
+func typeName(a Action) string {
+	switch a {
+	case Hired:
+		return TypePrefix + string(Hired)
+	case Changed:
+		return TypePrefix + string(Changed)
+	case Disabled:
+		return TypePrefix + string(Disabled)
+	case Enabled:
+		return TypePrefix + string(Enabled)
+	case Deleted:
+		return TypePrefix + string(Deleted)
+	}
+	return TypePrefix + string(a)
 }
 
 // Decode parses and validates one event. subject is the NATS subject it
 // arrived on (empty when there is none, e.g. at an HTTP ingress); header
-// holds the message headers, where ce-* headers select binary content mode.
-// Every failure is an *InputError.
+// holds the message headers, where a non-empty ce-specversion header (any
+// case) selects binary content mode: the other attributes come from ce-*
+// headers and the body is the data object. Every failure is an *InputError
+// whose message names the offending field.
 func (d Decoder) Decode(subject string, header map[string][]string, body []byte) (*Event, error) {
 	limit := d.MaxSize
 	if limit <= 0 {
 		limit = DefaultMaxEventSize
 	}
-	if n := len(body) + headerSize(header); n > limit {
-		return nil, inputErr(ReasonTooLarge, "", "event is %d bytes, the limit is %d", n, limit)
+	var hs headers
+	hsize := hs.scan(header)
+	if n := len(body) + hsize; n > limit {
+		return nil, inputErr(ReasonTooLarge, "", "event is %d bytes (body %d, headers %d), the limit is %d", n, len(body), hsize, limit)
 	}
 	if !utf8.Valid(body) {
-		return nil, inputErr(ReasonInvalidUTF8, "", "body is not valid UTF-8")
+		return nil, inputErr(ReasonInvalidUTF8, "", "body is not valid UTF-8 (first bad byte at offset %d)", invalidUTF8At(body))
 	}
 	var ev *Event
-	var err error
-	if sv := headerValue(header, "ce-specversion"); sv != "" {
-		ev, err = decodeBinary(header, body)
+	var err *InputError
+	if hs.binary {
+		ev, err = decodeBinary(&hs, body)
 	} else {
 		ev, err = decodeStructured(body)
 	}
@@ -188,256 +239,391 @@ func (d Decoder) Decode(subject string, header map[string][]string, body []byte)
 	return ev, nil
 }
 
-func decodeStructured(body []byte) (*Event, error) {
-	var w wire
-	if err := unmarshalObject(body, &w); err != nil {
-		return nil, inputErr(ReasonMalformed, "", "%s", describeJSONError(err))
-	}
-	ev := &Event{}
-	var err error
-	sv, err := str(w.SpecVersion, "specversion", true)
+// eventBox is an Event with room for its optional fields, so that decoding
+// allocates once for all of them.
+type eventBox struct {
+	ev     Event
+	deptID int64
+	role   int
+	status int
+}
+
+// fieldNames names the attributes in error messages, per content mode.
+type fieldNames struct {
+	id, typ, time, contentType string
+}
+
+var (
+	structuredNames = fieldNames{id: "id", typ: "type", time: "time", contentType: "datacontenttype"}
+	binaryNames     = fieldNames{id: "ce-id", typ: "ce-type", time: "ce-time", contentType: "content-type"}
+)
+
+func decodeStructured(body []byte) (*Event, *InputError) {
+	p := parser{b: body}
+	var env [nEnvelopeKeys]value
+	top, err := p.document(envelopeKeys, env[:], "")
 	if err != nil {
 		return nil, err
 	}
-	if sv != "1.0" {
-		return nil, inputErr(ReasonSpecVersion, "specversion", "%q is not supported (want 1.0)", sv)
+	switch top.kind {
+	case kObject:
+	case kNone:
+		return nil, inputErr(ReasonMalformed, "", "the body is empty; an event is a JSON object")
+	default:
+		return nil, inputErr(ReasonMalformed, "", "an event must be a JSON object, got %s", top.kind)
 	}
-	if ev.ID, err = str(w.ID, "id", true); err != nil {
+	var sv []byte
+	if sv, err = p.str(env[kSpecVersion], "specversion", true); err != nil {
 		return nil, err
 	}
-	if ev.Source, err = str(w.Source, "source", true); err != nil {
+	if string(sv) != "1.0" {
+		return nil, inputErr(ReasonSpecVersion, "specversion", "%q is not supported (want 1.0)", clip(string(sv)))
+	}
+	// Text attributes are views of the body (or, when escaped, of a copy)
+	// until the event is built.
+	var id, source, typ, subject, tm, ct []byte
+	if id, err = p.str(env[kID], "id", true); err != nil {
 		return nil, err
 	}
-	if ev.Type, err = str(w.Type, "type", true); err != nil {
+	if source, err = p.str(env[kSource], "source", true); err != nil {
 		return nil, err
 	}
-	if ev.Subject, err = str(w.Subject, "subject", false); err != nil {
+	if typ, err = p.str(env[kType], "type", true); err != nil {
 		return nil, err
 	}
-	t, err := str(w.Time, "time", false)
-	if err != nil {
+	if subject, err = p.str(env[kSubject], "subject", false); err != nil {
 		return nil, err
 	}
-	ct, err := str(w.DataContentType, "datacontenttype", false)
-	if err != nil {
+	if tm, err = p.str(env[kTime], "time", false); err != nil {
 		return nil, err
 	}
-	if !isNull(w.DataBase64) {
+	if ct, err = p.str(env[kDataContentType], "datacontenttype", false); err != nil {
+		return nil, err
+	}
+	if !env[kDataBase64].absent() {
 		return nil, inputErr(ReasonInvalidField, "data_base64", "binary data is not supported; send data as a JSON object")
 	}
-	if err := ev.finish(t, ct, w.Data); err != nil {
+	action, t, err := checkAttrs(structuredNames, id, typ, tm, ct)
+	if err != nil {
 		return nil, err
 	}
+	data := env[kData]
+	if data.absent() {
+		return nil, inputErr(ReasonMissingField, "data", "required")
+	}
+	if data.kind != kObject {
+		return nil, inputErr(ReasonInvalidField, "data", "must be a JSON object, got %s", data.kind)
+	}
+	var vals [nDataKeys]value
+	if err := p.members(data, dataKeys, vals[:], "data."); err != nil {
+		return nil, err
+	}
+	var dv dataView
+	if dv.userID, err = p.userID(vals[kUserID]); err != nil {
+		return nil, err
+	}
+	if len(subject) > 0 && !bytes.Equal(subject, dv.userID) {
+		return nil, inputErr(ReasonMismatch, "subject", "CloudEvents subject %q differs from data.userId %q", clip(string(subject)), dv.userID)
+	}
+	if err := p.optional(&vals, &dv); err != nil {
+		return nil, err
+	}
+	box := &eventBox{}
+	ev := &box.ev
+	// The id gets a string of its own, as the consumer keeps the ids of
+	// recent events; one string holds the other text fields.
+	ev.ID = string(id)
+	var sb strings.Builder
+	sb.Grow(len(source) + len(dv.userID) + len(dv.name))
+	sb.Write(source)
+	sb.Write(dv.userID)
+	sb.Write(dv.name)
+	all := sb.String()
+	ev.Source = all[:len(source)]
+	ev.UserID = all[len(source) : len(source)+len(dv.userID)]
+	ev.Name = all[len(source)+len(dv.userID):]
+	if len(subject) > 0 {
+		ev.Subject = ev.UserID
+	}
+	ev.Type, ev.Action, ev.Time = typeName(action), action, t
+	box.fill(&dv)
 	return ev, nil
 }
 
-func decodeBinary(header map[string][]string, body []byte) (*Event, error) {
-	ev := &Event{Binary: true}
-	if sv := headerValue(header, "ce-specversion"); sv != "1.0" {
-		return nil, inputErr(ReasonSpecVersion, "ce-specversion", "%q is not supported (want 1.0)", sv)
-	}
-	for _, f := range []struct {
-		name string
-		dst  *string
-		req  bool
-	}{
-		{"ce-id", &ev.ID, true},
-		{"ce-source", &ev.Source, true},
-		{"ce-type", &ev.Type, true},
-		{"ce-subject", &ev.Subject, false},
-	} {
-		*f.dst = headerValue(header, f.name)
-		if f.req && *f.dst == "" {
-			return nil, inputErr(ReasonMissingField, f.name, "required header is absent or empty")
+func decodeBinary(hs *headers, body []byte) (*Event, *InputError) {
+	for i, name := range headerNames {
+		if hs.ambiguous[i] {
+			return nil, inputErr(ReasonInvalidField, name, "header is given more than once with different values")
+		}
+		if !utf8.ValidString(hs.val[i]) {
+			return nil, inputErr(ReasonInvalidUTF8, name, "header value is not valid UTF-8")
 		}
 	}
-	ct := headerValue(header, "content-type")
-	if err := ev.finish(headerValue(header, "ce-time"), ct, body); err != nil {
+	if sv := hs.val[hSpecVersion]; sv != "1.0" {
+		return nil, inputErr(ReasonSpecVersion, "ce-specversion", "%q is not supported (want 1.0)", clip(sv))
+	}
+	for _, i := range []int{hID, hSource, hType} {
+		if hs.val[i] == "" {
+			return nil, inputErr(ReasonMissingField, headerNames[i], "required header is absent or empty")
+		}
+	}
+	id, subject := hs.val[hID], hs.val[hSubject]
+	action, t, err := checkAttrs(binaryNames, id, hs.val[hType], hs.val[hTime], hs.val[hContentType])
+	if err != nil {
 		return nil, err
 	}
+	// The body is the data object.
+	p := parser{b: body, field: "data"}
+	var vals [nDataKeys]value
+	data, err := p.document(dataKeys, vals[:], "data.")
+	if err != nil {
+		return nil, err
+	}
+	if data.absent() {
+		return nil, inputErr(ReasonMissingField, "data", "required: the body is empty")
+	}
+	if data.kind != kObject {
+		return nil, inputErr(ReasonInvalidField, "data", "the body must be a JSON object, got %s", data.kind)
+	}
+	var dv dataView
+	if dv.userID, err = p.userID(vals[kUserID]); err != nil {
+		return nil, err
+	}
+	if subject != "" && subject != string(dv.userID) {
+		return nil, inputErr(ReasonMismatch, "ce-subject", "CloudEvents subject %q differs from data.userId %q", clip(subject), dv.userID)
+	}
+	if err := p.optional(&vals, &dv); err != nil {
+		return nil, err
+	}
+	box := &eventBox{}
+	ev := &box.ev
+	ev.Binary = true
+	ev.ID, ev.Source = id, hs.val[hSource]
+	var sb strings.Builder
+	sb.Grow(len(dv.userID) + len(dv.name))
+	sb.Write(dv.userID)
+	sb.Write(dv.name)
+	all := sb.String()
+	ev.UserID, ev.Name = all[:len(dv.userID)], all[len(dv.userID):]
+	if subject != "" {
+		ev.Subject = ev.UserID
+	}
+	ev.Type, ev.Action, ev.Time = typeName(action), action, t
+	box.fill(&dv)
 	return ev, nil
 }
 
-// finish validates the attributes common to both modes and decodes data.
-func (ev *Event) finish(t, contentType string, data json.RawMessage) error {
-	if len(ev.ID) > maxIDLen {
-		return inputErr(ReasonInvalidField, "id", "is %d characters, the limit is %d", len(ev.ID), maxIDLen)
+// checkAttrs validates the attributes common to both modes: the id's
+// length, the type, the time and the content type.
+func checkAttrs[T string | []byte](f fieldNames, id, typ, tm, ct T) (Action, time.Time, *InputError) {
+	if len(id) > maxIDLen {
+		return Unknown, time.Time{}, inputErr(ReasonInvalidField, f.id, "is %d bytes long, the limit is %d", len(id), maxIDLen)
 	}
-	name, ok := strings.CutPrefix(ev.Type, TypePrefix)
+	if len(typ) < len(TypePrefix) || string(typ[:len(TypePrefix)]) != TypePrefix {
+		return Unknown, time.Time{}, inputErr(ReasonUnknownType, f.typ, "%q is not an employee event (want %s<action>)", clip(string(typ)), TypePrefix)
+	}
+	action, ok := actionOf(typ[len(TypePrefix):])
 	if !ok {
-		return inputErr(ReasonUnknownType, "type", "%q is not an employee event (want %s<action>)", clip(ev.Type), TypePrefix)
+		return Unknown, time.Time{}, inputErr(ReasonUnknownType, f.typ, "%q is not one of employee.hired, changed, disabled, enabled, deleted", clip(string(typ)))
 	}
-	if ev.Action, ok = ParseAction(name); !ok {
-		return inputErr(ReasonUnknownType, "type", "%q is not one of employee.hired, changed, disabled, enabled, deleted", clip(ev.Type))
-	}
-	if t != "" {
-		tt, err := time.Parse(time.RFC3339Nano, t)
-		if err != nil {
-			return inputErr(ReasonInvalidField, "time", "%q is not an RFC 3339 timestamp", clip(t))
+	var t time.Time
+	if len(tm) > 0 {
+		if t, ok = parseTime(tm); !ok {
+			return Unknown, time.Time{}, inputErr(ReasonInvalidField, f.time, "%q is not an RFC 3339 timestamp (like 2026-11-23T10:00:00.123Z)", clip(string(tm)))
 		}
-		ev.Time = tt
 	}
-	if contentType != "" && !strings.HasPrefix(strings.ToLower(contentType), "application/json") {
-		return inputErr(ReasonInvalidField, "datacontenttype", "%q is not application/json", clip(contentType))
+	if len(ct) > 0 && !jsonMediaType(ct) {
+		return Unknown, time.Time{}, inputErr(ReasonInvalidField, f.contentType, "%q is not application/json", clip(string(ct)))
 	}
-	if isNull(data) {
-		return inputErr(ReasonMissingField, "data", "required")
+	return action, t, nil
+}
+
+// actionOf is ParseAction for a string or bytes, without allocating.
+func actionOf[T string | []byte](s T) (Action, bool) {
+	switch string(s) {
+	case "hired":
+		return Hired, true
+	case "changed":
+		return Changed, true
+	case "disabled":
+		return Disabled, true
+	case "enabled":
+		return Enabled, true
+	case "deleted":
+		return Deleted, true
 	}
-	var wd wireData
-	if err := unmarshalObject(data, &wd); err != nil {
-		return inputErr(ReasonMalformed, "data", "%s", describeJSONError(err))
+	return Unknown, false
+}
+
+// dataView is the data object, read but not yet copied out of the body.
+type dataView struct {
+	userID, name              []byte
+	deptID                    int64
+	role, status              int
+	hasDept, hasRole, hasStat bool
+}
+
+// userID reads data.userId.
+func (p *parser) userID(v value) ([]byte, *InputError) {
+	id, err := p.str(v, "data.userId", true)
+	if err != nil {
+		return nil, err
 	}
-	var err error
-	if ev.UserID, err = str(wd.UserID, "data.userId", true); err != nil {
+	if len(id) > maxUserIDLen || !digits(id) {
+		return nil, inputErr(ReasonInvalidField, "data.userId", "%q is not an OrgID user id (digits, at most %d)", clip(string(id)), maxUserIDLen)
+	}
+	return id, nil
+}
+
+// optional reads the optional members of data.
+func (p *parser) optional(vals *[nDataKeys]value, dv *dataView) *InputError {
+	var err *InputError
+	if dv.hasDept, err = p.deptID(vals[kDeptID], &dv.deptID); err != nil {
 		return err
 	}
-	if len(ev.UserID) > maxUserIDLen || !digits(ev.UserID) {
-		return inputErr(ReasonInvalidField, "data.userId", "%q is not an OrgID user id (digits, at most %d)", clip(ev.UserID), maxUserIDLen)
-	}
-	if ev.Subject != "" && ev.Subject != ev.UserID {
-		return inputErr(ReasonMismatch, "subject", "CloudEvents subject %q differs from data.userId %q", clip(ev.Subject), ev.UserID)
-	}
-	if ev.DeptID, err = deptID(wd.DeptID); err != nil {
+	if dv.hasRole, err = p.enum(vals[kRole], "data.role", kdapi.ValidRole, "0 department admin, 1 common user, 2 system admin, 3 cloud-drive admin, 5 member with management rights", &dv.role); err != nil {
 		return err
 	}
-	if ev.Role, err = enum(wd.Role, "data.role", kdapi.ValidRole, "0,1,2,3,5"); err != nil {
+	if dv.hasStat, err = p.enum(vals[kStatus], "data.status", kdapi.ValidStatus, "0 enabled, 1 disabled", &dv.status); err != nil {
 		return err
 	}
-	if ev.Status, err = enum(wd.Status, "data.status", kdapi.ValidStatus, "0 enabled, 1 disabled"); err != nil {
-		return err
-	}
-	if ev.Name, err = str(wd.Name, "data.name", false); err != nil {
+	if dv.name, err = p.str(vals[kName], "data.name", false); err != nil {
 		return err
 	}
 	return nil
+}
+
+func (b *eventBox) fill(dv *dataView) {
+	if dv.hasDept {
+		b.deptID = dv.deptID
+		b.ev.DeptID = &b.deptID
+	}
+	if dv.hasRole {
+		b.role = dv.role
+		b.ev.Role = &b.role
+	}
+	if dv.hasStat {
+		b.status = dv.status
+		b.ev.Status = &b.status
+	}
 }
 
 // checkSubject enforces that the NATS subject's action and user id agree
 // with the event.
-func (ev *Event) checkSubject(subject string) error {
+func (ev *Event) checkSubject(subject string) *InputError {
 	if subject == "" {
 		return nil
 	}
 	action, user, ok := ParseSubject(subject)
-	if !ok {
+	if !ok || !digits(user) {
 		return inputErr(ReasonMismatch, "subject", "NATS subject %q does not end in <action>.<userId>", clip(subject))
 	}
 	if action != string(ev.Action) {
-		return inputErr(ReasonMismatch, "type", "type %q does not match the subject's action %q", ev.Type, clip(action))
+		return inputErr(ReasonMismatch, "type", "type %q does not match the NATS subject's action %q", ev.Type, clip(action))
 	}
 	if user != ev.UserID {
-		return inputErr(ReasonMismatch, "data.userId", "%q does not match the subject's user id %q", ev.UserID, clip(user))
+		return inputErr(ReasonMismatch, "data.userId", "%q does not match the NATS subject's user id %q", ev.UserID, clip(user))
 	}
 	return nil
 }
 
-// unmarshalObject decodes a JSON object, refusing any other JSON value and
-// trailing data.
-func unmarshalObject(b []byte, v any) error {
-	b = bytes.TrimSpace(b)
-	if len(b) == 0 || b[0] != '{' {
-		return errors.New("not a JSON object")
-	}
-	return json.Unmarshal(b, v)
-}
-
-func describeJSONError(err error) string {
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &se):
-		return fmt.Sprintf("invalid JSON at byte %d: %v", se.Offset, se)
-	case errors.As(err, &te):
-		return fmt.Sprintf("field %s has JSON type %s", te.Field, te.Value)
-	}
-	return err.Error()
-}
-
-func isNull(raw json.RawMessage) bool {
-	return len(raw) == 0 || string(raw) == "null"
-}
-
-// str decodes a JSON string attribute.
-func str(raw json.RawMessage, field string, required bool) (string, error) {
-	if isNull(raw) {
+// str reads a JSON string attribute: its text, unescaped.
+func (p *parser) str(v value, field string, required bool) ([]byte, *InputError) {
+	if v.absent() {
 		if required {
-			return "", inputErr(ReasonMissingField, field, "required")
+			return nil, inputErr(ReasonMissingField, field, "required")
 		}
-		return "", nil
+		return nil, nil
 	}
-	if raw[0] != '"' {
-		return "", inputErr(ReasonInvalidField, field, "must be a JSON string, got %s", jsonKind(raw))
+	if v.kind != kString {
+		return nil, inputErr(ReasonInvalidField, field, "must be a JSON string, got %s", v.kind)
 	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", inputErr(ReasonInvalidField, field, "unreadable string")
-	}
-	if required && s == "" {
-		return "", inputErr(ReasonMissingField, field, "must not be empty")
+	s := p.text(v)
+	if required && len(s) == 0 {
+		return nil, inputErr(ReasonMissingField, field, "must not be empty")
 	}
 	return s, nil
 }
 
-// deptID accepts a JSON string of digits or a JSON integer, within int64.
-func deptID(raw json.RawMessage) (*int64, error) {
+// deptID reads data.deptId: a JSON string of digits or a JSON integer, a
+// positive int64, and as a number no more than 2^53.
+func (p *parser) deptID(v value, dst *int64) (bool, *InputError) {
 	const field = "data.deptId"
-	if isNull(raw) {
-		return nil, nil
-	}
-	text := string(raw)
-	switch {
-	case raw[0] == '"':
-		if err := json.Unmarshal(raw, &text); err != nil {
-			return nil, inputErr(ReasonInvalidField, field, "unreadable string")
+	switch v.kind {
+	case kNone, kNull:
+		return false, nil
+	case kString:
+		s := p.text(v)
+		n, ok := parseDigits(s)
+		if !ok || n == 0 {
+			return false, inputErr(ReasonInvalidField, field, "%q is not a department id (a positive 64-bit integer)", clip(string(s)))
 		}
-	case raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9':
+		*dst = n
+		return true, nil
+	case kNumber:
+		s := p.b[v.start:v.end]
+		n, ok := parseDigits(s)
+		if !ok || n == 0 {
+			return false, inputErr(ReasonInvalidField, field, "%s is not a department id (a positive 64-bit integer)", clip(string(s)))
+		}
+		if n > 1<<53 {
+			// Exactly representable here, but producers that encode numbers
+			// as doubles lose precision above 2^53: ask for a string.
+			return false, inputErr(ReasonInvalidField, field, "%d is above 2^53, where JSON numbers lose precision; send it as a string", n)
+		}
+		*dst = n
+		return true, nil
+	}
+	return false, inputErr(ReasonInvalidField, field, "must be a string or a number, got %s", v.kind)
+}
+
+// enum reads a JSON integer that valid accepts.
+func (p *parser) enum(v value, field string, valid func(int) bool, allowed string, dst *int) (bool, *InputError) {
+	switch v.kind {
+	case kNone, kNull:
+		return false, nil
+	case kNumber:
 	default:
-		return nil, inputErr(ReasonInvalidField, field, "must be a string or a number, got %s", jsonKind(raw))
+		return false, inputErr(ReasonInvalidField, field, "must be a JSON number, got %s", v.kind)
 	}
-	n, err := strconv.ParseInt(text, 10, 64)
-	if err != nil || n <= 0 {
-		return nil, inputErr(ReasonInvalidField, field, "%q is not a positive 64-bit department id", clip(text))
+	s := p.b[v.start:v.end]
+	mag, neg := s, s[0] == '-'
+	if neg {
+		mag = s[1:]
 	}
-	if raw[0] != '"' && n > 1<<53 {
-		// Exactly representable here, but producers that encode numbers as
-		// doubles lose precision above 2^53: ask for a string.
-		return nil, inputErr(ReasonInvalidField, field, "%d is above 2^53; send department ids above 2^53 as strings", n)
+	n, ok := parseDigits(mag) // refuses fractions and exponents
+	x := int(n)
+	if neg {
+		x = -x
 	}
-	return &n, nil
+	if !ok || n > math.MaxInt32 || !valid(x) {
+		return false, inputErr(ReasonInvalidField, field, "%s is not allowed (%s)", clip(string(s)), allowed)
+	}
+	*dst = x
+	return true, nil
 }
 
-// enum decodes a JSON integer that valid accepts.
-func enum(raw json.RawMessage, field string, valid func(int) bool, allowed string) (*int, error) {
-	if isNull(raw) {
-		return nil, nil
+// parseDigits reads a non-empty string of ASCII digits as an int64.
+func parseDigits(s []byte) (int64, bool) {
+	if len(s) == 0 {
+		return 0, false
 	}
-	if !(raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9') {
-		return nil, inputErr(ReasonInvalidField, field, "must be a JSON number, got %s", jsonKind(raw))
+	var n int64
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := int64(c - '0')
+		if n > (math.MaxInt64-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
 	}
-	n, err := strconv.ParseInt(string(raw), 10, 64)
-	if err != nil || n < math.MinInt32 || n > math.MaxInt32 || !valid(int(n)) {
-		return nil, inputErr(ReasonInvalidField, field, "%s is not allowed (%s)", clip(string(raw)), allowed)
-	}
-	v := int(n)
-	return &v, nil
+	return n, true
 }
 
-func jsonKind(raw json.RawMessage) string {
-	switch raw[0] {
-	case '"':
-		return "a string"
-	case '{':
-		return "an object"
-	case '[':
-		return "an array"
-	case 't', 'f':
-		return "a boolean"
-	}
-	return "a number"
-}
-
-func digits(s string) bool {
-	if s == "" {
+func digits[T string | []byte](s T) bool {
+	if len(s) == 0 {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
@@ -446,6 +632,133 @@ func digits(s string) bool {
 		}
 	}
 	return true
+}
+
+// parseTime reads an RFC 3339 timestamp: YYYY-MM-DDTHH:MM:SS, an optional
+// fraction of any length (nanoseconds kept), then Z or ±HH:MM. It is
+// stricter than time.Parse, which also takes a comma before the fraction
+// and offsets of 24 hours or more.
+func parseTime[T string | []byte](s T) (time.Time, bool) {
+	if len(s) < len("2006-01-02T15:04:05Z") {
+		return time.Time{}, false
+	}
+	num := func(i, n int) int {
+		v := 0
+		for k := i; k < i+n; k++ {
+			if s[k] < '0' || s[k] > '9' {
+				return -1
+			}
+			v = v*10 + int(s[k]-'0')
+		}
+		return v
+	}
+	if s[4] != '-' || s[7] != '-' || s[10] != 'T' && s[10] != 't' || s[13] != ':' || s[16] != ':' {
+		return time.Time{}, false
+	}
+	year, month, day := num(0, 4), num(5, 2), num(8, 2)
+	hour, minute, sec := num(11, 2), num(14, 2), num(17, 2)
+	if year < 0 || month < 1 || month > 12 || day < 1 || day > daysIn(time.Month(month), year) ||
+		hour < 0 || hour > 23 || minute < 0 || minute > 59 || sec < 0 || sec > 59 {
+		return time.Time{}, false
+	}
+	i, nsec := 19, 0
+	if s[i] == '.' {
+		i++
+		start := i
+		for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+			if i-start < 9 {
+				nsec = nsec*10 + int(s[i]-'0')
+			}
+		}
+		if i == start {
+			return time.Time{}, false
+		}
+		for k := i - start; k < 9; k++ {
+			nsec *= 10
+		}
+	}
+	if i >= len(s) {
+		return time.Time{}, false
+	}
+	loc := time.UTC
+	switch s[i] {
+	case 'Z', 'z':
+		i++
+	case '+', '-':
+		if len(s)-i != 6 || s[i+3] != ':' {
+			return time.Time{}, false
+		}
+		oh, om := num(i+1, 2), num(i+4, 2)
+		if oh < 0 || oh > 23 || om < 0 || om > 59 {
+			return time.Time{}, false
+		}
+		off := (oh*60 + om) * 60
+		if s[i] == '-' {
+			off = -off
+		}
+		if off != 0 {
+			loc = time.FixedZone("", off)
+		}
+		i += 6
+	default:
+		return time.Time{}, false
+	}
+	if i != len(s) {
+		return time.Time{}, false
+	}
+	return time.Date(year, time.Month(month), day, hour, minute, sec, nsec, loc), true
+}
+
+func daysIn(m time.Month, year int) int {
+	if m == time.February {
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	}
+	return 31 - int((m-1)%7%2)
+}
+
+// jsonMediaType reports whether ct is application/json or a +json type
+// (application/cloudevents+json, ...), with any parameters.
+func jsonMediaType[T string | []byte](ct T) bool {
+	end := len(ct)
+	for i := 0; i < len(ct); i++ {
+		if ct[i] == ';' {
+			end = i
+			break
+		}
+	}
+	start := 0
+	for start < end && (ct[start] == ' ' || ct[start] == '\t') {
+		start++
+	}
+	for end > start && (ct[end-1] == ' ' || ct[end-1] == '\t') {
+		end--
+	}
+	mt := ct[start:end]
+	const app, suffix = "application/", "+json"
+	if len(mt) <= len(app) || !asciiEqualFold(mt[:len(app)], app) {
+		return false
+	}
+	sub := mt[len(app):]
+	if asciiEqualFold(sub, "json") {
+		return true
+	}
+	if len(sub) <= len(suffix) || !asciiEqualFold(sub[len(sub)-len(suffix):], suffix) {
+		return false
+	}
+	for i := 0; i < len(sub)-len(suffix); i++ {
+		if !isTokenChar(sub[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func isTokenChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+		strings.IndexByte("!#$&-^_.+", c) >= 0
 }
 
 // clip shortens s for an error message.
@@ -461,24 +774,67 @@ func clip(s string) string {
 	return s[:i] + "…"
 }
 
-func headerValue(h map[string][]string, name string) string {
-	if v, ok := h[name]; ok && len(v) > 0 {
-		return v[0]
-	}
-	for k, v := range h {
-		if len(v) > 0 && strings.EqualFold(k, name) {
-			return v[0]
+func invalidUTF8At(b []byte) int {
+	for i := 0; i < len(b); {
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size <= 1 {
+			return i
 		}
+		i += size
 	}
-	return ""
+	return -1
 }
 
-func headerSize(h map[string][]string) int {
-	n := 0
+// headers holds the binary-mode headers, found by name in any case.
+type headers struct {
+	val       [nHeaders]string
+	set       [nHeaders]bool
+	ambiguous [nHeaders]bool
+	// binary is true when some ce-specversion header is not empty.
+	binary bool
+}
+
+// scan reads the headers Decode uses and returns the size of all headers.
+func (hs *headers) scan(h map[string][]string) int {
+	size := 0
 	for k, vs := range h {
+		idx := -1
+		for i, name := range headerNames {
+			if asciiEqualFold(k, name) {
+				idx = i
+				break
+			}
+		}
 		for _, v := range vs {
-			n += len(k) + len(v)
+			size += len(k) + len(v)
+			if idx < 0 {
+				continue
+			}
+			if hs.set[idx] && hs.val[idx] != v {
+				hs.ambiguous[idx] = true
+			}
+			hs.val[idx], hs.set[idx] = v, true
+			if idx == hSpecVersion && v != "" {
+				hs.binary = true
+			}
 		}
 	}
-	return n
+	return size
+}
+
+// asciiEqualFold is strings.EqualFold for ASCII names.
+func asciiEqualFold[T string | []byte](a T, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if x == y {
+			continue
+		}
+		if x|0x20 != y|0x20 || x|0x20 < 'a' || x|0x20 > 'z' {
+			return false
+		}
+	}
+	return true
 }

@@ -42,6 +42,12 @@ type Handler struct {
 	// Observe, when set, is told about every KooDrive call: its operation,
 	// duration and error (nil on success).
 	Observe func(op Op, d time.Duration, err error)
+	// DefaultDeptID is the department of a hire that names none. KooDrive's
+	// create requires one: without a default such a hire is bad input.
+	DefaultDeptID *int64
+	// DefaultRole is the role of a hire that names none; nil means
+	// kdapi.RoleCommonUser.
+	DefaultRole *int
 }
 
 // State is what KooDrive holds for a user after an event, as far as the
@@ -96,7 +102,7 @@ func (h *Handler) Apply(ctx context.Context, ev *Event) (Result, error) {
 		return r, h.hire(ctx, ev, &r)
 	case Changed:
 		upd := kdapi.UpdateUserRequest{DeptID: ev.DeptID, Role: ev.Role, Status: ev.Status}
-		r.State = State{Exists: true, DeptID: ev.DeptID, Role: ev.Role, Status: ev.Status}
+		r.State = snapshot(ev.DeptID, ev.Role, ev.Status)
 		if upd == (kdapi.UpdateUserRequest{}) {
 			r.Noop, r.Note = true, "changed carries no deptId, role or status"
 			return r, nil
@@ -130,17 +136,25 @@ func (h *Handler) hire(ctx context.Context, ev *Event, r *Result) error {
 	if ev.Status != nil {
 		status = *ev.Status
 	}
-	r.State = State{Exists: true, DeptID: ev.DeptID, Role: ev.Role, Status: &status}
-	body := kdapi.CreateUserRequest{UserID: ev.UserID}
-	if ev.DeptID != nil || ev.Role != nil {
-		body.ModifyUserInfoReq = &kdapi.CreateUserInfo{}
-		if ev.DeptID != nil {
-			body.ModifyUserInfoReq.DeptID = strconv.FormatInt(*ev.DeptID, 10)
-		}
-		if ev.Role != nil {
-			body.ModifyUserInfoReq.Role = strconv.Itoa(*ev.Role)
-		}
+	dept, role := ev.DeptID, ev.Role
+	if dept == nil {
+		dept = h.DefaultDeptID
 	}
+	if dept == nil {
+		return inputErr(ReasonMissingField, "data.deptId", "a hire needs a department: KooDrive's create requires one (or set a default department)")
+	}
+	if role == nil {
+		role = h.DefaultRole
+	}
+	if role == nil {
+		common := kdapi.RoleCommonUser
+		role = &common
+	}
+	r.State = snapshot(dept, role, &status)
+	body := kdapi.CreateUserRequest{UserID: ev.UserID, ModifyUserInfoReq: &kdapi.CreateUserInfo{
+		DeptID: strconv.FormatInt(*dept, 10),
+		Role:   strconv.Itoa(*role),
+	}}
 	err := h.call(ctx, OpCreate, "POST /users", r, func(ctx context.Context) error {
 		return h.Users.CreateUser(ctx, body)
 	})
@@ -151,7 +165,7 @@ func (h *Handler) hire(ctx context.Context, ev *Event, r *Result) error {
 	if exists {
 		// Upsert: a rehire or a create retried after an ambiguous failure.
 		r.Note = "user existed: attributes applied with PUT"
-		return h.update(ctx, ev.UserID, kdapi.UpdateUserRequest{DeptID: ev.DeptID, Role: ev.Role, Status: &status}, r)
+		return h.update(ctx, ev.UserID, kdapi.UpdateUserRequest{DeptID: dept, Role: role, Status: &status}, r)
 	}
 	if status != kdapi.StatusEnabled {
 		return h.update(ctx, ev.UserID, kdapi.UpdateUserRequest{Status: &status}, r)
@@ -197,7 +211,7 @@ func (h *Handler) existsAfterFailedCreate(ctx context.Context, userID string, cr
 }
 
 func (h *Handler) setStatus(ctx context.Context, userID string, status int, r *Result) error {
-	r.State = State{Exists: true, Status: &status}
+	r.State = snapshot(nil, nil, &status)
 	return h.update(ctx, userID, kdapi.UpdateUserRequest{Status: &status}, r)
 }
 
@@ -205,6 +219,30 @@ func (h *Handler) update(ctx context.Context, userID string, body kdapi.UpdateUs
 	return h.call(ctx, OpUpdate, "PUT /users/{userId}", r, func(ctx context.Context) error {
 		return h.Users.UpdateUser(ctx, userID, body)
 	})
+}
+
+// snapshot returns the State of an existing user with copies of the
+// fields given. The consumer keeps States in its per-user records; copies
+// keep them from holding on to the event (and the handler's defaults).
+func snapshot(dept *int64, role, status *int) State {
+	s := State{Exists: true}
+	if dept == nil && role == nil && status == nil {
+		return s
+	}
+	v := new(struct {
+		dept         int64
+		role, status int
+	})
+	if dept != nil {
+		v.dept, s.DeptID = *dept, &v.dept
+	}
+	if role != nil {
+		v.role, s.Role = *role, &v.role
+	}
+	if status != nil {
+		v.status, s.Status = *status, &v.status
+	}
+	return s
 }
 
 // call makes one KooDrive call, records it in r and tells Observe.
