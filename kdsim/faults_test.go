@@ -322,3 +322,28 @@ func TestSeedReproducible(t *testing.T) {
 		t.Error("a zero seed was not replaced by a random one")
 	}
 }
+
+// TestJitter checks that the extra delay is drawn in [0, Jitter), not fixed.
+func TestJitter(t *testing.T) {
+	t.Parallel()
+	srv, err := kdsim.New(kdsim.Options{Token: testToken, Seed: 3, Faults: kdsim.Faults{Jitter: 60 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shortest time.Duration = time.Hour
+	for range 10 {
+		start := time.Now()
+		if got := statuses(t, srv, 1); got[0] != http.StatusOK {
+			t.Fatalf("status %d", got[0])
+		}
+		shortest = min(shortest, time.Since(start))
+	}
+	// Ten uniform draws all above 45ms would take a broken draw (or a
+	// machine too loaded to time anything).
+	if shortest >= 45*time.Millisecond {
+		t.Errorf("shortest of 10 answers took %s; jitter looks fixed at its maximum", shortest)
+	}
+	if n := srv.Stats().Faults["latency"]; n != 10 {
+		t.Errorf("latency faults = %d, want 10", n)
+	}
+}
