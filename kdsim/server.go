@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -274,7 +275,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, rest string) {
 		if left := fs.outageLeft(s.now()); left > 0 {
 			s.stats.faults[fOutage].Add(1)
 			c.fail(http.StatusServiceUnavailable, CodeUnavailable, "service unavailable (outage)")
-			s.write(w, c.status, []string{fmt.Sprint(ceilSeconds(left))}, c.out)
+			s.write(w, c.status, []string{strconv.FormatInt(ceilSeconds(left), 10)}, c.out)
 			return
 		}
 		d = s.decide(fs, o.isWrite())
