@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -226,6 +227,8 @@ type Consumer struct {
 	wm       map[string]*watermark
 	inflight int
 	ready    bool
+	// lastDispatch is when a message last arrived (UnixNano).
+	lastDispatch atomic.Int64
 
 	laneWG sync.WaitGroup
 	// stopping is cancelled when shutdown starts: backoff sleeps and

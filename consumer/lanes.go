@@ -47,6 +47,7 @@ func (c *Consumer) dispatch(msg jetstream.Msg) {
 	}
 	c.obs.EventReceived()
 	now := time.Now()
+	c.lastDispatch.Store(now.UnixNano())
 	it := &item{msg: msg, seq: md.Sequence.Stream, delivered: md.NumDelivered, received: now, lastProgress: now}
 	key := laneKey(msg.Subject())
 

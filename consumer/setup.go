@@ -222,44 +222,82 @@ scan:
 	return nil
 }
 
-// pull consumes until ctx ends, pausing while the breaker is open.
+// pull consumes until ctx ends, pausing while the breaker is open. A
+// watchdog restarts the pull when the server holds pending events but none
+// has arrived for stallAfter while kdsync holds nothing: a stuck pull would
+// otherwise wait for its expiry.
 func (c *Consumer) pull(ctx context.Context) error {
+	watch := time.NewTicker(stallAfter / 2)
+	defer watch.Stop()
 	for {
 		cc, err := c.consume()
 		if err != nil {
 			return err
 		}
-		select {
-		case <-ctx.Done():
-			c.stopPulling(cc)
-			return nil
-		case <-c.breaker.opened():
-			c.log.Warn("KooDrive is failing for everyone: pulling paused, probing", "probe_every", c.opts.BreakerProbe)
-			c.stopPulling(cc)
+	wait:
+		for {
 			select {
 			case <-ctx.Done():
+				c.stopPulling(cc)
 				return nil
-			case <-c.breaker.closed():
-				c.log.Info("KooDrive answers again: pulling resumed")
-			}
-		case <-cc.Closed():
-			// Consume stopped itself (consumer deleted, or a terminal
-			// error): recreate or rebind, then go on.
-			if ctx.Err() != nil {
-				return nil
-			}
-			c.log.Warn("consume stopped; rebinding the consumer")
-			if err := c.rebind(ctx); err != nil {
-				return err
+			case <-c.breaker.opened():
+				c.log.Warn("KooDrive is failing for everyone: pulling paused, probing", "probe_every", c.opts.BreakerProbe)
+				c.stopPulling(cc)
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-c.breaker.closed():
+					c.log.Info("KooDrive answers again: pulling resumed")
+				}
+				break wait
+			case <-cc.Closed():
+				// Consume stopped itself (consumer deleted, or a terminal
+				// error): recreate or rebind, then go on.
+				if ctx.Err() != nil {
+					return nil
+				}
+				c.log.Warn("consume stopped; rebinding the consumer")
+				if err := c.rebind(ctx); err != nil {
+					return err
+				}
+				break wait
+			case <-watch.C:
+				if c.stalled(ctx) {
+					c.log.Warn("no event arrived while the stream holds pending ones; restarting the pull", "idle", stallAfter)
+					c.stopPulling(cc)
+					break wait
+				}
 			}
 		}
 	}
+}
+
+// stallAfter is how long the pull may stay idle while events are pending.
+const stallAfter = 10 * time.Second
+
+// stalled reports whether nothing arrived for stallAfter, nothing is held,
+// and the server says events are pending.
+func (c *Consumer) stalled(ctx context.Context) bool {
+	if time.Since(time.Unix(0, c.lastDispatch.Load())) < stallAfter {
+		return false
+	}
+	c.mu.Lock()
+	held := c.inflight
+	c.mu.Unlock()
+	if held > 0 {
+		return false
+	}
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	info, err := c.JetStreamConsumer().Info(ictx)
+	return err == nil && info.NumPending > 0
 }
 
 func (c *Consumer) consume() (jetstream.ConsumeContext, error) {
 	cons := c.JetStreamConsumer()
 	cc, err := cons.Consume(c.dispatch,
 		jetstream.PullMaxMessages(c.opts.PullBatch),
+		jetstream.PullExpiry(pullExpiry),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
 				c.log.Error("consumer deleted on the server", "err", err)
@@ -272,6 +310,10 @@ func (c *Consumer) consume() (jetstream.ConsumeContext, error) {
 	}
 	return cc, nil
 }
+
+// pullExpiry bounds one pull request; shorter than the library's 30s so
+// that a lost pull heals sooner.
+const pullExpiry = 10 * time.Second
 
 // rebind recreates (when managing) or binds the consumer, retrying with
 // backoff until ctx ends.

@@ -70,6 +70,7 @@ func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 	notFoundCodes := fs.String("not-found-codes", strings.Join(kdapi.DefaultNotFoundCodes, ","), "KooDrive codes meaning \"not found\"")
 
 	fs.StringVar(&o.HTTPAddr, "http-addr", ":9090", "address of /metrics, /healthz and /readyz (empty: off)")
+	fs.BoolVar(&o.Pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP address (keep that address private)")
 	return func() (service.Options, error) {
 		var errs []error
 		c.StreamSubjects = splitList(*subjects)
