@@ -78,23 +78,3 @@ func (b *breaker) closed() <-chan struct{} {
 	defer b.mu.Unlock()
 	return b.closedCh
 }
-
-// acquire returns when an attempt may go through: at once while the
-// breaker is closed; while it is open, when it closes or this caller gets
-// to be the one probe. done reports the attempt's result.
-func (b *breaker) acquire(ctx context.Context) (done func(error), err error) {
-	for {
-		if done, err := b.cb.Allow(); err == nil {
-			return done, nil
-		}
-		t := time.NewTimer(min(b.probe, time.Second))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-b.closed():
-		case <-t.C:
-		}
-		t.Stop()
-	}
-}

@@ -217,7 +217,7 @@ type Consumer struct {
 	kv   jetstream.KeyValue
 	cons jetstream.Consumer
 
-	sem     chan struct{} // bounds KooDrive calls under way
+	queue   chan *lane // lanes waiting for a worker
 	breaker *breaker
 
 	mu       sync.Mutex
@@ -230,7 +230,7 @@ type Consumer struct {
 	// lastDispatch is when a message last arrived (UnixNano).
 	lastDispatch atomic.Int64
 
-	laneWG sync.WaitGroup
+	workers sync.WaitGroup
 	// stopping is cancelled when shutdown starts: backoff sleeps and
 	// breaker waits end, no new event starts.
 	stopping context.Context
@@ -251,7 +251,7 @@ func New(opts Options) (*Consumer, error) {
 		opts:  opts,
 		log:   opts.Logger,
 		obs:   opts.Observer,
-		sem:   make(chan struct{}, opts.Concurrency),
+		queue: make(chan *lane, opts.MaxAckPending+opts.Concurrency+64),
 		lanes: make(map[string]*lane),
 		wm:    make(map[string]*watermark),
 	}
@@ -283,11 +283,6 @@ func (c *Consumer) Stats() Stats {
 	for _, l := range c.lanes {
 		if len(l.queue) > 0 {
 			if age := now.Sub(l.queue[0].received); age > s.Oldest {
-				s.Oldest = age
-			}
-		}
-		if l.current != nil {
-			if age := now.Sub(l.current.received); age > s.Oldest {
 				s.Oldest = age
 			}
 		}
@@ -325,6 +320,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 	tick := newTicker(c)
 	go tick.run(c.stopping)
+	// Workers bound the KooDrive calls under way: one call per worker.
+	for range c.opts.Concurrency {
+		c.workers.Add(1)
+		go c.worker()
+	}
 
 	c.mu.Lock()
 	c.ready = true
@@ -340,7 +340,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.log.Info("consumer stopping: no more pulls, finishing events under way", "timeout", c.opts.ShutdownTimeout)
 	c.stop()
 	done := make(chan struct{})
-	go func() { c.laneWG.Wait(); close(done) }()
+	go func() { c.workers.Wait(); close(done) }()
 	timer := time.NewTimer(c.opts.ShutdownTimeout)
 	defer timer.Stop()
 	select {
@@ -351,6 +351,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		<-done
 	}
 	tick.stopWait()
+	c.nakAll()
 	c.log.Info("consumer stopped")
 	return pullErr
 }

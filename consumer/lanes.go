@@ -5,29 +5,68 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kdsync/kdsync/handlers"
 )
 
-// item is one delivered message held by a lane.
+// stage is how far an event has got.
+type stage uint8
+
+const (
+	stageNew    stage = iota // not yet decoded
+	stageApply               // decoded, KooDrive calls to make
+	stageFinish              // outcome decided, to be stored and acked
+)
+
+// item is one delivered message held by a lane, with the state of its
+// work. Only the worker running the lane touches the work state.
 type item struct {
 	msg       jetstream.Msg
 	seq       uint64
 	delivered uint64
 	received  time.Time
-	// lastProgress is when InProgress was last sent (or the receipt).
+	// lastProgress is when InProgress was last sent (or the receipt);
+	// guarded by Consumer.mu.
 	lastProgress time.Time
+
+	stage stage
+	ev    *handlers.Event
+	out   Outcome
+	wm    *watermark
+	state *handlers.State // the state an applied event leads to
+	calls []string
+	bo    backoff.BackOff // retries of KooDrive calls, made at the first failure
+	ra    *retryAfter
+	last  error         // the last KooDrive failure
+	infra time.Duration // wait before retrying a NATS step (watermark, outcome)
+	body  []byte        // the encoded outcome, once decided
 }
 
-// lane holds one user's events, sorted by stream sequence, and works them
-// one at a time.
+// laneState says where a lane is.
+type laneState uint8
+
+const (
+	laneIdle    laneState = iota // no worker, not queued (empty, or stopping)
+	laneReady                    // in the ready queue
+	laneRunning                  // a worker is on it
+	laneParked                   // waiting: a retry's backoff, the breaker, or an orphan
+)
+
+// lane holds one user's events, sorted by stream sequence. A worker works
+// the head; the others wait behind it.
 type lane struct {
-	key     string
-	queue   []*item // sorted by seq; guarded by Consumer.mu
-	current *item   // being worked; guarded by Consumer.mu
-	wake    chan struct{}
+	key   string
+	queue []*item // guarded by Consumer.mu
+	state laneState
+	// orphan is true while parked for an older event of an earlier run.
+	orphan bool
+	timer  *time.Timer
 }
 
 // watermark is the cached KV record of one user.
@@ -36,8 +75,8 @@ type watermark struct {
 	rev uint64 // KV revision; 0 when the key does not exist
 }
 
-// dispatch is Consume's handler: it never blocks on KooDrive. It puts the
-// message into its user's lane and starts the lane when it is idle.
+// dispatch is Consume's handler: it never blocks. It puts the message into
+// its user's lane and schedules the lane when it is idle.
 func (c *Consumer) dispatch(msg jetstream.Msg) {
 	md, err := msg.Metadata()
 	if err != nil {
@@ -52,88 +91,133 @@ func (c *Consumer) dispatch(msg jetstream.Msg) {
 	key := laneKey(msg.Subject())
 
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	l, ok := c.lanes[key]
 	if !ok {
-		l = &lane{key: key, wake: make(chan struct{}, 1)}
+		l = &lane{key: key}
 		c.lanes[key] = l
 	}
-	if l.current != nil && l.current.seq == it.seq {
-		// A redelivery of the event under way: that one will be acked.
-		c.mu.Unlock()
-		return
-	}
 	i := sort.Search(len(l.queue), func(i int) bool { return l.queue[i].seq >= it.seq })
-	switch {
-	case i < len(l.queue) && l.queue[i].seq == it.seq:
-		l.queue[i] = it // a redelivery: keep the newest handle
-	default:
-		l.queue = append(l.queue, nil)
-		copy(l.queue[i+1:], l.queue[i:])
-		l.queue[i] = it
-		c.inflight++
-	}
-	c.mu.Unlock()
-	if !ok {
-		c.laneWG.Add(1)
-		go c.runLane(l)
+	if i < len(l.queue) && l.queue[i].seq == it.seq {
+		// A redelivery of an event held already: that one will be
+		// acknowledged (any delivery's ack settles the sequence).
 		return
 	}
+	l.queue = slices.Insert(l.queue, i, it)
+	c.inflight++
+	switch {
+	case l.state == laneIdle && c.stopping.Err() == nil:
+		c.schedule(l)
+	case l.state == laneParked && l.orphan:
+		// An event arrived while the head waited for an older one: look
+		// again.
+		l.timer.Stop()
+		c.schedule(l)
+	}
+}
+
+// schedule queues l for a worker. Called with c.mu held.
+func (c *Consumer) schedule(l *lane) {
+	l.state, l.orphan = laneReady, false
 	select {
-	case l.wake <- struct{}{}:
+	case c.queue <- l:
 	default:
+		// The queue holds every lane at most once and is sized for all of
+		// them; this is a safety net, not a path.
+		go func() { c.queue <- l }()
 	}
 }
 
-// runLane works a lane until it is empty, then removes it.
-func (c *Consumer) runLane(l *lane) {
-	defer c.laneWG.Done()
-	for {
-		it, wait := c.nextItem(l)
-		if it == nil && wait == 0 {
-			return
-		}
-		if it == nil {
-			// The head must wait for an older orphan to come back.
-			t := time.NewTimer(wait)
-			select {
-			case <-l.wake:
-			case <-t.C:
-			case <-c.stopping.Done():
-			}
-			t.Stop()
-			continue
-		}
-		if c.stopping.Err() != nil {
-			c.nakRest(l, it)
-			continue
-		}
-		c.process(l, it)
+// park lets l wait d before a worker looks at it again. Called with c.mu
+// held.
+func (c *Consumer) park(l *lane, d time.Duration, orphan bool) {
+	l.state, l.orphan = laneParked, orphan
+	l.timer = time.AfterFunc(d, func() {
 		c.mu.Lock()
-		l.current = nil
-		c.inflight--
-		c.mu.Unlock()
-	}
+		defer c.mu.Unlock()
+		if l.state == laneParked && c.stopping.Err() == nil {
+			c.schedule(l)
+		}
+	})
 }
 
-// nextItem takes the lane's head when it may run. It returns (nil, d>0)
-// when the head waits for an orphan, and (nil, 0) after removing an empty
-// lane.
-func (c *Consumer) nextItem(l *lane) (*item, time.Duration) {
+// wakeParked sends every lane waiting on a retry's backoff to the workers
+// at once: KooDrive answers again (the breaker closed).
+func (c *Consumer) wakeParked() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(l.queue) == 0 {
-		delete(c.lanes, l.key)
-		return nil, 0
-	}
-	head := l.queue[0]
-	if c.stopping.Err() == nil {
-		if wait := c.orphanWait(l.key, head.seq); wait > 0 {
-			return nil, wait
+	n := 0
+	for _, l := range c.lanes {
+		if l.state == laneParked && !l.orphan && l.timer.Stop() {
+			c.schedule(l)
+			n++
 		}
 	}
-	l.queue = l.queue[1:]
-	l.current = head
-	return head, 0
+	if n > 0 {
+		c.log.Info("retrying waiting events now that KooDrive answers", "users", n)
+	}
+}
+
+// worker works ready lanes, one step at a time, until shutdown.
+func (c *Consumer) worker() {
+	defer c.workers.Done()
+	for {
+		select {
+		case <-c.stopping.Done():
+			return
+		case l := <-c.queue:
+			c.work(l)
+		}
+	}
+}
+
+// work takes one step on l's head event, then requeues, parks or removes
+// the lane.
+func (c *Consumer) work(l *lane) {
+	c.mu.Lock()
+	if c.stopping.Err() != nil {
+		l.state = laneIdle
+		c.mu.Unlock()
+		return
+	}
+	if len(l.queue) == 0 {
+		delete(c.lanes, l.key)
+		l.state = laneIdle
+		c.mu.Unlock()
+		return
+	}
+	it := l.queue[0]
+	if it.stage == stageNew {
+		if wait := c.orphanWait(l.key, it.seq); wait > 0 {
+			c.park(l, wait, true)
+			c.mu.Unlock()
+			return
+		}
+	}
+	l.state = laneRunning
+	c.mu.Unlock()
+
+	wait, done := c.step(l, it)
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if done {
+		if i := slices.Index(l.queue, it); i >= 0 {
+			l.queue = slices.Delete(l.queue, i, i+1)
+		}
+		c.inflight--
+	}
+	switch {
+	case c.stopping.Err() != nil:
+		l.state = laneIdle // shutdown Naks what is left, in order
+	case wait > 0:
+		c.park(l, wait, false)
+	case len(l.queue) > 0:
+		c.schedule(l)
+	default:
+		l.state = laneIdle
+		delete(c.lanes, l.key)
+	}
 }
 
 // orphanWait says how long an event at seq of user must wait for older
@@ -143,10 +227,13 @@ func (c *Consumer) orphanWait(user string, seq uint64) time.Duration {
 	if len(os) == 0 {
 		return 0
 	}
-	// Drop orphans that have arrived (they are at or below seq now that the
-	// head is seq and the queue is sorted: an arrived orphan is the head).
-	for len(os) > 0 && os[0] == seq {
-		os = os[1:]
+	// An orphan that has come back is the head now (the queue is sorted).
+	for len(os) > 0 && os[0] <= seq {
+		if os[0] == seq {
+			os = os[1:]
+			continue
+		}
+		break
 	}
 	if len(os) == 0 {
 		delete(c.orphans, user)
@@ -166,19 +253,29 @@ func (c *Consumer) orphanWait(user string, seq uint64) time.Duration {
 	return min(left, time.Second)
 }
 
-// nakRest Naks it and everything queued behind it, in order, so that the
-// user's events come back in order after a restart.
-func (c *Consumer) nakRest(l *lane, it *item) {
+// nakAll returns every held event to the stream, each lane in order, at
+// shutdown: the user's events come back in order after a restart.
+func (c *Consumer) nakAll() {
 	c.mu.Lock()
-	rest := append([]*item{it}, l.queue...)
-	l.queue = nil
-	l.current = nil
-	c.inflight -= len(rest)
-	c.mu.Unlock()
-	for _, r := range rest {
-		if err := r.msg.Nak(); err != nil {
-			c.log.Debug("nak failed; the event comes back after its ack wait", "seq", r.seq, "err", err)
+	var rest []*item
+	for key, l := range c.lanes {
+		if l.timer != nil {
+			l.timer.Stop()
 		}
+		rest = append(rest, l.queue...)
+		l.queue = nil
+		delete(c.lanes, key)
+	}
+	c.inflight = 0
+	c.mu.Unlock()
+	sort.Slice(rest, func(i, j int) bool { return rest[i].seq < rest[j].seq })
+	for _, it := range rest {
+		if err := it.msg.Nak(); err != nil {
+			c.log.Debug("nak failed; the event comes back after its ack wait", "seq", it.seq, "err", err)
+		}
+	}
+	if len(rest) > 0 {
+		c.log.Info("events under way returned to the stream", "events", len(rest))
 	}
 }
 

@@ -18,176 +18,220 @@ import (
 	"github.com/kdsync/kdsync/kdapi"
 )
 
-// errShutdown ends an event's work when the consumer stops; the event is
-// Nak'd, not finished.
-var errShutdown = errors.New("consumer: shutting down")
+// step takes it as far as it can go now: decode and check it, make its
+// KooDrive calls, store its outcome and ack it. It returns done when the
+// event is finished (acked), or a wait after which the lane comes back to
+// it (a retry's backoff, the breaker, NATS away). On shutdown it returns
+// neither, and the event is Nak'd with the rest of its lane. This is the
+// one place that decides an event's fate.
+func (c *Consumer) step(l *lane, it *item) (wait time.Duration, done bool) {
+	if it.stage != stageFinish {
+		var stop bool
+		wait, stop = c.decide(l, it)
+		if stop || wait > 0 {
+			return wait, false
+		}
+	}
+	if err := c.finish(l, it); err != nil {
+		if c.hard.Err() != nil {
+			return 0, false
+		}
+		c.log.Warn("storing the outcome failed; retrying", "seq", it.seq, "err", err)
+		return it.nextInfraWait(), false
+	}
+	return 0, true
+}
 
-// process works one event to its outcome, or Naks it on shutdown. It is the
-// one place that decides the ack.
-func (c *Consumer) process(l *lane, it *item) {
-	out := Outcome{
+// decide runs the event up to its outcome. stop is true on shutdown.
+func (c *Consumer) decide(l *lane, it *item) (wait time.Duration, stop bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			stack := strings.SplitN(string(debug.Stack()), "\n", 8)
+			c.log.Error("panic while working an event; dead-lettering it", "seq", it.seq, "panic", p, "stack", strings.Join(stack, "|"))
+			it.deadLetter(ClassPanic, fmt.Sprintf("panic: %v", p))
+			wait, stop = 0, false
+		}
+	}()
+	if it.stage == stageNew {
+		if c.stopping.Err() != nil {
+			return 0, true
+		}
+		wm, err := c.loadWatermark(c.stopping, l.key)
+		if err != nil {
+			if c.stopping.Err() != nil {
+				return 0, true
+			}
+			// While running, a lane never lets go of an event: a Nak would
+			// let the user's newer events overtake it.
+			c.log.Warn("reading the watermark failed; retrying", "user", l.key, "seq", it.seq, "err", err)
+			return it.nextInfraWait(), false
+		}
+		it.infra = 0
+		it.wm = wm
+		c.classify(it)
+	}
+	if it.stage == stageApply {
+		return c.attempt(it)
+	}
+	return 0, false
+}
+
+// classify decodes it and decides what the watermark says of it.
+func (c *Consumer) classify(it *item) {
+	it.out = Outcome{
 		Subject:   it.msg.Subject(),
 		Stream:    c.opts.Stream,
 		Sequence:  it.seq,
 		Delivered: it.delivered,
 		Action:    handlers.Unknown,
 	}
-	var ev *handlers.Event
-	var state *handlers.State
-	var wm *watermark
-	err := func() (err error) {
-		defer func() {
-			if p := recover(); p != nil {
-				stack := strings.SplitN(string(debug.Stack()), "\n", 8)
-				c.log.Error("panic while working an event; dead-lettering it", "seq", it.seq, "panic", p, "stack", strings.Join(stack, "|"))
-				out.Result, out.Reason, out.Error = Deadlettered, ClassPanic, fmt.Sprintf("panic: %v", p)
-				err = nil
-			}
-		}()
-		wm, err = c.watermarkRetrying(l.key, it.seq)
-		if err != nil {
-			return err
+	ev, derr := c.opts.Decoder.Decode(it.msg.Subject(), it.msg.Headers(), it.msg.Data())
+	if ev != nil {
+		it.ev = ev
+		it.out.EventID, it.out.UserID, it.out.Action = ev.ID, ev.UserID, ev.Action
+		it.out.TraceID = kdapi.TraceID(ev.ID)
+	} else if a, u, ok := handlers.ParseSubject(it.msg.Subject()); ok {
+		if act, ok := handlers.ParseAction(a); ok {
+			it.out.Action = act
 		}
-		var derr error
-		ev, derr = c.opts.Decoder.Decode(it.msg.Subject(), it.msg.Headers(), it.msg.Data())
-		if ev != nil {
-			out.EventID, out.UserID, out.Action = ev.ID, ev.UserID, ev.Action
-			out.TraceID = kdapi.TraceID(ev.ID)
-		} else if a, u, ok := handlers.ParseSubject(it.msg.Subject()); ok {
-			if act, ok := handlers.ParseAction(a); ok {
-				out.Action = act
-			}
-			out.UserID = u
+		it.out.UserID = u
+	}
+	switch {
+	case it.seq <= it.wm.rec.Seq || ev != nil && it.wm.rec.seen(ev.ID):
+		// Already finished: a redelivery, or the same event id again.
+		it.out.Result, it.out.Reason = Skipped, SkipDuplicate
+		it.stage = stageFinish
+	case derr != nil:
+		reason := "bad_input"
+		var ie *handlers.InputError
+		if errors.As(derr, &ie) {
+			reason = string(ie.Reason)
 		}
-		if it.seq <= wm.rec.Seq || ev != nil && wm.rec.seen(ev.ID) {
-			// Already finished: a redelivery, or the same event id published
-			// again.
-			out.Result, out.Reason = Skipped, SkipDuplicate
-			return nil
-		}
-		if derr != nil {
-			var ie *handlers.InputError
-			out.Result, out.Error = Deadlettered, derr.Error()
-			out.Reason = "bad_input"
-			if errors.As(derr, &ie) {
-				out.Reason = string(ie.Reason)
-			}
-			return nil
-		}
-		res, aerr := c.apply(it, ev, &out)
-		out.Calls, out.Note = res.Calls, res.Note
-		switch {
-		case errors.Is(aerr, errShutdown):
-			return aerr
-		case aerr != nil:
-			out.Result, out.Error = Deadlettered, aerr.Error()
-			if out.Reason == "" {
-				out.Reason = classOf(aerr)
-			}
-		case res.Noop:
-			out.Result, out.Reason = Skipped, SkipNoop
-		default:
-			out.Result = Applied
-			state = &res.State
-		}
-		return nil
-	}()
+		it.deadLetter(reason, derr.Error())
+	default:
+		it.stage = stageApply
+	}
+}
+
+// attempt makes one try at the event's KooDrive calls.
+func (c *Consumer) attempt(it *item) (wait time.Duration, stop bool) {
+	if c.stopping.Err() != nil {
+		return 0, true
+	}
+	done, err := c.breaker.cb.Allow()
 	if err != nil {
-		// Only on shutdown: the event and the lane behind it come back in
-		// order. While running, a lane never lets go of an event (a Nak
-		// would let the user's newer events overtake it).
-		c.nakRest(l, it)
-		c.mu.Lock()
-		c.inflight++ // runLane decrements for the current item
-		c.mu.Unlock()
-		return
+		// KooDrive fails for everyone: wait for the probe's verdict.
+		return min(c.opts.BreakerProbe, time.Second), false
 	}
-	c.finish(l, it, ev, &out, wm, state)
+	it.out.Attempts++
+	res, err := c.opts.Handler.Apply(kdapi.WithTraceID(c.hard, it.ev.ID), it.ev)
+	done(err)
+	it.calls = append(it.calls, res.Calls...)
+	it.out.Note = res.Note
+	switch {
+	case err == nil && res.Noop:
+		it.out.Result, it.out.Reason = Skipped, SkipNoop
+		it.state = &res.State
+		it.stage = stageFinish
+	case err == nil:
+		it.out.Result = Applied
+		it.state = &res.State
+		it.stage = stageFinish
+	case c.hard.Err() != nil:
+		return 0, true
+	case !retryable(err):
+		it.deadLetter(classOf(err), err.Error())
+	default:
+		it.last = err
+		if it.bo == nil {
+			b := backoff.NewExponentialBackOff()
+			b.InitialInterval = c.opts.RetryInitial
+			b.MaxInterval = c.opts.RetryMax
+			b.Multiplier = 2
+			b.RandomizationFactor = 0.5
+			b.MaxElapsedTime = c.opts.RetryBudget
+			it.ra = &retryAfter{BackOff: b, limit: c.opts.RetryMax}
+			it.bo = backoff.WithContext(it.ra, c.stopping)
+			it.bo.Reset()
+		}
+		it.ra.next = kdapi.RetryAfterOf(err)
+		d := it.bo.NextBackOff()
+		if d == backoff.Stop {
+			if c.stopping.Err() != nil {
+				return 0, true
+			}
+			it.deadLetter(ClassBudgetExhausted, fmt.Sprintf("retry budget of %s spent after %d attempts; last error: %v", c.opts.RetryBudget, it.out.Attempts, err))
+			return 0, false
+		}
+		c.obs.Retry(classOf(err), d, it.ra.used)
+		c.log.Debug("retrying event", "event", it.ev.ID, "seq", it.seq, "attempt", it.out.Attempts, "wait", d, "err", err)
+		return d, false
+	}
+	return 0, false
 }
 
-// watermarkRetrying reads user's record, retrying while NATS is slow or
-// away, until it succeeds or the consumer stops (errShutdown).
-func (c *Consumer) watermarkRetrying(user string, seq uint64) (*watermark, error) {
-	wait := 100 * time.Millisecond
-	for {
-		wm, err := c.loadWatermark(c.stopping, user)
-		if err == nil {
-			return wm, nil
-		}
-		if c.stopping.Err() != nil {
-			return nil, errShutdown
-		}
-		c.log.Warn("reading the watermark failed; retrying", "user", user, "seq", seq, "err", err, "retry_in", wait)
-		select {
-		case <-c.stopping.Done():
-			return nil, errShutdown
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 5*time.Second)
-	}
+// deadLetter decides a dead-letter outcome.
+func (it *item) deadLetter(reason, msg string) {
+	it.out.Result, it.out.Reason, it.out.Error = Deadlettered, reason, msg
+	it.stage = stageFinish
 }
 
-// apply runs the handler with retries: transient failures back off
-// exponentially (honouring Retry-After) until the retry budget is spent.
-func (c *Consumer) apply(it *item, ev *handlers.Event, out *Outcome) (handlers.Result, error) {
-	ctx := kdapi.WithTraceID(c.hard, ev.ID)
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = c.opts.RetryInitial
-	b.MaxInterval = c.opts.RetryMax
-	b.Multiplier = 2
-	b.RandomizationFactor = 0.5
-	b.MaxElapsedTime = c.opts.RetryBudget
-	ra := &retryAfter{BackOff: b}
-	var res handlers.Result
-	var last error
-	op := func() error {
-		if c.stopping.Err() != nil {
-			return backoff.Permanent(errShutdown)
+// nextInfraWait backs off retries of NATS steps: 100ms doubling to 5s.
+func (it *item) nextInfraWait() time.Duration {
+	it.infra = min(max(2*it.infra, 100*time.Millisecond), 5*time.Second)
+	return it.infra
+}
+
+// finish stores the outcome (and the dead letter), advances the watermark,
+// then acks. The outcome's times are fixed at the first try.
+func (c *Consumer) finish(l *lane, it *item) error {
+	out := &it.out
+	if it.body == nil {
+		now := time.Now()
+		out.Time = now.UTC()
+		out.Calls = it.calls
+		out.ProcessingMs = float64(now.Sub(it.received).Microseconds()) / 1000
+		if it.ev != nil && !it.ev.Time.IsZero() {
+			ms := float64(now.Sub(it.ev.Time).Microseconds()) / 1000
+			out.LatencyMs = &ms
 		}
-		done, err := c.breaker.acquire(c.stopping)
-		if err != nil {
-			return backoff.Permanent(errShutdown)
+		it.body, _ = json.Marshal(out)
+		if out.Result == Deadlettered {
+			c.log.Warn("event dead-lettered", "event", out.EventID, "user", out.UserID, "action", out.Action,
+				"seq", it.seq, "reason", out.Reason, "err", out.Error, "attempts", out.Attempts)
 		}
-		select {
-		case c.sem <- struct{}{}:
-		case <-c.stopping.Done():
-			done(context.Canceled)
-			return backoff.Permanent(errShutdown)
-		}
-		out.Attempts++
-		r, err := c.opts.Handler.Apply(ctx, ev)
-		<-c.sem
-		done(err)
-		res.Calls = append(res.Calls, r.Calls...)
-		res.Note, res.Noop, res.State = r.Note, r.Noop, r.State
-		if err == nil {
-			return nil
-		}
-		last = err
-		if c.hard.Err() != nil {
-			return backoff.Permanent(errShutdown)
-		}
-		if !retryable(err) {
-			return backoff.Permanent(err)
-		}
-		ra.next = kdapi.RetryAfterOf(err)
+	}
+	outMsg := &nats.Msg{
+		Subject: c.opts.OutcomePrefix + "." + string(out.Result) + "." + string(out.Action),
+		Header:  nats.Header{jetstream.MsgIDHeader: {OutcomeMsgID(c.opts.Stream, it.seq)}},
+		Data:    it.body,
+	}
+	var dlq *nats.Msg
+	if out.Result == Deadlettered {
+		dlq = c.deadLetterMsg(it, out)
+	}
+	// A duplicate leaves the record as it is; everything else advances it.
+	advance := it.wm != nil && !(out.Result == Skipped && out.Reason == SkipDuplicate)
+	if err := c.store(l.key, it, it.ev, outMsg, dlq, it.wm, it.state, advance); err != nil {
 		return err
 	}
-	notify := func(err error, wait time.Duration) {
-		c.obs.Retry(classOf(err), wait, ra.used)
-		c.log.Debug("retrying event", "event", ev.ID, "seq", it.seq, "attempt", out.Attempts, "wait", wait, "err", err)
+	var err error
+	if out.Result == Deadlettered {
+		err = it.msg.TermWithReason(out.Reason)
+	} else {
+		err = it.msg.Ack()
 	}
-	err := backoff.RetryNotify(op, backoff.WithContext(ra, c.stopping), notify)
-	switch {
-	case err == nil:
-		return res, nil
-	case errors.Is(err, errShutdown), errors.Is(err, context.Canceled) && c.stopping.Err() != nil:
-		return res, errShutdown
-	case retryable(err):
-		out.Reason = ClassBudgetExhausted
-		return res, fmt.Errorf("retry budget of %s spent after %d attempts; last error: %w", c.opts.RetryBudget, out.Attempts, last)
+	if err != nil {
+		// The outcome and watermark are stored: a redelivery is skipped as
+		// a duplicate and its outcome dropped by the outcome stream.
+		c.log.Debug("ack failed; a redelivery will be skipped", "seq", it.seq, "err", err)
 	}
-	return res, err
+	var latency time.Duration
+	if out.LatencyMs != nil {
+		latency = time.Duration(*out.LatencyMs * float64(time.Millisecond))
+	}
+	c.obs.EventFinished(out.Action, out.Result, out.Reason, latency, out.LatencyMs != nil)
+	return nil
 }
 
 // retryable reports whether err is worth another attempt: KooDrive
@@ -212,11 +256,14 @@ func classOf(err error) string {
 }
 
 // retryAfter is a BackOff that waits at least the server's Retry-After
-// when the last failure carried one.
+// when the last failure carried one, up to limit (KDSYNC_RETRY_MAX): a
+// server asking for an hour is asked again after the limit, not ignored
+// for an hour.
 type retryAfter struct {
 	backoff.BackOff
-	next time.Duration
-	used bool
+	limit time.Duration
+	next  time.Duration
+	used  bool
 }
 
 func (r *retryAfter) NextBackOff() time.Duration {
@@ -226,70 +273,10 @@ func (r *retryAfter) NextBackOff() time.Duration {
 		return d
 	}
 	if r.next > d {
-		d, r.used = r.next, true
+		d, r.used = min(r.next, max(r.limit, d)), true
 	}
 	r.next = 0
 	return d
-}
-
-// finish stores the outcome (and the dead letter), advances the watermark,
-// then acks. Until all are stored it retries; on shutdown it Naks instead.
-func (c *Consumer) finish(l *lane, it *item, ev *handlers.Event, out *Outcome, wm *watermark, state *handlers.State) {
-	now := time.Now()
-	out.Time = now.UTC()
-	out.ProcessingMs = float64(now.Sub(it.received).Microseconds()) / 1000
-	if ev != nil && !ev.Time.IsZero() {
-		ms := float64(now.Sub(ev.Time).Microseconds()) / 1000
-		out.LatencyMs = &ms
-	}
-	body, _ := json.Marshal(out)
-	outMsg := &nats.Msg{
-		Subject: c.opts.OutcomePrefix + "." + string(out.Result) + "." + string(out.Action),
-		Header:  nats.Header{jetstream.MsgIDHeader: {OutcomeMsgID(c.opts.Stream, it.seq)}},
-		Data:    body,
-	}
-	var dlq *nats.Msg
-	if out.Result == Deadlettered {
-		dlq = c.deadLetter(it, out)
-		c.log.Warn("event dead-lettered", "event", out.EventID, "user", out.UserID, "action", out.Action,
-			"seq", it.seq, "reason", out.Reason, "err", out.Error, "attempts", out.Attempts)
-	}
-	// A duplicate leaves the record as it is; everything else advances it.
-	advance := wm != nil && !(out.Result == Skipped && out.Reason != SkipNoop)
-	wait := 100 * time.Millisecond
-	for {
-		err := c.store(l.key, it, ev, outMsg, dlq, wm, state, advance)
-		if err == nil {
-			break
-		}
-		c.log.Warn("storing the outcome failed; retrying", "seq", it.seq, "err", err, "retry_in", wait)
-		select {
-		case <-c.hard.Done():
-			c.nakRest(l, it)
-			c.mu.Lock()
-			c.inflight++
-			c.mu.Unlock()
-			return
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 5*time.Second)
-	}
-	var err error
-	if out.Result == Deadlettered {
-		err = it.msg.TermWithReason(out.Reason)
-	} else {
-		err = it.msg.Ack()
-	}
-	if err != nil {
-		// The outcome and watermark are stored: a redelivery is skipped as
-		// a duplicate and its outcome dropped by the outcome stream.
-		c.log.Debug("ack failed; a redelivery will be skipped", "seq", it.seq, "err", err)
-	}
-	var latency time.Duration
-	if out.LatencyMs != nil {
-		latency = time.Duration(*out.LatencyMs * float64(time.Millisecond))
-	}
-	c.obs.EventFinished(out.Action, out.Result, out.Reason, latency, out.LatencyMs != nil)
 }
 
 // store publishes the outcome and the dead letter asynchronously, writes
@@ -369,9 +356,9 @@ func isWrongSequence(err error) bool {
 	return errors.As(err, &ae) && ae.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }
 
-// deadLetter copies the original message for the DLQ stream, adding the
+// deadLetterMsg copies the original message for the DLQ stream, adding the
 // reason headers.
-func (c *Consumer) deadLetter(it *item, out *Outcome) *nats.Msg {
+func (c *Consumer) deadLetterMsg(it *item, out *Outcome) *nats.Msg {
 	h := nats.Header{}
 	for k, v := range it.msg.Headers() {
 		if k == jetstream.MsgIDHeader || strings.HasPrefix(k, "Nats-") {

@@ -248,6 +248,7 @@ func (c *Consumer) pull(ctx context.Context) error {
 					return nil
 				case <-c.breaker.closed():
 					c.log.Info("KooDrive answers again: pulling resumed")
+					c.wakeParked()
 				}
 				break wait
 			case <-cc.Closed():

@@ -38,10 +38,6 @@ func (t *progressTicker) tick(now time.Time) {
 	var due []*item
 	c.mu.Lock()
 	for _, l := range c.lanes {
-		if l.current != nil && now.Sub(l.current.lastProgress) >= t.every {
-			l.current.lastProgress = now
-			due = append(due, l.current)
-		}
 		for _, it := range l.queue {
 			if now.Sub(it.lastProgress) >= t.every {
 				it.lastProgress = now
