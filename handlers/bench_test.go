@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -37,6 +38,29 @@ func BenchmarkDecodeBinary(b *testing.B) {
 	var d handlers.Decoder
 	for b.Loop() {
 		if _, err := d.Decode(benchSubject, header, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecodeManyNames decodes an event near the default size limit
+// whose extension object has thousands of members: the worst case for the
+// duplicate-name check, which switches to a map (one allocation per name)
+// past 64 names in one object.
+func BenchmarkDecodeManyNames(b *testing.B) {
+	b.ReportAllocs()
+	ext := []byte{'{'}
+	for i := 0; len(ext) < 60<<10; i++ {
+		if i > 0 {
+			ext = append(ext, ',')
+		}
+		ext = fmt.Appendf(ext, `"k%d":%d`, i, i)
+	}
+	body := body(b, set("ext", string(append(ext, '}'))))
+	b.SetBytes(int64(len(body)))
+	var d handlers.Decoder
+	for b.Loop() {
+		if _, err := d.Decode(benchSubject, nil, body); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -16,6 +16,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/go-json-experiment/json/jsontext"
+
 	"github.com/kdsync/kdsync/kdapi"
 )
 
@@ -129,7 +131,7 @@ func ParseSubject(subject string) (action, userID string, ok bool) {
 // Decoder decodes events. Its zero value uses DefaultMaxEventSize.
 //
 // Decode is on the consumer's hot path: it reads the body in one pass with
-// the package's own JSON scanner (which validates the whole document as
+// a pooled jsontext.Decoder (which validates the whole document at least as
 // strictly as encoding/json does, see json.go) and allocates the Event and
 // its text fields only: two or three allocations per event.
 type Decoder struct {
@@ -259,18 +261,21 @@ var (
 )
 
 func decodeStructured(body []byte) (*Event, *InputError) {
-	p := parser{b: body}
+	p := getScanner(body, "")
+	defer p.release()
 	var env [nEnvelopeKeys]value
-	top, err := p.document(envelopeKeys, env[:], "")
+	var vals [nDataKeys]value
+	data := members{keys: dataKeys, vals: vals[:], prefix: "data."}
+	top, err := p.document(&members{keys: envelopeKeys, vals: env[:], at: kData}, &data)
 	if err != nil {
 		return nil, err
 	}
-	switch top.kind {
-	case kObject:
-	case kNone:
+	switch top {
+	case jsontext.KindBeginObject:
+	case 0:
 		return nil, inputErr(ReasonMalformed, "", "the body is empty; an event is a JSON object")
 	default:
-		return nil, inputErr(ReasonMalformed, "", "an event must be a JSON object, got %s", top.kind)
+		return nil, inputErr(ReasonMalformed, "", "an event must be a JSON object, got %s", kindName(top))
 	}
 	var sv []byte
 	if sv, err = p.str(env[kSpecVersion], "specversion", true); err != nil {
@@ -307,16 +312,11 @@ func decodeStructured(body []byte) (*Event, *InputError) {
 	if err != nil {
 		return nil, err
 	}
-	data := env[kData]
-	if data.absent() {
+	if env[kData].absent() {
 		return nil, inputErr(ReasonMissingField, "data", "required")
 	}
-	if data.kind != kObject {
-		return nil, inputErr(ReasonInvalidField, "data", "must be a JSON object, got %s", data.kind)
-	}
-	var vals [nDataKeys]value
-	if err := p.members(data, dataKeys, vals[:], "data."); err != nil {
-		return nil, err
+	if k := env[kData].kind; k != jsontext.KindBeginObject {
+		return nil, inputErr(ReasonInvalidField, "data", "must be a JSON object, got %s", kindName(k))
 	}
 	var dv dataView
 	if dv.userID, err = p.userID(vals[kUserID]); err != nil {
@@ -373,17 +373,18 @@ func decodeBinary(hs *headers, body []byte) (*Event, *InputError) {
 		return nil, err
 	}
 	// The body is the data object.
-	p := parser{b: body, field: "data"}
+	p := getScanner(body, "data")
+	defer p.release()
 	var vals [nDataKeys]value
-	data, err := p.document(dataKeys, vals[:], "data.")
+	data, err := p.document(&members{keys: dataKeys, vals: vals[:], prefix: "data."}, nil)
 	if err != nil {
 		return nil, err
 	}
-	if data.absent() {
+	if data == 0 || data == jsontext.KindNull {
 		return nil, inputErr(ReasonMissingField, "data", "required: the body is empty")
 	}
-	if data.kind != kObject {
-		return nil, inputErr(ReasonInvalidField, "data", "the body must be a JSON object, got %s", data.kind)
+	if data != jsontext.KindBeginObject {
+		return nil, inputErr(ReasonInvalidField, "data", "the body must be a JSON object, got %s", kindName(data))
 	}
 	var dv dataView
 	if dv.userID, err = p.userID(vals[kUserID]); err != nil {
@@ -464,7 +465,7 @@ type dataView struct {
 }
 
 // userID reads data.userId.
-func (p *parser) userID(v value) ([]byte, *InputError) {
+func (p *scanner) userID(v value) ([]byte, *InputError) {
 	id, err := p.str(v, "data.userId", true)
 	if err != nil {
 		return nil, err
@@ -476,7 +477,7 @@ func (p *parser) userID(v value) ([]byte, *InputError) {
 }
 
 // optional reads the optional members of data.
-func (p *parser) optional(vals *[nDataKeys]value, dv *dataView) *InputError {
+func (p *scanner) optional(vals *[nDataKeys]value, dv *dataView) *InputError {
 	var err *InputError
 	if dv.hasDept, err = p.deptID(vals[kDeptID], &dv.deptID); err != nil {
 		return err
@@ -528,15 +529,15 @@ func (ev *Event) checkSubject(subject string) *InputError {
 }
 
 // str reads a JSON string attribute: its text, unescaped.
-func (p *parser) str(v value, field string, required bool) ([]byte, *InputError) {
+func (p *scanner) str(v value, field string, required bool) ([]byte, *InputError) {
 	if v.absent() {
 		if required {
 			return nil, inputErr(ReasonMissingField, field, "required")
 		}
 		return nil, nil
 	}
-	if v.kind != kString {
-		return nil, inputErr(ReasonInvalidField, field, "must be a JSON string, got %s", v.kind)
+	if v.kind != jsontext.KindString {
+		return nil, inputErr(ReasonInvalidField, field, "must be a JSON string, got %s", kindName(v.kind))
 	}
 	s := p.text(v)
 	if required && len(s) == 0 {
@@ -547,12 +548,12 @@ func (p *parser) str(v value, field string, required bool) ([]byte, *InputError)
 
 // deptID reads data.deptId: a JSON string of digits or a JSON integer, a
 // positive int64, and as a number no more than 2^53.
-func (p *parser) deptID(v value, dst *int64) (bool, *InputError) {
+func (p *scanner) deptID(v value, dst *int64) (bool, *InputError) {
 	const field = "data.deptId"
 	switch v.kind {
-	case kNone, kNull:
+	case 0, jsontext.KindNull:
 		return false, nil
-	case kString:
+	case jsontext.KindString:
 		s := p.text(v)
 		n, ok := parseDigits(s)
 		if !ok || n == 0 {
@@ -560,7 +561,7 @@ func (p *parser) deptID(v value, dst *int64) (bool, *InputError) {
 		}
 		*dst = n
 		return true, nil
-	case kNumber:
+	case jsontext.KindNumber:
 		s := p.b[v.start:v.end]
 		n, ok := parseDigits(s)
 		if !ok || n == 0 {
@@ -574,17 +575,17 @@ func (p *parser) deptID(v value, dst *int64) (bool, *InputError) {
 		*dst = n
 		return true, nil
 	}
-	return false, inputErr(ReasonInvalidField, field, "must be a string or a number, got %s", v.kind)
+	return false, inputErr(ReasonInvalidField, field, "must be a string or a number, got %s", kindName(v.kind))
 }
 
 // enum reads a JSON integer that valid accepts.
-func (p *parser) enum(v value, field string, valid func(int) bool, allowed string, dst *int) (bool, *InputError) {
+func (p *scanner) enum(v value, field string, valid func(int) bool, allowed string, dst *int) (bool, *InputError) {
 	switch v.kind {
-	case kNone, kNull:
+	case 0, jsontext.KindNull:
 		return false, nil
-	case kNumber:
+	case jsontext.KindNumber:
 	default:
-		return false, inputErr(ReasonInvalidField, field, "must be a JSON number, got %s", v.kind)
+		return false, inputErr(ReasonInvalidField, field, "must be a JSON number, got %s", kindName(v.kind))
 	}
 	s := p.b[v.start:v.end]
 	mag, neg := s, s[0] == '-'

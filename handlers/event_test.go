@@ -403,7 +403,7 @@ func TestDecodeBadInput(t *testing.T) {
 	}
 	tests := map[string]test{
 		// Not JSON, or not an object.
-		"malformed JSON":                      {body: []byte(`{"specversion":"1.0",}`), reason: handlers.ReasonMalformed, mention: "invalid JSON at byte 21"},
+		"malformed JSON":                      {body: []byte(`{"specversion":"1.0",}`), reason: handlers.ReasonMalformed, mention: "invalid JSON at byte 20"},
 		"single quotes":                       {body: []byte(`{'id':'x'}`), reason: handlers.ReasonMalformed, mention: "invalid JSON"},
 		"bare word":                           {body: []byte(`hired`), reason: handlers.ReasonMalformed, mention: "invalid JSON"},
 		"truncated JSON":                      {body: valid[:len(valid)/2], reason: handlers.ReasonMalformed, mention: "truncated"},
@@ -416,16 +416,16 @@ func TestDecodeBadInput(t *testing.T) {
 		"string":                              {body: []byte(`"event"`), reason: handlers.ReasonMalformed, mention: "got a string"},
 		"null":                                {body: []byte(`null`), reason: handlers.ReasonMalformed, mention: "got null"},
 		"number":                              {body: []byte(`1`), reason: handlers.ReasonMalformed, mention: "got a number"},
-		"control character in a string":       {body: []byte(strings.Replace(string(valid), "Sam", "S\tam", 1)), reason: handlers.ReasonMalformed, mention: `'\x09'`},
+		"control character in a string":       {body: []byte(strings.Replace(string(valid), "Sam", "S\tam", 1)), reason: handlers.ReasonMalformed, mention: `'\t'`},
 		"bad escape":                          {body: body(t, set("data.name", `"S\am"`)), reason: handlers.ReasonMalformed, mention: "escape"},
 		"bad unicode escape":                  {body: body(t, set("data.name", `"S\u12G4"`)), reason: handlers.ReasonMalformed, mention: "escape"},
 		"number with a leading zero":          {body: []byte(`{"a":01}`), reason: handlers.ReasonMalformed, mention: "invalid JSON"},
 		"number without digits after the dot": {body: []byte(`{"a":1.}`), reason: handlers.ReasonMalformed, mention: "invalid JSON"},
 		"bad literal":                         {body: []byte(`{"a":nul}`), reason: handlers.ReasonMalformed, mention: "literal null"},
-		"missing colon":                       {body: []byte(`{"a" 1}`), reason: handlers.ReasonMalformed, mention: "after an object key"},
+		"missing colon":                       {body: []byte(`{"a" 1}`), reason: handlers.ReasonMalformed, mention: "after object name"},
 		"byte order mark":                     {body: append([]byte("\uFEFF"), valid...), reason: handlers.ReasonMalformed, mention: "invalid JSON at byte 0"},
-		"nesting beyond 10000 levels":         {body: body(t, set("deep", strings.Repeat("[", 10000)+strings.Repeat("]", 10000))), reason: handlers.ReasonMalformed, mention: "nested"},
-		"objects nested beyond 10000 levels":  {body: body(t, set("deep", strings.Repeat(`{"a":`, 10000)+"1"+strings.Repeat("}", 10000))), reason: handlers.ReasonMalformed, mention: "nested"},
+		"nesting beyond 10000 levels":         {body: body(t, set("deep", strings.Repeat("[", 10000)+strings.Repeat("]", 10000))), reason: handlers.ReasonMalformed, mention: "max depth"},
+		"objects nested beyond 10000 levels":  {body: body(t, set("deep", strings.Repeat(`{"a":`, 10000)+"1"+strings.Repeat("}", 10000))), reason: handlers.ReasonMalformed, mention: "max depth"},
 
 		// Member names.
 		"duplicated key":                   {body: []byte(`{"id":"a","id":"b","specversion":"1.0"}`), reason: handlers.ReasonMalformed, field: "id", mention: "twice"},
@@ -436,6 +436,15 @@ func TestDecodeBadInput(t *testing.T) {
 		"data key in another case":         {body: body(t, set("data.userid", `"2"`)), reason: handlers.ReasonMalformed, field: "data.userId", mention: "case"},
 		"escaped duplicate key":            {body: []byte(strings.Replace(string(valid), `{`, `{"\u0069d":"other",`, 1)), reason: handlers.ReasonMalformed, field: "id", mention: "twice"},
 		"syntax error beats duplicate key": {body: []byte(`{"id":"a","id":"b",}`), reason: handlers.ReasonMalformed, mention: "invalid JSON"},
+		"syntax error beats duplicate key in data": {body: body(t, set("data", `{"userId":"1","role":1,"role":2,}`)), reason: handlers.ReasonMalformed,
+			mention: "invalid JSON"},
+		"key in another case beats a later duplicate": {body: []byte(strings.Replace(string(valid), `{`, `{"Source":"x","id":"a","id":"b",`, 1)),
+			reason: handlers.ReasonMalformed, field: "source", mention: "case"},
+		// jsontext refuses a name given twice in any object (RFC 7493).
+		"duplicated unknown key": {body: []byte(strings.Replace(string(valid), `{`, `{"trace":1,"trace":2,`, 1)), reason: handlers.ReasonMalformed,
+			mention: `"trace" is given twice`},
+		"duplicated key inside an unknown member": {body: body(t, set("ext", `{"a":[{"b":1,"b":2}]}`)), reason: handlers.ReasonMalformed,
+			mention: `"/ext/a/0"`},
 
 		// Wrong JSON types.
 		"specversion as number":       {body: body(t, set("specversion", `1.0`)), reason: handlers.ReasonInvalidField, field: "specversion", mention: "got a number"},
@@ -557,6 +566,8 @@ func TestDecodeBadInput(t *testing.T) {
 		"binary: malformed body":     {header: binaryHeader(nil), body: []byte(`{"userId":`), reason: handlers.ReasonMalformed, field: "data", mention: "truncated"},
 		"binary: userId as number":   {header: binaryHeader(nil), body: []byte(`{"userId":1}`), reason: handlers.ReasonInvalidField, field: "data.userId"},
 		"binary: duplicated userId":  {header: binaryHeader(nil), body: []byte(`{"userId":"` + testUser + `","userId":"2"}`), reason: handlers.ReasonMalformed, field: "data.userId"},
+		"binary: duplicated unknown key": {header: binaryHeader(nil), body: []byte(`{"userId":"` + testUser + `","x":{},"x":{}}`), reason: handlers.ReasonMalformed,
+			field: "data", mention: "twice"},
 		"binary: invalid UTF-8 body": {header: binaryHeader(nil), body: []byte("{\"userId\":\"1\",\"name\":\"\xff\"}"), reason: handlers.ReasonInvalidUTF8},
 		"binary: NATS subject differs": {subject: subjectOf(handlers.Enabled), header: binaryHeader(nil), body: []byte(binaryBody),
 			reason: handlers.ReasonMismatch, field: "type"},
@@ -741,7 +752,7 @@ func TestInputErrorMessage(t *testing.T) {
 
 // TestDecodeAllocations guards the decoder's leanness: the Event and its
 // text take at most three allocations, whatever unknown fields the body
-// carries.
+// carries. Reading the JSON takes none: the jsontext decoders are pooled.
 func TestDecodeAllocations(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates")
