@@ -3,6 +3,7 @@
 package natsembed
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -31,6 +32,13 @@ type Options struct {
 	MaxPayload int32
 	// Logging turns the server's own log on (to stderr).
 	Logging bool
+	// TLS, when set, makes the server require TLS of its clients with
+	// this configuration (certificate, and ClientCAs for mutual TLS).
+	TLS *tls.Config
+	// Token, or User and Password, make clients authenticate.
+	Token    string
+	User     string
+	Password string
 }
 
 // Server is an embedded NATS server.
@@ -74,6 +82,14 @@ func (s *Server) start() error {
 		NoLog:      !o.Logging,
 		MaxPayload: o.MaxPayload,
 	}
+	if o.TLS != nil {
+		so.TLSConfig = o.TLS.Clone()
+		so.TLS = true
+		so.TLSVerify = o.TLS.ClientAuth == tls.RequireAndVerifyClientCert
+		so.TLSTimeout = 5
+	}
+	so.Authorization = o.Token
+	so.Username, so.Password = o.User, o.Password
 	if o.Cluster != "" {
 		so.Cluster.Name = o.Cluster
 		so.Cluster.Host = o.Host
