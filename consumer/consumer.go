@@ -99,6 +99,28 @@ type Options struct {
 	// ShutdownTimeout bounds the graceful stop; default 20s.
 	ShutdownTimeout time.Duration
 
+	// Partitions splits the stream by user into this many partitions, each
+	// a durable consumer <Consumer>-p<i> pinned to one instance at a time,
+	// so that several instances share the work and per-user order holds.
+	// 0 (the default) means one consumer and one instance.
+	Partitions int
+	// PartitionSource is the subject pattern partitioned on, its last two
+	// tokens the action and the user; default identity.employee.*.*.
+	PartitionSource string
+	// PriorityGroup of the pinned partition consumers; default kdsync.
+	PriorityGroup string
+	// PinnedTTL is how soon a silent instance loses its partitions;
+	// default 10s.
+	PinnedTTL time.Duration
+	// InstanceID names this instance among those sharing the stream;
+	// default host name plus a random suffix.
+	InstanceID string
+	// Heartbeat is how often an instance renews its membership; default 2s.
+	Heartbeat time.Duration
+	// MembersBucket is the KV bucket of live instances; default
+	// KDSYNC_MEMBERS.
+	MembersBucket string
+
 	Handler *handlers.Handler
 	Decoder handlers.Decoder
 
@@ -121,6 +143,12 @@ func (o *Options) setDefaults() {
 	def(&o.DLQStream, "KDSYNC_DLQ")
 	def(&o.DLQPrefix, "kdsync.dlq")
 	def(&o.StateBucket, "KDSYNC_STATE")
+	def(&o.PartitionSource, "identity.employee.*.*")
+	def(&o.PriorityGroup, "kdsync")
+	def(&o.MembersBucket, "KDSYNC_MEMBERS")
+	if o.InstanceID == "" {
+		o.InstanceID = defaultInstanceID()
+	}
 	if len(o.StreamSubjects) == 0 {
 		o.StreamSubjects = []string{"identity.>"}
 	}
@@ -138,6 +166,8 @@ func (o *Options) setDefaults() {
 	defD(&o.BreakerWindow, 30*time.Second)
 	defD(&o.BreakerProbe, 5*time.Second)
 	defD(&o.ShutdownTimeout, 20*time.Second)
+	defD(&o.PinnedTTL, 10*time.Second)
+	defD(&o.Heartbeat, 2*time.Second)
 	if o.Replicas == 0 {
 		o.Replicas = 1
 	}
@@ -199,6 +229,12 @@ func (o *Options) validate() error {
 	if o.AckWait < time.Second {
 		errs = append(errs, fmt.Errorf("ack wait %s: must be at least 1s", o.AckWait))
 	}
+	if o.Partitions < 0 || o.Partitions > 1024 {
+		errs = append(errs, fmt.Errorf("partitions %d: must be 0 to 1024", o.Partitions))
+	}
+	if _, err := newPartitioning(*o); err != nil {
+		errs = append(errs, err)
+	}
 	if o.BreakerFailureRatio <= 0 || o.BreakerFailureRatio > 1 {
 		errs = append(errs, fmt.Errorf("breaker failure ratio %g: must be in (0, 1]", o.BreakerFailureRatio))
 	}
@@ -210,20 +246,23 @@ func (o *Options) validate() error {
 
 // Consumer is kdsync's pipeline. Create it with New, run it with Run.
 type Consumer struct {
-	opts Options
-	log  *slog.Logger
-	obs  Observer
-	js   jetstream.JetStream
-	kv   jetstream.KeyValue
-	cons jetstream.Consumer
+	opts    Options
+	log     *slog.Logger
+	obs     Observer
+	js      jetstream.JetStream
+	kv      jetstream.KeyValue
+	parts   partitioning
+	sources []*source // set by setup, read-only after
+
+	membersKV jetstream.KeyValue
 
 	queue   chan *lane // lanes waiting for a worker
 	breaker *breaker
 
 	mu       sync.Mutex
 	lanes    map[string]*lane
-	orphans  map[string][]uint64 // per user, sorted sequences left unacked by an earlier run
-	orphanBy time.Time           // orphans are released after this time
+	orphans  map[string]orphans // per user, sequences left unacked by an earlier holder
+	members  []string           // live instances, sorted
 	wm       map[string]*watermark
 	inflight int
 	ready    bool
@@ -256,6 +295,8 @@ func New(opts Options) (*Consumer, error) {
 		wm:    make(map[string]*watermark),
 	}
 	c.breaker = newBreaker(opts, c.log, c.obs)
+	c.parts, _ = newPartitioning(opts) // validated
+	c.orphans = make(map[string]orphans)
 	return c, nil
 }
 
@@ -294,8 +335,12 @@ func (c *Consumer) Stats() Stats {
 // for lag gauges from its Info.
 func (c *Consumer) JetStreamConsumer() jetstream.Consumer {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.cons
+	srcs := c.sources
+	c.mu.Unlock()
+	if len(srcs) == 0 {
+		return nil
+	}
+	return srcs[0].consumer()
 }
 
 // Run binds the streams and consumer, then works events until ctx is
@@ -311,8 +356,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if err := c.setup(ctx); err != nil {
 		return err
 	}
-	if err := c.scanOrphans(ctx); err != nil {
-		return err
+	if c.parts.n == 0 {
+		if err := c.scanOrphans(ctx, c.sources[0]); err != nil {
+			return err
+		}
 	}
 	c.stopping, c.stop = context.WithCancel(context.WithoutCancel(ctx))
 	c.hard, c.hardStop = context.WithCancel(context.WithoutCancel(ctx))

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kdsync/kdsync/checker"
 	"github.com/kdsync/kdsync/consumer"
@@ -51,6 +52,15 @@ func newEnv(t *testing.T, faults kdsim.Faults) *env {
 		t.Fatal(err)
 	}
 	return &env{t: t, nats: ns, sim: sim, nc: nc, kd: kd}
+}
+
+func (e *env) js() jetstream.JetStream {
+	e.t.Helper()
+	js, err := jetstream.New(e.nc)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return js
 }
 
 func (e *env) options() consumer.Options {

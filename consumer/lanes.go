@@ -64,9 +64,11 @@ type lane struct {
 	key   string
 	queue []*item // guarded by Consumer.mu
 	state laneState
-	// orphan is true while parked for an older event of an earlier run.
-	orphan bool
-	timer  *time.Timer
+	// orphan is true while parked for an older event of an earlier run;
+	// orphanSeen once the head has waited for one.
+	orphan     bool
+	orphanSeen bool
+	timer      *time.Timer
 }
 
 // watermark is the cached KV record of one user.
@@ -188,11 +190,27 @@ func (c *Consumer) work(l *lane) {
 	}
 	it := l.queue[0]
 	if it.stage == stageNew {
-		if wait := c.orphanWait(l.key, it.seq); wait > 0 {
+		wait := c.orphanWait(l.key, it.seq)
+		if wait > 0 && l.orphanSeen {
+			// Still waiting after a second: perhaps the earlier holder
+			// finished the orphans (another instance, before handing the
+			// partition over). Ask the watermark.
+			c.mu.Unlock()
+			c.forgetWatermark(l.key)
+			wm, err := c.loadWatermark(c.stopping, l.key)
+			c.mu.Lock()
+			if err == nil {
+				c.pruneOrphans(l.key, wm.rec.Seq)
+				wait = c.orphanWait(l.key, it.seq)
+			}
+		}
+		if wait > 0 {
+			l.orphanSeen = true
 			c.park(l, wait, true)
 			c.mu.Unlock()
 			return
 		}
+		l.orphanSeen = false
 	}
 	l.state = laneRunning
 	c.mu.Unlock()
@@ -221,36 +239,51 @@ func (c *Consumer) work(l *lane) {
 }
 
 // orphanWait says how long an event at seq of user must wait for older
-// unacknowledged events of an earlier run. Called with c.mu held.
+// unacknowledged events of an earlier holder. Called with c.mu held.
 func (c *Consumer) orphanWait(user string, seq uint64) time.Duration {
-	os := c.orphans[user]
-	if len(os) == 0 {
+	o, ok := c.orphans[user]
+	if !ok {
 		return 0
 	}
 	// An orphan that has come back is the head now (the queue is sorted).
-	for len(os) > 0 && os[0] <= seq {
-		if os[0] == seq {
-			os = os[1:]
-			continue
-		}
-		break
+	for len(o.seqs) > 0 && o.seqs[0] == seq {
+		o.seqs = o.seqs[1:]
 	}
-	if len(os) == 0 {
+	if len(o.seqs) == 0 {
 		delete(c.orphans, user)
 		return 0
 	}
-	c.orphans[user] = os
-	if os[0] > seq {
+	c.orphans[user] = o
+	if o.seqs[0] > seq {
 		return 0
 	}
-	left := time.Until(c.orphanBy)
+	left := time.Until(o.by)
 	if left <= 0 {
-		c.log.Warn("events left unacknowledged by an earlier run did not come back; releasing the user",
-			"user", user, "sequences", os)
+		c.log.Warn("events left unacknowledged by an earlier holder did not come back; releasing the user",
+			"user", user, "sequences", o.seqs)
 		delete(c.orphans, user)
 		return 0
 	}
 	return min(left, time.Second)
+}
+
+// pruneOrphans drops user's orphans at or below the watermark: their
+// earlier holder finished them after all. Called with c.mu held.
+func (c *Consumer) pruneOrphans(user string, wm uint64) {
+	o, ok := c.orphans[user]
+	if !ok {
+		return
+	}
+	i := 0
+	for i < len(o.seqs) && o.seqs[i] <= wm {
+		i++
+	}
+	o.seqs = o.seqs[i:]
+	if len(o.seqs) == 0 {
+		delete(c.orphans, user)
+		return
+	}
+	c.orphans[user] = o
 }
 
 // nakAll returns every held event to the stream, each lane in order, at

@@ -53,13 +53,15 @@ type Outcome struct {
 	// time.
 	LatencyMs *float64 `json:"latencyMs,omitempty"`
 	// ProcessingMs is from the event's receipt by kdsync to the outcome.
-	ProcessingMs float64   `json:"processingMs"`
-	Subject      string    `json:"subject"`
-	Stream       string    `json:"stream"`
-	Sequence     uint64    `json:"sequence"`
-	Delivered    uint64    `json:"delivered"`
-	TraceID      string    `json:"traceId,omitempty"`
-	Time         time.Time `json:"time"`
+	ProcessingMs float64 `json:"processingMs"`
+	Subject      string  `json:"subject"`
+	Stream       string  `json:"stream"`
+	Sequence     uint64  `json:"sequence"`
+	Delivered    uint64  `json:"delivered"`
+	TraceID      string  `json:"traceId,omitempty"`
+	// Instance is the kdsync instance that finished the event.
+	Instance string    `json:"instance,omitempty"`
+	Time     time.Time `json:"time"`
 }
 
 // OutcomeMsgID is the Nats-Msg-Id of the outcome of the message at seq of

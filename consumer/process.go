@@ -84,6 +84,7 @@ func (c *Consumer) classify(it *item) {
 		Sequence:  it.seq,
 		Delivered: it.delivered,
 		Action:    handlers.Unknown,
+		Instance:  c.opts.InstanceID,
 	}
 	ev, derr := c.opts.Decoder.Decode(it.msg.Subject(), it.msg.Headers(), it.msg.Data())
 	if ev != nil {

@@ -1,0 +1,113 @@
+package consumer_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/kdsync/kdsync/consumer"
+	"github.com/kdsync/kdsync/kdsim"
+)
+
+// instance is one kdsync instance in-process, with its own connection so
+// that it can be killed: the connection closed with no Nak and no drain.
+type instance struct {
+	nc     *nats.Conn
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func (e *env) startInstance(id string, partitions int) *instance {
+	e.t.Helper()
+	nc, err := nats.Connect(e.nats.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	opts := e.options()
+	opts.Conn = nc
+	opts.Partitions = partitions
+	opts.InstanceID = id
+	opts.PinnedTTL = 2 * time.Second
+	opts.Heartbeat = 300 * time.Millisecond
+	c, err := consumer.New(opts)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	in := &instance{nc: nc, cancel: cancel, done: make(chan error, 1)}
+	go func() { in.done <- c.Run(ctx) }()
+	return in
+}
+
+// kill cuts the instance off like a crash: its connection closes, its
+// held events are neither acked nor Nak'd.
+func (in *instance) kill() {
+	in.nc.Close()
+	in.cancel()
+	<-in.done
+}
+
+func (in *instance) stop(t *testing.T) {
+	in.cancel()
+	if err := <-in.done; err != nil {
+		t.Errorf("instance: %v", err)
+	}
+	in.nc.Close()
+}
+
+// TestPartitionedInstances shares a stream of 8 partitions among three
+// instances, kills one and adds one mid-stream: per-user order holds and
+// every event has one outcome.
+func TestPartitionedInstances(t *testing.T) {
+	e := newEnv(t, kdsim.Faults{Latency: 3 * time.Millisecond, Jitter: 3 * time.Millisecond})
+	// The stream must be partitioned before events arrive: let the first
+	// instance create it.
+	ins := map[string]*instance{"a": e.startInstance("a", 8)}
+	o := e.collect()
+	for _, id := range []string{"b", "c"} {
+		ins[id] = e.startInstance(id, 8)
+	}
+	time.Sleep(time.Second) // membership settles: three instances, partitions spread
+	evs := e.generate(600, 8, 17)
+	e.publish(evs)
+	waitInstances := func(want ...string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			seen := byInstance(o.All())
+			ok := true
+			for _, id := range want {
+				ok = ok && seen[id] > 0
+			}
+			if ok {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Fatalf("instances %v did not all finish events: %v", want, byInstance(o.All()))
+	}
+	waitInstances("a", "b", "c")
+	ins["b"].kill()
+	t.Logf("killed b; outcomes by instance: %v", byInstance(o.All()))
+	ins["d"] = e.startInstance("d", 8)
+	waitInstances("d")
+	e.wait(o, len(evs), 120*time.Second)
+	for id, in := range ins {
+		if id != "b" {
+			in.stop(t)
+		}
+	}
+	e.check(evs, o, false)
+	final := byInstance(o.All())
+	t.Logf("outcomes by instance: %v", final)
+}
+
+func byInstance(outs []consumer.Outcome) map[string]int {
+	m := map[string]int{}
+	for _, o := range outs {
+		m[o.Instance]++
+	}
+	return m
+}
