@@ -1,0 +1,424 @@
+// Package dlq inspects and replays kdsync's dead letters.
+//
+// The consumer writes a dead letter to the DLQ stream (KDSYNC_DLQ) on
+// <prefix>.<reason>.<action>: the original event, body and headers
+// unchanged, plus Kdsync-* headers saying why, after how many attempts,
+// and where it came from (Kdsync-Original-Subject, -Stream, -Sequence).
+// Store reads them with ordered consumers and direct gets: it never
+// consumes the stream destructively. Replay republishes a dead letter's
+// original body and headers to its original subject, marked with
+// Kdsync-Replay-Of, and removes it from the DLQ only once the identity
+// stream acknowledged the copy; the copy flows through the consumer like
+// any event and gets an outcome of its own. Purge removes dead letters.
+package dlq
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kdsync/kdsync/consumer"
+)
+
+// HdrReplayForce on a replayed event asks the consumer to apply it even
+// when the user's state has moved on since it was dead-lettered.
+const HdrReplayForce = "Kdsync-Replay-Force"
+
+// Options say where the dead letters and outcomes are. Zero values take
+// the consumer's defaults.
+type Options struct {
+	Stream        string // default KDSYNC_DLQ
+	Prefix        string // default kdsync.dlq
+	OutcomeStream string // default KDSYNC_OUTCOMES
+	OutcomePrefix string // default kdsync.outcome
+	// FetchWait bounds each wait for a batch of messages; default 5s.
+	FetchWait time.Duration
+}
+
+// Store reads and replays the dead letters of one DLQ stream.
+type Store struct {
+	js   jetstream.JetStream
+	opts Options
+}
+
+// New returns a Store over js.
+func New(js jetstream.JetStream, o Options) (*Store, error) {
+	if js == nil {
+		return nil, errors.New("dlq: a JetStream context is required")
+	}
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&o.Stream, "KDSYNC_DLQ")
+	def(&o.Prefix, "kdsync.dlq")
+	def(&o.OutcomeStream, "KDSYNC_OUTCOMES")
+	def(&o.OutcomePrefix, "kdsync.outcome")
+	if o.FetchWait <= 0 {
+		o.FetchWait = 5 * time.Second
+	}
+	return &Store{js: js, opts: o}, nil
+}
+
+// Letter is one dead letter.
+type Letter struct {
+	// Seq is its sequence in the DLQ stream.
+	Seq     uint64    `json:"seq"`
+	Subject string    `json:"subject"`
+	Stored  time.Time `json:"stored"`
+	// Reason is the error class (Kdsync-Error-Class), also the subject's
+	// reason token; Error says what went wrong (Kdsync-Reason).
+	Reason   string `json:"reason"`
+	Error    string `json:"error"`
+	Attempts int    `json:"attempts"`
+	Action   string `json:"action"`
+	EventID  string `json:"eventId,omitempty"`
+	UserID   string `json:"userId,omitempty"`
+	// Where the event was when it died.
+	OriginalSubject string    `json:"originalSubject"`
+	OriginalStream  string    `json:"originalStream"`
+	OriginalSeq     uint64    `json:"originalSequence"`
+	DeadAt          time.Time `json:"deadAt"`
+	// ReplayOf is set when the letter is itself a replay that died again.
+	ReplayOf string `json:"replayOf,omitempty"`
+
+	Header nats.Header `json:"header"`
+	Data   []byte      `json:"-"`
+}
+
+func letter(m *jetstream.RawStreamMsg) *Letter {
+	h, subject := m.Header, m.Subject
+	l := &Letter{Seq: m.Sequence, Subject: subject, Stored: m.Time.UTC(), Header: h, Data: m.Data}
+	l.Reason = h.Get(consumer.HdrErrorClass)
+	l.Error = h.Get(consumer.HdrReason)
+	l.Attempts, _ = strconv.Atoi(h.Get(consumer.HdrAttempts))
+	l.EventID = h.Get(consumer.HdrEventID)
+	l.UserID = h.Get(consumer.HdrUserID)
+	l.OriginalSubject = h.Get(consumer.HdrOriginalSubject)
+	l.OriginalStream = h.Get(consumer.HdrOriginalStream)
+	l.OriginalSeq, _ = strconv.ParseUint(h.Get(consumer.HdrOriginalSeq), 10, 64)
+	l.DeadAt, _ = time.Parse(time.RFC3339Nano, h.Get(consumer.HdrDeadAt))
+	l.ReplayOf = h.Get(consumer.HdrReplayOf)
+	if i := strings.LastIndexByte(subject, '.'); i >= 0 {
+		l.Action = subject[i+1:]
+	}
+	if l.Reason == "" {
+		// The subject's reason token: <prefix>.<reason>.<action>.
+		parts := strings.Split(subject, ".")
+		if len(parts) >= 2 {
+			l.Reason = parts[len(parts)-2]
+		}
+	}
+	return l
+}
+
+// Ref is how the letter is named in outcomes and replays:
+// <dlq stream>:<seq>.
+func (s *Store) Ref(l *Letter) string { return consumer.OutcomeMsgID(s.opts.Stream, l.Seq) }
+
+// Selector chooses dead letters. Empty fields select everything; set ones
+// must all match.
+type Selector struct {
+	Seqs   []uint64 // DLQ stream sequences
+	IDs    []string // event ids
+	User   string
+	Reason string // error class, e.g. not_found
+	Action string
+	// Since and Until bound when the letter was stored (dead-lettered).
+	Since, Until time.Time
+}
+
+// Empty reports whether s selects every letter.
+func (s Selector) Empty() bool {
+	return len(s.Seqs) == 0 && len(s.IDs) == 0 && s.User == "" && s.Reason == "" && s.Action == "" &&
+		s.Since.IsZero() && s.Until.IsZero()
+}
+
+func (s Selector) match(l *Letter) bool {
+	switch {
+	case len(s.Seqs) > 0 && !slices.Contains(s.Seqs, l.Seq),
+		len(s.IDs) > 0 && !slices.Contains(s.IDs, l.EventID),
+		s.User != "" && l.UserID != s.User,
+		s.Reason != "" && l.Reason != s.Reason,
+		s.Action != "" && l.Action != s.Action,
+		!s.Since.IsZero() && l.Stored.Before(s.Since),
+		!s.Until.IsZero() && l.Stored.After(s.Until):
+		return false
+	}
+	return true
+}
+
+// filter is the subject filter that narrows a scan on the server.
+func (s *Store) filter(sel Selector) string {
+	tok := func(v string) string {
+		if v == "" || strings.ContainsAny(v, ".*> ") {
+			return "*"
+		}
+		return v
+	}
+	return s.opts.Prefix + "." + tok(sel.Reason) + "." + tok(sel.Action)
+}
+
+// List returns the letters sel selects, in DLQ order.
+func (s *Store) List(ctx context.Context, sel Selector) ([]*Letter, error) {
+	if len(sel.Seqs) > 0 {
+		return s.bySeq(ctx, sel)
+	}
+	var out []*Letter
+	err := s.scan(ctx, s.opts.Stream, s.filter(sel), sel.Since, func(m *jetstream.RawStreamMsg) bool {
+		if !sel.Until.IsZero() && m.Time.After(sel.Until) {
+			return false
+		}
+		if l := letter(m); sel.match(l) {
+			out = append(out, l)
+		}
+		return true
+	})
+	return out, err
+}
+
+// bySeq reads the letters at sel.Seqs with direct gets.
+func (s *Store) bySeq(ctx context.Context, sel Selector) ([]*Letter, error) {
+	st, err := s.js.Stream(ctx, s.opts.Stream)
+	if err != nil {
+		return nil, fmt.Errorf("dlq: stream %s: %w", s.opts.Stream, err)
+	}
+	seqs := slices.Clone(sel.Seqs)
+	slices.Sort(seqs)
+	var out []*Letter
+	for _, seq := range slices.Compact(seqs) {
+		m, err := st.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("dlq: get %s #%d: %w", s.opts.Stream, seq, err)
+		}
+		if l := letter(m); sel.match(l) {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
+// Find returns the letters named by ref: the one at that DLQ sequence when
+// ref is a number naming one, else those with that event id.
+func (s *Store) Find(ctx context.Context, ref string) ([]*Letter, error) {
+	if seq, err := strconv.ParseUint(ref, 10, 64); err == nil {
+		ls, err := s.List(ctx, Selector{Seqs: []uint64{seq}})
+		if err != nil || len(ls) > 0 {
+			return ls, err
+		}
+	}
+	return s.List(ctx, Selector{IDs: []string{ref}})
+}
+
+// scan reads stream from since (the start when zero) through the messages
+// on filter present when it began, with an ordered consumer, handing each
+// to f until f returns false.
+func (s *Store) scan(ctx context.Context, stream, filter string, since time.Time, f func(*jetstream.RawStreamMsg) bool) error {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}}
+	if !since.IsZero() {
+		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
+		cfg.OptStartTime = &since
+	}
+	oc, err := s.js.OrderedConsumer(ctx, stream, cfg)
+	if err != nil {
+		return fmt.Errorf("dlq: read %s: %w", stream, err)
+	}
+	info, err := oc.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("dlq: read %s: %w", stream, err)
+	}
+	if info.NumPending == 0 {
+		return nil
+	}
+	for {
+		done, got, err := s.fetch(ctx, oc, f)
+		if err != nil {
+			return fmt.Errorf("dlq: read %s: %w", stream, err)
+		}
+		if done || got == 0 {
+			// got == 0: messages counted as pending were removed meanwhile.
+			return nil
+		}
+	}
+}
+
+// fetch reads one batch for scan.
+func (s *Store) fetch(ctx context.Context, oc jetstream.Consumer, f func(*jetstream.RawStreamMsg) bool) (done bool, got int, err error) {
+	fctx, cancel := context.WithTimeout(ctx, s.opts.FetchWait)
+	defer cancel()
+	batch, err := oc.Fetch(256, jetstream.FetchContext(fctx))
+	if err != nil {
+		return false, 0, err
+	}
+	for m := range batch.Messages() {
+		got++
+		md, err := m.Metadata()
+		if err != nil {
+			return false, got, err
+		}
+		raw := &jetstream.RawStreamMsg{Subject: m.Subject(), Sequence: md.Sequence.Stream, Header: m.Headers(), Data: m.Data(), Time: md.Timestamp}
+		if !f(raw) || md.NumPending == 0 {
+			return true, got, nil
+		}
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+		return false, got, err
+	}
+	return false, got, nil
+}
+
+// Outcome finds the outcome the consumer stored when l was dead-lettered
+// (same stream and sequence), looking around l's time. It returns nil
+// when there is none (outcomes expire).
+func (s *Store) Outcome(ctx context.Context, l *Letter) (*consumer.Outcome, error) {
+	if l.OriginalStream == "" || l.OriginalSeq == 0 {
+		return nil, nil
+	}
+	at := l.DeadAt
+	if at.IsZero() {
+		at = l.Stored
+	}
+	want := consumer.OutcomeMsgID(l.OriginalStream, l.OriginalSeq)
+	action := l.Action
+	if action == "" || strings.ContainsAny(action, "*> ") {
+		action = "*"
+	}
+	filter := s.opts.OutcomePrefix + "." + string(consumer.Deadlettered) + "." + action
+	var found *consumer.Outcome
+	var decodeErr error
+	err := s.scan(ctx, s.opts.OutcomeStream, filter, at.Add(-time.Minute), func(m *jetstream.RawStreamMsg) bool {
+		if m.Time.After(at.Add(time.Minute)) {
+			return false
+		}
+		if m.Header.Get(jetstream.MsgIDHeader) != want {
+			return true
+		}
+		var o consumer.Outcome
+		if decodeErr = json.Unmarshal(m.Data, &o); decodeErr == nil {
+			found = &o
+		}
+		return false
+	})
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if decodeErr != nil {
+		return nil, fmt.Errorf("dlq: outcome %s: %w", want, decodeErr)
+	}
+	return found, nil
+}
+
+// ReplayOptions change how Replay works.
+type ReplayOptions struct {
+	// Keep leaves the letter in the DLQ after the replay.
+	Keep bool
+	// Force asks the consumer to apply the event even if the user's state
+	// moved on since (header Kdsync-Replay-Force: true).
+	Force bool
+}
+
+// Replayed says where a replay went.
+type Replayed struct {
+	Subject   string `json:"subject"`
+	Stream    string `json:"stream"`
+	Seq       uint64 `json:"sequence"`
+	MsgID     string `json:"msgId"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+	Removed   bool   `json:"removed"`
+}
+
+// ReplayMsg builds the message that replays l: its original body and
+// headers (less the Kdsync-* and Nats-* ones) to its original subject,
+// with Kdsync-Replay-Of = <dlq stream>:<seq>, the original stream and
+// sequence (for the consumer's staleness check) and a Nats-Msg-Id of its
+// own, <event id>:replay:<dlq seq>, so that replaying the same letter twice
+// stores it once.
+func (s *Store) ReplayMsg(l *Letter, force bool) (*nats.Msg, error) {
+	if l.OriginalSubject == "" {
+		return nil, fmt.Errorf("dlq: letter #%d has no %s header; nowhere to replay it", l.Seq, consumer.HdrOriginalSubject)
+	}
+	h := nats.Header{}
+	for k, v := range l.Header {
+		if hasPrefixFold(k, "Kdsync-") || hasPrefixFold(k, "Nats-") {
+			continue
+		}
+		h[k] = slices.Clone(v)
+	}
+	ref := s.Ref(l)
+	h.Set(consumer.HdrReplayOf, ref)
+	if l.OriginalStream != "" {
+		h.Set(consumer.HdrOriginalStream, l.OriginalStream)
+	}
+	if l.OriginalSeq != 0 {
+		h.Set(consumer.HdrOriginalSeq, strconv.FormatUint(l.OriginalSeq, 10))
+	}
+	if force {
+		h.Set(HdrReplayForce, "true")
+	}
+	id := ref + ":replay"
+	if l.EventID != "" {
+		id = l.EventID + ":replay:" + strconv.FormatUint(l.Seq, 10)
+	}
+	h.Set(jetstream.MsgIDHeader, id)
+	return &nats.Msg{Subject: l.OriginalSubject, Header: h, Data: l.Data}, nil
+}
+
+// Replay republishes l (see ReplayMsg), waits for the stream's
+// acknowledgement and then, unless o.Keep, removes l from the DLQ.
+func (s *Store) Replay(ctx context.Context, l *Letter, o ReplayOptions) (*Replayed, error) {
+	msg, err := s.ReplayMsg(l, o.Force)
+	if err != nil {
+		return nil, err
+	}
+	ack, err := s.js.PublishMsg(ctx, msg)
+	if err != nil {
+		return nil, fmt.Errorf("dlq: replay #%d to %s: %w", l.Seq, msg.Subject, err)
+	}
+	r := &Replayed{Subject: msg.Subject, Stream: ack.Stream, Seq: ack.Sequence, MsgID: msg.Header.Get(jetstream.MsgIDHeader), Duplicate: ack.Duplicate}
+	if o.Keep {
+		return r, nil
+	}
+	if err := s.Purge(ctx, l); err != nil {
+		return r, fmt.Errorf("replayed as %s #%d, but: %w", ack.Stream, ack.Sequence, err)
+	}
+	r.Removed = true
+	return r, nil
+}
+
+// Purge removes l from the DLQ stream. A letter already gone is not an
+// error.
+func (s *Store) Purge(ctx context.Context, l *Letter) error {
+	st, err := s.js.Stream(ctx, s.opts.Stream)
+	if err != nil {
+		return fmt.Errorf("dlq: stream %s: %w", s.opts.Stream, err)
+	}
+	err = st.DeleteMsg(ctx, l.Seq)
+	if err == nil {
+		return nil
+	}
+	// The server reports a message already gone as a failed deletion;
+	// look again before calling it one.
+	if _, gerr := st.GetMsg(ctx, l.Seq); errors.Is(gerr, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	return fmt.Errorf("dlq: remove #%d from %s: %w", l.Seq, s.opts.Stream, err)
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}

@@ -1,0 +1,355 @@
+package dlq_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kdsync/kdsync/consumer"
+	"github.com/kdsync/kdsync/dlq"
+	"github.com/kdsync/kdsync/handlers"
+	"github.com/kdsync/kdsync/internal/natsembed"
+)
+
+// fixture is an embedded JetStream server with kdsync's streams.
+type fixture struct {
+	t     *testing.T
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	store *dlq.Store
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ns, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Stop)
+	nc, err := nats.Connect(ns.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, subj := range map[string]string{"IDENTITY": "identity.>", "KDSYNC_DLQ": "kdsync.dlq.>", "KDSYNC_OUTCOMES": "kdsync.outcome.>"} {
+		if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{
+			Name: name, Subjects: []string{subj}, Storage: jetstream.FileStorage, Duplicates: time.Minute,
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := dlq.New(js, dlq.Options{FetchWait: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{t: t, nc: nc, js: js, store: s}
+}
+
+// death describes one dead letter.
+type death struct {
+	id, user string
+	action   handlers.Action
+	class    string // Kdsync-Error-Class
+	attempts int
+	binary   bool
+	// resent: the publisher sent the same event again past the
+	// duplicate window, so it has a Nats-Msg-Id of its own.
+	resent bool
+}
+
+// original builds the identity event as a publisher sends it.
+func (d death) original() *nats.Msg {
+	data := map[string]any{"userId": d.user, "deptId": "1243693141656107521", "role": 1}
+	h := nats.Header{jetstream.MsgIDHeader: {d.id}}
+	if d.resent {
+		h.Set(jetstream.MsgIDHeader, d.id+"-resent")
+	}
+	var body []byte
+	if d.binary {
+		h.Set("ce-specversion", "1.0")
+		h.Set("ce-id", d.id)
+		h.Set("ce-source", "hris/test")
+		h.Set("ce-type", handlers.TypePrefix+string(d.action))
+		h.Set("content-type", "application/json")
+		body, _ = json.Marshal(data)
+	} else {
+		body, _ = json.Marshal(map[string]any{"specversion": "1.0", "id": d.id, "source": "hris/test",
+			"type": handlers.TypePrefix + string(d.action), "data": data})
+	}
+	return &nats.Msg{Subject: "identity.employee." + string(d.action) + "." + d.user, Header: h, Data: body}
+}
+
+// kill publishes d's original event to IDENTITY, then its dead letter and
+// dead-letter outcome as the consumer writes them (consumer/process.go:
+// deadLetterMsg and finish). It returns the DLQ sequence.
+func (f *fixture) kill(d death) uint64 {
+	f.t.Helper()
+	ctx := f.t.Context()
+	orig := d.original()
+	ack, err := f.js.PublishMsg(ctx, orig)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	h := nats.Header{}
+	for k, v := range orig.Header {
+		if k != jetstream.MsgIDHeader {
+			h[k] = v
+		}
+	}
+	errText := fmt.Sprintf("%s: user %s: KooDrive refused", d.class, d.user)
+	h.Set(consumer.HdrReason, errText)
+	h.Set(consumer.HdrErrorClass, d.class)
+	h.Set(consumer.HdrAttempts, strconv.Itoa(d.attempts))
+	h.Set(consumer.HdrOriginalSubject, orig.Subject)
+	h.Set(consumer.HdrOriginalStream, "IDENTITY")
+	h.Set(consumer.HdrOriginalSeq, strconv.FormatUint(ack.Sequence, 10))
+	h.Set(consumer.HdrEventID, d.id)
+	h.Set(consumer.HdrUserID, d.user)
+	h.Set(consumer.HdrDeadAt, time.Now().UTC().Format(time.RFC3339Nano))
+	h.Set(jetstream.MsgIDHeader, consumer.OutcomeMsgID("IDENTITY", ack.Sequence))
+	dack, err := f.js.PublishMsg(ctx, &nats.Msg{Subject: "kdsync.dlq." + d.class + "." + string(d.action), Header: h, Data: orig.Data})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	out, _ := json.Marshal(consumer.Outcome{EventID: d.id, UserID: d.user, Action: d.action, Result: consumer.Deadlettered,
+		Reason: d.class, Error: errText, Attempts: d.attempts, Subject: orig.Subject, Stream: "IDENTITY", Sequence: ack.Sequence, Time: time.Now().UTC()})
+	if _, err := f.js.PublishMsg(ctx, &nats.Msg{Subject: "kdsync.outcome.deadlettered." + string(d.action), Data: out,
+		Header: nats.Header{jetstream.MsgIDHeader: {consumer.OutcomeMsgID("IDENTITY", ack.Sequence)}}}); err != nil {
+		f.t.Fatal(err)
+	}
+	return dack.Sequence
+}
+
+func ids(ls []*dlq.Letter) []string {
+	out := make([]string, len(ls))
+	for i, l := range ls {
+		out[i] = l.EventID
+	}
+	return out
+}
+
+func TestList(t *testing.T) {
+	f := newFixture(t)
+	f.kill(death{id: "e1", user: "1001", action: handlers.Changed, class: "not_found", attempts: 1})
+	f.kill(death{id: "e2", user: "1002", action: handlers.Hired, class: "permanent", attempts: 1})
+	time.Sleep(20 * time.Millisecond)
+	mid := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	s3 := f.kill(death{id: "e3", user: "1001", action: handlers.Disabled, class: "retry_budget_exhausted", attempts: 37, binary: true})
+	f.kill(death{id: "e4", user: "1003", action: handlers.Changed, class: "not_found", attempts: 1})
+	time.Sleep(20 * time.Millisecond)
+	late := time.Now()
+
+	cases := map[string]struct {
+		sel  dlq.Selector
+		want []string
+	}{
+		"all":             {dlq.Selector{}, []string{"e1", "e2", "e3", "e4"}},
+		"user":            {dlq.Selector{User: "1001"}, []string{"e1", "e3"}},
+		"reason":          {dlq.Selector{Reason: "not_found"}, []string{"e1", "e4"}},
+		"action":          {dlq.Selector{Action: "changed"}, []string{"e1", "e4"}},
+		"reason+action":   {dlq.Selector{Reason: "permanent", Action: "hired"}, []string{"e2"}},
+		"since":           {dlq.Selector{Since: mid}, []string{"e3", "e4"}},
+		"until":           {dlq.Selector{Until: mid}, []string{"e1", "e2"}},
+		"since+until":     {dlq.Selector{Since: mid, Until: late, User: "1003"}, []string{"e4"}},
+		"after the last":  {dlq.Selector{Since: late}, []string{}},
+		"seq":             {dlq.Selector{Seqs: []uint64{s3, 999}}, []string{"e3"}},
+		"seq+user":        {dlq.Selector{Seqs: []uint64{s3}, User: "1002"}, []string{}},
+		"ids":             {dlq.Selector{IDs: []string{"e4", "e2"}}, []string{"e2", "e4"}},
+		"no match":        {dlq.Selector{User: "9999"}, []string{}},
+		"wildcard reason": {dlq.Selector{Reason: "*"}, []string{}},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			ls, err := f.store.List(t.Context(), tc.sel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ids(ls); !slices.Equal(got, tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+	ls, err := f.store.List(t.Context(), dlq.Selector{Seqs: []uint64{s3}})
+	if err != nil || len(ls) != 1 {
+		t.Fatal(ls, err)
+	}
+	l := ls[0]
+	if l.Reason != "retry_budget_exhausted" || l.Attempts != 37 || l.Action != "disabled" || l.UserID != "1001" ||
+		l.OriginalSubject != "identity.employee.disabled.1001" || l.OriginalStream != "IDENTITY" || l.OriginalSeq != 3 ||
+		l.DeadAt.IsZero() || l.Stored.IsZero() || l.Error == "" || l.Subject != "kdsync.dlq.retry_budget_exhausted.disabled" {
+		t.Errorf("letter %+v", l)
+	}
+	if l.Header.Get("ce-id") != "e3" {
+		t.Errorf("original headers not kept: %v", l.Header)
+	}
+}
+
+func TestFindAndOutcome(t *testing.T) {
+	f := newFixture(t)
+	f.kill(death{id: "x1", user: "2001", action: handlers.Changed, class: "not_found", attempts: 1})
+	s2 := f.kill(death{id: "2", user: "2002", action: handlers.Enabled, class: "permanent", attempts: 2})
+	f.kill(death{id: "x1", user: "2001", action: handlers.Changed, class: "not_found", attempts: 1, resent: true})
+
+	ls, err := f.store.Find(t.Context(), strconv.FormatUint(s2, 10))
+	if err != nil || len(ls) != 1 || ls[0].EventID != "2" {
+		t.Fatalf("by seq: %v %v", ids(ls), err)
+	}
+	ls, err = f.store.Find(t.Context(), "x1")
+	if err != nil || len(ls) != 2 {
+		t.Fatalf("by id: %v %v", ids(ls), err)
+	}
+	// A number that is no DLQ sequence is taken as an event id.
+	ls, err = f.store.Find(t.Context(), "777")
+	if err != nil || len(ls) != 0 {
+		t.Fatalf("unknown: %v %v", ids(ls), err)
+	}
+
+	out, err := f.store.Outcome(t.Context(), ls2(t, f, s2))
+	if err != nil || out == nil {
+		t.Fatalf("outcome: %+v %v", out, err)
+	}
+	if out.EventID != "2" || out.Sequence != 2 || out.Result != consumer.Deadlettered || out.Attempts != 2 {
+		t.Errorf("outcome %+v", out)
+	}
+}
+
+func ls2(t *testing.T, f *fixture, seq uint64) *dlq.Letter {
+	t.Helper()
+	ls, err := f.store.List(t.Context(), dlq.Selector{Seqs: []uint64{seq}})
+	if err != nil || len(ls) != 1 {
+		t.Fatalf("letter %d: %v %v", seq, ls, err)
+	}
+	return ls[0]
+}
+
+func TestReplay(t *testing.T) {
+	f := newFixture(t)
+	structured := f.kill(death{id: "r1", user: "3001", action: handlers.Changed, class: "not_found", attempts: 1})
+	binary := f.kill(death{id: "r2", user: "3002", action: handlers.Hired, class: "permanent", attempts: 1, binary: true})
+	stream, err := f.js.Stream(t.Context(), "IDENTITY")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for name, tc := range map[string]struct {
+		seq   uint64
+		force bool
+	}{"structured": {structured, false}, "binary, forced": {binary, true}} {
+		t.Run(name, func(t *testing.T) {
+			l := ls2(t, f, tc.seq)
+			r, err := f.store.Replay(t.Context(), l, dlq.ReplayOptions{Force: tc.force})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Subject != l.OriginalSubject || r.Stream != "IDENTITY" || !r.Removed || r.Duplicate {
+				t.Errorf("replayed %+v", r)
+			}
+			m, err := stream.GetMsg(t.Context(), r.Seq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(m.Data) != string(l.Data) || m.Subject != l.OriginalSubject {
+				t.Errorf("replayed body or subject differ: %s %s", m.Subject, m.Data)
+			}
+			wantHdr := map[string]string{
+				consumer.HdrReplayOf:       "KDSYNC_DLQ:" + strconv.FormatUint(tc.seq, 10),
+				consumer.HdrOriginalStream: "IDENTITY",
+				consumer.HdrOriginalSeq:    strconv.FormatUint(l.OriginalSeq, 10),
+				jetstream.MsgIDHeader:      l.EventID + ":replay:" + strconv.FormatUint(tc.seq, 10),
+				consumer.HdrReason:         "",
+				consumer.HdrErrorClass:     "",
+				consumer.HdrDeadAt:         "",
+				dlq.HdrReplayForce:         map[bool]string{true: "true"}[tc.force],
+			}
+			for k, v := range wantHdr {
+				if got := m.Header.Get(k); got != v {
+					t.Errorf("header %s = %q, want %q", k, got, v)
+				}
+			}
+			// The consumer accepts it as the original event.
+			ev, err := handlers.Decoder{}.Decode(m.Subject, m.Header, m.Data)
+			if err != nil || ev.ID != l.EventID || ev.Binary != (name != "structured") {
+				t.Errorf("decode: %+v %v", ev, err)
+			}
+			if left, _ := f.store.List(t.Context(), dlq.Selector{Seqs: []uint64{tc.seq}}); len(left) != 0 {
+				t.Error("the letter is still in the DLQ")
+			}
+			// Replaying the same letter again (e.g. after a crash before
+			// the removal) stores nothing new.
+			again, err := f.store.Replay(t.Context(), l, dlq.ReplayOptions{})
+			if err != nil || !again.Duplicate || again.Seq != r.Seq {
+				t.Errorf("second replay %+v %v", again, err)
+			}
+		})
+	}
+}
+
+func TestReplayKeepAndFailure(t *testing.T) {
+	f := newFixture(t)
+	seq := f.kill(death{id: "k1", user: "4001", action: handlers.Changed, class: "not_found", attempts: 1})
+	l := ls2(t, f, seq)
+	r, err := f.store.Replay(t.Context(), l, dlq.ReplayOptions{Keep: true})
+	if err != nil || r.Removed {
+		t.Fatalf("%+v %v", r, err)
+	}
+	if left := ls2(t, f, seq); left == nil {
+		t.Fatal("kept letter removed")
+	}
+
+	// Nowhere to publish: the letter stays.
+	l.OriginalSubject = "nowhere.employee.changed.4001"
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := f.store.Replay(ctx, l, dlq.ReplayOptions{}); err == nil {
+		t.Fatal("replay to a subject no stream stores succeeded")
+	}
+	if left := ls2(t, f, seq); left == nil {
+		t.Fatal("letter removed although its replay failed")
+	}
+	// No original subject: refused before publishing.
+	l.OriginalSubject = ""
+	if _, err := f.store.ReplayMsg(l, false); err == nil {
+		t.Fatal("replay without an original subject")
+	}
+}
+
+func TestPurge(t *testing.T) {
+	f := newFixture(t)
+	a := f.kill(death{id: "p1", user: "5001", action: handlers.Changed, class: "not_found", attempts: 1})
+	b := f.kill(death{id: "p2", user: "5002", action: handlers.Changed, class: "not_found", attempts: 1})
+	la := ls2(t, f, a)
+	if err := f.store.Purge(t.Context(), la); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.store.Purge(t.Context(), la); err != nil {
+		t.Fatalf("purging a letter already gone: %v", err)
+	}
+	ls, err := f.store.List(t.Context(), dlq.Selector{})
+	if err != nil || len(ls) != 1 || ls[0].Seq != b {
+		t.Fatalf("left %v %v", ids(ls), err)
+	}
+}
+
+func TestMissingStream(t *testing.T) {
+	f := newFixture(t)
+	s, err := dlq.New(f.js, dlq.Options{Stream: "NO_SUCH"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.List(t.Context(), dlq.Selector{}); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("err %v", err)
+	}
+}
