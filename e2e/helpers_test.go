@@ -31,6 +31,7 @@ func TestMain(m *testing.M) {
 	// off, and every container is removed by the test that made it.
 	os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
 	code := m.Run()
+	removeTestImage()
 	bins.cleanup()
 	os.Exit(code)
 }
@@ -424,12 +425,20 @@ func collectAll(ctx context.Context, nc *nats.Conn, o *harness.Outcomes) error {
 // docs/reliability.md; it fails the test on any violation.
 func verify(t *testing.T, scenario string, evs []workload.Event, sim *harness.Sim, o *harness.Outcomes, faults string, wall time.Duration) *checker.Report {
 	t.Helper()
-	r := checker.Check(checker.Input{
+	return report(t, scenario, evs, checker.Input{
 		Events:   harness.CheckerEvents(evs),
 		Effects:  sim.Effects(harness.UserIDs(evs)),
 		Outcomes: o.All(),
 		Final:    sim.Final(),
-	})
+	}, o, faults, wall)
+}
+
+// report runs the checker on in, logs the summary line and fails the test
+// on any violation or on any dead letter (every event of the workloads is
+// valid and every fault injected transient).
+func report(t *testing.T, scenario string, evs []workload.Event, in checker.Input, o *harness.Outcomes, faults string, wall time.Duration) *checker.Report {
+	t.Helper()
+	r := checker.Check(in)
 	t.Logf("RESULT scenario=%s events=%d faults=[%s] lost=%d unexpected=%d duplicated=%d reordered=%d outcome_missing=%d outcome_duplicated=%d wrong_result=%d state_mismatch=%d wall=%s",
 		scenario, len(evs), faults, len(r.Lost), len(r.Unexpected), len(r.Duplicated), len(r.Reordered),
 		len(r.OutcomeMissing), len(r.OutcomeDuplicated), len(r.WrongResult), len(r.StateMismatch), wall.Round(100*time.Millisecond))
