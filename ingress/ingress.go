@@ -120,20 +120,22 @@ func (o *Options) setDefaults() {
 	}
 }
 
-func (o *Options) validate() error {
+// Validate reports every problem with the settings (not the injected
+// dependencies) at once, defaults applied.
+func (o Options) Validate() error {
+	o.setDefaults()
 	var errs []error
-	if o.Conn == nil {
-		errs = append(errs, errors.New("ingress: Options.Conn is required"))
-	}
-	if o.Registerer == nil {
-		errs = append(errs, errors.New("ingress: Options.Registerer is required"))
-	}
 	if len(o.Tokens) == 0 && len(o.Secrets) == 0 && !o.AllowUnauthenticated {
 		errs = append(errs, errors.New("ingress: give bearer tokens (KDSYNC_INGRESS_TOKEN) or signing secrets (KDSYNC_INGRESS_SECRET); unauthenticated ingress must be asked for"))
 	}
 	for i, t := range o.Tokens {
 		if len(t) < 16 {
 			errs = append(errs, fmt.Errorf("ingress: bearer token %d is shorter than 16 characters", i+1))
+		}
+	}
+	for i, s := range o.Secrets {
+		if _, err := newWebhook(s); err != nil {
+			errs = append(errs, fmt.Errorf("ingress: signing secret %d: %w", i+1, err))
 		}
 	}
 	if strings.HasSuffix(o.SubjectPrefix, ".") || strings.ContainsAny(o.SubjectPrefix, " *>") {
@@ -168,15 +170,19 @@ type Handler struct {
 // New checks o and builds a Handler, registering its metrics.
 func New(o Options) (*Handler, error) {
 	o.setDefaults()
-	if err := o.validate(); err != nil {
+	errs := []error{o.Validate()}
+	if o.Conn == nil {
+		errs = append(errs, errors.New("ingress: Options.Conn is required"))
+	}
+	if o.Registerer == nil {
+		errs = append(errs, errors.New("ingress: Options.Registerer is required"))
+	}
+	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	h := &Handler{opts: o, log: o.Logger, replays: newReplayCache(o.ReplayCache)}
-	for i, s := range o.Secrets {
-		wh, err := newWebhook(s)
-		if err != nil {
-			return nil, fmt.Errorf("ingress: signing secret %d: %w", i+1, err)
-		}
+	for _, s := range o.Secrets {
+		wh, _ := newWebhook(s) // checked by Validate
 		h.hooks = append(h.hooks, wh)
 	}
 	for _, t := range o.Tokens {

@@ -4,6 +4,8 @@
 //	kdsync demo      everything in one process: embedded NATS, a KooDrive
 //	                 simulator, sample events, outcomes printed, metrics served
 //	kdsync publish   send one identity event
+//	kdsync ingest    the webhook ingress: CloudEvents over HTTP into the stream
+//	kdsync dlq       inspect, replay and purge dead letters
 //	kdsync version   print the version
 //
 // Every flag has an environment variable: -nats-url is KDSYNC_NATS_URL.
@@ -31,10 +33,13 @@ Usage:
   kdsync run [flags]       run the service (NATS JetStream -> KooDrive)
   kdsync demo [flags]      run everything in-process on sample events
   kdsync publish [flags]   publish one identity event
+  kdsync ingest [flags]    webhook ingress: CloudEvents over HTTP into the stream
+  kdsync dlq <command>     dead letters: list, show, replay, purge
   kdsync version           print the version
 
 Run "kdsync <command> -h" for a command's flags. Every flag can be set by
-an environment variable: -nats-url is KDSYNC_NATS_URL, and so on.
+an environment variable: -nats-url is KDSYNC_NATS_URL, and so on (except
+the selectors and confirmations of kdsync dlq).
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -52,6 +57,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdDemo(ctx, args[1:], stdout, stderr)
 	case "publish":
 		err = cmdPublish(ctx, args[1:], stdout, stderr)
+	case "ingest":
+		err = cmdIngest(ctx, args[1:], stderr)
+	case "dlq":
+		err = cmdDLQ(ctx, args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		b := buildInfo()
 		fmt.Fprintf(stdout, "kdsync %s (%s, %s)\n", b.Version, b.Revision, b.GoVersion)

@@ -1,0 +1,267 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kdsync/kdsync/consumer"
+	"github.com/kdsync/kdsync/internal/natsembed"
+)
+
+// natsWithStreams runs an embedded JetStream server with kdsync's streams
+// and returns its URL and a JetStream context.
+func natsWithStreams(t *testing.T) (string, jetstream.JetStream) {
+	t.Helper()
+	ns, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Stop)
+	nc, err := nats.Connect(ns.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, subj := range map[string]string{"IDENTITY": "identity.>", "KDSYNC_DLQ": "kdsync.dlq.>", "KDSYNC_OUTCOMES": "kdsync.outcome.>"} {
+		if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: name, Subjects: []string{subj}, Duplicates: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ns.URL(), js
+}
+
+// deadLetter stores an event in IDENTITY, then its dead letter and outcome
+// as the consumer writes them; it returns the DLQ sequence.
+func deadLetter(t *testing.T, js jetstream.JetStream, id, user, action, class string) uint64 {
+	t.Helper()
+	body := fmt.Sprintf(`{"specversion":"1.0","id":%q,"source":"hris/test","type":"employee.%s","data":{"userId":%q,"deptId":"42"}}`, id, action, user)
+	subject := "identity.employee." + action + "." + user
+	ack, err := js.PublishMsg(t.Context(), &nats.Msg{Subject: subject, Data: []byte(body), Header: nats.Header{jetstream.MsgIDHeader: {id}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := consumer.OutcomeMsgID("IDENTITY", ack.Sequence)
+	h := nats.Header{}
+	h.Set(consumer.HdrReason, class+": refused by KooDrive")
+	h.Set(consumer.HdrErrorClass, class)
+	h.Set(consumer.HdrAttempts, "1")
+	h.Set(consumer.HdrOriginalSubject, subject)
+	h.Set(consumer.HdrOriginalStream, "IDENTITY")
+	h.Set(consumer.HdrOriginalSeq, strconv.FormatUint(ack.Sequence, 10))
+	h.Set(consumer.HdrEventID, id)
+	h.Set(consumer.HdrUserID, user)
+	h.Set(consumer.HdrDeadAt, time.Now().UTC().Format(time.RFC3339Nano))
+	h.Set(jetstream.MsgIDHeader, ref)
+	dack, err := js.PublishMsg(t.Context(), &nats.Msg{Subject: "kdsync.dlq." + class + "." + action, Header: h, Data: []byte(body)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := fmt.Sprintf(`{"eventId":%q,"userId":%q,"action":%q,"result":"deadlettered","reason":%q,"attempts":1,"subject":%q,"stream":"IDENTITY","sequence":%d}`,
+		id, user, action, class, subject, ack.Sequence)
+	if _, err := js.PublishMsg(t.Context(), &nats.Msg{Subject: "kdsync.outcome.deadlettered." + action, Data: []byte(out),
+		Header: nats.Header{jetstream.MsgIDHeader: {ref}}}); err != nil {
+		t.Fatal(err)
+	}
+	return dack.Sequence
+}
+
+// kdsync runs the command line and returns its exit code and output.
+func kdsync(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(args, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+func dlqCount(t *testing.T, js jetstream.JetStream) uint64 {
+	t.Helper()
+	s, err := js.Stream(t.Context(), "KDSYNC_DLQ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+func TestDLQCommand(t *testing.T) {
+	url, js := natsWithStreams(t)
+	s1 := deadLetter(t, js, "ev-1", "1001", "changed", "not_found")
+	s2 := deadLetter(t, js, "ev-2", "1002", "hired", "permanent")
+	s3 := deadLetter(t, js, "ev-3", "1001", "disabled", "not_found")
+	nu := []string{"-nats-url", url}
+	with := func(args ...string) []string { return append(append([]string{"dlq"}, args...), nu...) }
+
+	t.Run("list", func(t *testing.T) {
+		code, out, errOut := kdsync(t, with("list")...)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		for _, want := range []string{"SEQ", "ev-1", "ev-2", "ev-3", "not_found", "permanent", "3 dead letters"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("list lacks %q:\n%s", want, out)
+			}
+		}
+	})
+	t.Run("list filtered as JSON", func(t *testing.T) {
+		code, out, errOut := kdsync(t, with("list", "-user", "1001", "-reason", "not_found", "-json")...)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		var got []struct {
+			Seq     uint64          `json:"seq"`
+			EventID string          `json:"eventId"`
+			Body    json.RawMessage `json:"body"`
+		}
+		if err := json.Unmarshal([]byte(out), &got); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		if len(got) != 2 || got[0].Seq != s1 || got[1].Seq != s3 {
+			t.Fatalf("got %s", out)
+		}
+		var ev struct {
+			Data struct {
+				UserID string `json:"userId"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(got[1].Body, &ev); err != nil || ev.Data.UserID != "1001" {
+			t.Fatalf("body %s: %v", got[1].Body, err)
+		}
+	})
+	t.Run("show by sequence", func(t *testing.T) {
+		code, out, errOut := kdsync(t, with("show", strconv.FormatUint(s2, 10))...)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		for _, want := range []string{"KDSYNC_DLQ:" + strconv.FormatUint(s2, 10), "permanent", "identity.employee.hired.1002, IDENTITY #2", `"deptId": "42"`, "Outcome (IDENTITY #2)"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("show lacks %q:\n%s", want, out)
+			}
+		}
+	})
+	t.Run("show by event id as JSON", func(t *testing.T) {
+		code, out, errOut := kdsync(t, append([]string{"dlq", "show", "ev-3", "-json"}, nu...)...)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		var got struct {
+			Seq     uint64            `json:"seq"`
+			Outcome *consumer.Outcome `json:"outcome"`
+		}
+		if err := json.Unmarshal([]byte(out), &got); err != nil || got.Seq != s3 || got.Outcome == nil || got.Outcome.EventID != "ev-3" {
+			t.Fatalf("%+v %v: %s", got, err, out)
+		}
+	})
+	t.Run("show unknown", func(t *testing.T) {
+		if code, _, errOut := kdsync(t, with("show", "nope")...); code != 1 || !strings.Contains(errOut, "no dead letter") {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+	})
+	t.Run("replay and purge need a selector", func(t *testing.T) {
+		for _, sub := range []string{"replay", "purge"} {
+			if code, _, errOut := kdsync(t, with(sub)...); code != 2 || !strings.Contains(errOut, "-all") {
+				t.Errorf("%s: exit %d: %s", sub, code, errOut)
+			}
+		}
+	})
+	t.Run("replay dry run", func(t *testing.T) {
+		code, out, errOut := kdsync(t, with("replay", "-reason", "not_found", "-dry-run")...)
+		if code != 0 || !strings.Contains(out, "Would replay") || !strings.Contains(out, "2 dead letters") {
+			t.Fatalf("exit %d: %s%s", code, out, errOut)
+		}
+		if n := dlqCount(t, js); n != 3 {
+			t.Fatalf("dry run changed the DLQ: %d left", n)
+		}
+	})
+	t.Run("replay", func(t *testing.T) {
+		code, out, errOut := kdsync(t, with("replay", "-seq", strconv.FormatUint(s1, 10), "-force")...)
+		if code != 0 || !strings.Contains(out, "1 of 1 dead letter replayed") {
+			t.Fatalf("exit %d: %s%s", code, out, errOut)
+		}
+		if n := dlqCount(t, js); n != 2 {
+			t.Fatalf("%d letters left, want 2", n)
+		}
+		s, _ := js.Stream(t.Context(), "IDENTITY")
+		m, err := s.GetLastMsgForSubject(t.Context(), "identity.employee.changed.1001")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Sequence != 4 || m.Header.Get(consumer.HdrReplayOf) != "KDSYNC_DLQ:"+strconv.FormatUint(s1, 10) || m.Header.Get("Kdsync-Replay-Force") != "true" {
+			t.Fatalf("replayed message #%d %v", m.Sequence, m.Header)
+		}
+	})
+	t.Run("purge asks for -yes", func(t *testing.T) {
+		t.Setenv("KDSYNC_YES", "true")
+		t.Setenv("KDSYNC_ALL", "true")
+		code, out, errOut := kdsync(t, with("purge", "-user", "1002")...)
+		if code != 1 || !strings.Contains(errOut, "add -yes") || !strings.Contains(out, "ev-2") {
+			t.Fatalf("exit %d: %s%s", code, out, errOut)
+		}
+		if n := dlqCount(t, js); n != 2 {
+			t.Fatalf("purged without -yes: %d left", n)
+		}
+		code, out, errOut = kdsync(t, with("purge", "-user", "1002", "-yes")...)
+		if code != 0 || !strings.Contains(out, "purged 1 dead letter") {
+			t.Fatalf("exit %d: %s%s", code, out, errOut)
+		}
+		if n := dlqCount(t, js); n != 1 {
+			t.Fatalf("%d left, want 1", n)
+		}
+	})
+	t.Run("bad selectors", func(t *testing.T) {
+		for _, args := range [][]string{{"list", "-seq", "5-2"}, {"list", "-since", "last week"}, {"list", "extra"}, {"show"}, {"frobnicate"}} {
+			if code, _, _ := kdsync(t, with(args...)...); code == 0 {
+				t.Errorf("%v: exit 0", args)
+			}
+		}
+	})
+}
+
+func TestParseWhen(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	cases := map[string]time.Time{
+		"":                     {},
+		"24h":                  now.Add(-24 * time.Hour),
+		"90m":                  now.Add(-90 * time.Minute),
+		"2026-11-20":           time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC),
+		"2026-11-20T08:30":     time.Date(2026, 11, 20, 8, 30, 0, 0, time.UTC),
+		"2026-11-20T08:30:00Z": time.Date(2026, 11, 20, 8, 30, 0, 0, time.UTC),
+	}
+	for in, want := range cases {
+		got, err := parseWhen(in, now)
+		if err != nil || !got.Equal(want) {
+			t.Errorf("parseWhen(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"yesterday", "-5h", "2026-13-01"} {
+		if _, err := parseWhen(bad, now); err == nil {
+			t.Errorf("parseWhen(%q) accepted", bad)
+		}
+	}
+}
+
+func TestParseSeqs(t *testing.T) {
+	got, err := parseSeqs("3, 7-9,12")
+	if err != nil || fmt.Sprint(got) != "[3 7 8 9 12]" {
+		t.Fatalf("%v %v", got, err)
+	}
+	for _, bad := range []string{"0", "x", "9-7", "1-999999999"} {
+		if _, err := parseSeqs(bad); err == nil {
+			t.Errorf("parseSeqs(%q) accepted", bad)
+		}
+	}
+}

@@ -1,0 +1,279 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/peterbourgon/ff/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/kdsync/kdsync/consumer"
+	"github.com/kdsync/kdsync/handlers"
+	"github.com/kdsync/kdsync/ingress"
+	"github.com/kdsync/kdsync/kdapi"
+	"github.com/kdsync/kdsync/metrics"
+)
+
+// natsFlags declares the NATS connection flags on fs (as kdsync run has
+// them) and returns a function that yields the options after parsing.
+func natsFlags(fs *flag.FlagSet) func() consumer.ConnectOptions {
+	var n consumer.ConnectOptions
+	fs.StringVar(&n.URLs, "nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma-separated")
+	fs.StringVar(&n.CredsFile, "nats-creds", "", "NATS credentials file (JWT + nkey seed)")
+	fs.StringVar(&n.NKeyFile, "nats-nkey", "", "NATS nkey seed file")
+	fs.StringVar(&n.Token, "nats-token", "", "NATS token")
+	fs.StringVar(&n.User, "nats-user", "", "NATS user")
+	fs.StringVar(&n.Password, "nats-password", "", "NATS password")
+	fs.StringVar(&n.CAFile, "nats-ca", "", "CA certificate file to verify the NATS server (TLS)")
+	fs.StringVar(&n.CertFile, "nats-cert", "", "client certificate file for NATS (mutual TLS)")
+	fs.StringVar(&n.KeyFile, "nats-key", "", "client key file for NATS (mutual TLS)")
+	return func() consumer.ConnectOptions { return n }
+}
+
+// ingestConfig is kdsync ingest's configuration, parsed from flags and
+// the environment.
+type ingestConfig struct {
+	nats      consumer.ConnectOptions
+	ingress   ingress.Options
+	addr      string
+	httpAddr  string
+	tlsCert   string
+	tlsKey    string
+	logLevel  string
+	logFormat string
+}
+
+func ingestFlags(fs *flag.FlagSet) func() (ingestConfig, error) {
+	var c ingestConfig
+	conn := natsFlags(fs)
+	o := &c.ingress
+	fs.StringVar(&c.addr, "ingress-addr", ":8080", "address of the webhook ingress: POST /events, and /metrics, /healthz, /readyz unless -http-addr is given")
+	fs.StringVar(&c.httpAddr, "http-addr", "", "separate address of /metrics, /healthz and /readyz (empty: the ingress address)")
+	fs.StringVar(&c.tlsCert, "ingress-tls-cert", "", "TLS certificate file of the ingress (empty: plain HTTP, e.g. behind a TLS proxy)")
+	fs.StringVar(&c.tlsKey, "ingress-tls-key", "", "TLS key file of the ingress")
+	fs.StringVar(&o.SubjectPrefix, "ingress-subject-prefix", ingress.DefaultSubjectPrefix, "events are published on <prefix>.<action>.<userId>")
+	tokens := fs.String("ingress-token", "", "bearer tokens accepted, comma-separated (prefer the environment or -ingress-token-file)")
+	tokenFile := fs.String("ingress-token-file", "", "file of bearer tokens, comma- or newline-separated")
+	secrets := fs.String("ingress-secret", "", "Standard Webhooks signing secrets (whsec_<base64>), comma-separated for rotation")
+	secretFile := fs.String("ingress-secret-file", "", "file of signing secrets, comma- or newline-separated")
+	fs.DurationVar(&o.Tolerance, "ingress-tolerance", ingress.DefaultTolerance, "how far a signed request's webhook-timestamp may be from now; webhook ids are remembered as long")
+	fs.IntVar(&o.ReplayCache, "ingress-replay-cache", ingress.DefaultReplayCache, "webhook ids remembered at most, against replays")
+	fs.Int64Var(&o.MaxBytes, "ingress-max-bytes", ingress.DefaultMaxBytes, "largest request body, a whole batch included")
+	maxEvent := fs.Int("max-event-size", handlers.DefaultMaxEventSize, "largest event accepted, in bytes (as kdsync run's)")
+	fs.DurationVar(&o.PublishTimeout, "ingress-publish-timeout", ingress.DefaultPublishTimeout, "how long to wait for JetStream's acknowledgement before answering 503")
+	fs.DurationVar(&o.RetryAfter, "ingress-retry-after", ingress.DefaultRetryAfter, "Retry-After of a 503")
+	fs.BoolVar(&o.AllowUnauthenticated, "ingress-allow-unauthenticated", false, "accept requests without credentials (local testing only)")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.logFormat, "log-format", "json", "json or text")
+	return func() (ingestConfig, error) {
+		var errs []error
+		c.nats = conn()
+		c.nats.Name = "kdsync-ingest"
+		o.Decoder.MaxSize = *maxEvent
+		if *maxEvent < 1024 || *maxEvent > 1<<20 {
+			errs = append(errs, fmt.Errorf("max-event-size %d: want 1024 to 1048576", *maxEvent))
+		}
+		t, err := secretList("ingress token", *tokens, *tokenFile)
+		errs = append(errs, err)
+		o.Tokens = t
+		s, err := secretList("ingress secret", *secrets, *secretFile)
+		errs = append(errs, err)
+		o.Secrets = s
+		if c.addr == "" {
+			errs = append(errs, errors.New("ingress-addr is required"))
+		}
+		if (c.tlsCert == "") != (c.tlsKey == "") {
+			errs = append(errs, errors.New("TLS needs both -ingress-tls-cert and -ingress-tls-key"))
+		}
+		errs = append(errs, o.Validate())
+		return c, errors.Join(errs...)
+	}
+}
+
+// secretList reads comma- or newline-separated secrets from a flag (or
+// environment) value or from a file, not both.
+func secretList(name, value, file string) ([]kdapi.Secret, error) {
+	if value != "" && file != "" {
+		return nil, fmt.Errorf("%s: give the value or a file, not both", name)
+	}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("%s file: %w", name, err)
+		}
+		value = string(b)
+	}
+	var out []kdapi.Secret
+	for _, s := range strings.FieldsFunc(value, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' }) {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, kdapi.Secret(s))
+		}
+	}
+	return out, nil
+}
+
+// cmdIngest runs the webhook ingress until ctx ends.
+func cmdIngest(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("kdsync ingest", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	config := ingestFlags(fs)
+	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("KDSYNC")); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w (see kdsync ingest -h)", err)
+	}
+	c, err := config()
+	if err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	log, err := newLogger(stderr, c.logLevel, c.logFormat)
+	if err != nil {
+		return err
+	}
+	if err := runIngest(ctx, c, log); err != nil {
+		log.Error("kdsync ingest exited with error", "err", err)
+		return errUsage // already logged
+	}
+	log.Info("kdsync ingest stopped")
+	return nil
+}
+
+func runIngest(ctx context.Context, c ingestConfig, log *slog.Logger) error {
+	reg := prometheus.NewRegistry()
+	if err := errors.Join(reg.Register(collectors.NewGoCollector()),
+		reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	nc, err := connectRetrying(ctx, c.nats, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := nc.Drain(); err != nil {
+			log.Warn("draining the NATS connection", "err", err)
+		}
+	}()
+	o := c.ingress
+	o.Conn, o.Registerer, o.Logger = nc, reg, log.With("component", "ingress")
+	h, err := ingress.New(o)
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	if stream, err := h.CheckStream(sctx); err != nil {
+		log.Warn("no stream stores the ingress's subjects: events will be answered 503 until one does", "err", err)
+	} else {
+		log.Info("events go to stream", "stream", stream, "subjects", o.SubjectPrefix+".<action>.<userId>")
+	}
+	cancel()
+
+	ops := http.NewServeMux()
+	ops.Handle("GET /metrics", metrics.Handler(reg))
+	ops.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	ops.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !h.Ready() {
+			http.Error(w, "not ready: NATS not connected", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux := http.NewServeMux()
+	h.Register(mux)
+	servers := []*server{{name: "ingress", addr: c.addr, handler: mux, tlsCert: c.tlsCert, tlsKey: c.tlsKey}}
+	if c.httpAddr == "" {
+		mux.Handle("/", ops)
+	} else {
+		servers = append(servers, &server{name: "metrics and health", addr: c.httpAddr, handler: ops})
+	}
+	errc := make(chan error, len(servers))
+	for _, s := range servers {
+		if err := s.listen(); err != nil {
+			return err
+		}
+		go func() { errc <- s.serve() }()
+		log.Info("serving "+s.name, "addr", s.ln.Addr().String(), "tls", s.tlsCert != "")
+	}
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	// Requests under way finish (their publishes are acknowledged or time
+	// out) before the connection is drained.
+	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.PublishTimeout+5*time.Second)
+	defer cancel()
+	for _, s := range servers {
+		_ = s.srv.Shutdown(shutdown)
+	}
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return fmt.Errorf("http: %w", serveErr)
+	}
+	return nil
+}
+
+// server is one HTTP listener of kdsync ingest.
+type server struct {
+	name, addr      string
+	handler         http.Handler
+	tlsCert, tlsKey string
+	ln              net.Listener
+	srv             *http.Server
+}
+
+func (s *server) listen() error {
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("%s: listen on %s: %w", s.name, s.addr, err)
+	}
+	s.ln = ln
+	s.srv = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	return nil
+}
+
+func (s *server) serve() error {
+	if s.tlsCert != "" {
+		return s.srv.ServeTLS(s.ln, s.tlsCert, s.tlsKey)
+	}
+	return s.srv.Serve(s.ln)
+}
+
+// connectRetrying dials NATS, retrying the first connection until ctx
+// ends so that the ingress may start before its broker.
+func connectRetrying(ctx context.Context, o consumer.ConnectOptions, log *slog.Logger) (*nats.Conn, error) {
+	wait := time.Second
+	for {
+		nc, err := consumer.Connect(o, log.With("component", "nats"), nil)
+		if err == nil {
+			return nc, nil
+		}
+		if !errors.Is(err, nats.ErrNoServers) || ctx.Err() != nil {
+			return nil, err
+		}
+		log.Warn("NATS not reachable yet; retrying", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 15*time.Second)
+	}
+}
