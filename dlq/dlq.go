@@ -325,22 +325,39 @@ func (s *Store) Outcome(ctx context.Context, l *Letter) (*consumer.Outcome, erro
 
 // ReplayOptions change how Replay works.
 type ReplayOptions struct {
-	// Keep leaves the letter in the DLQ after the replay.
+	// Keep leaves the letters in the DLQ after the replay.
 	Keep bool
-	// Force asks the consumer to apply the event even if the user's state
-	// moved on since (header Kdsync-Replay-Force: true).
+	// Force asks the consumer to apply the events even if the user's
+	// state moved on since (header Kdsync-Replay-Force: true).
 	Force bool
+	// Wait, when positive, is how long to wait for the replays' outcomes.
+	// A letter whose replay the consumer skipped (as a duplicate or stale)
+	// then stays in the DLQ, so that it can be replayed with Force.
+	Wait time.Duration
 }
 
-// Replayed says where a replay went.
+// Replayed says what became of one letter's replay.
 type Replayed struct {
-	Subject   string `json:"subject"`
-	Stream    string `json:"stream"`
-	Seq       uint64 `json:"sequence"`
-	MsgID     string `json:"msgId"`
+	Letter *Letter `json:"letter"`
+	// Where the copy was stored; Duplicate when the stream had it already
+	// (the letter was replayed before), and Seq is then the earlier copy.
+	Subject   string `json:"subject,omitempty"`
+	Stream    string `json:"stream,omitempty"`
+	Seq       uint64 `json:"sequence,omitempty"`
+	MsgID     string `json:"msgId,omitempty"`
 	Duplicate bool   `json:"duplicate,omitempty"`
-	Removed   bool   `json:"removed"`
+	// Outcome is the consumer's verdict on the copy, when it came within
+	// ReplayOptions.Wait.
+	Outcome *consumer.Outcome `json:"outcome,omitempty"`
+	// Removed is true when the letter was removed from the DLQ.
+	Removed bool `json:"removed"`
+	// Err is why the replay (or the removal) failed.
+	Err error `json:"-"`
 }
+
+// Skipped reports whether the consumer skipped the replay: it did not act
+// on it, and the letter is kept.
+func (r *Replayed) Skipped() bool { return r.Outcome != nil && r.Outcome.Result == consumer.Skipped }
 
 // ReplayMsg builds the message that replays l: its original body and
 // headers (less the Kdsync-* and Nats-* ones) to its original subject,
@@ -378,26 +395,123 @@ func (s *Store) ReplayMsg(l *Letter, force bool) (*nats.Msg, error) {
 	return &nats.Msg{Subject: l.OriginalSubject, Header: h, Data: l.Data}, nil
 }
 
-// Replay republishes l (see ReplayMsg), waits for the stream's
-// acknowledgement and then, unless o.Keep, removes l from the DLQ.
-func (s *Store) Replay(ctx context.Context, l *Letter, o ReplayOptions) (*Replayed, error) {
-	msg, err := s.ReplayMsg(l, o.Force)
+// Replay replays ls in order: it republishes each letter (see ReplayMsg)
+// and waits for the stream's acknowledgement; with o.Wait it then waits
+// for the copies' outcomes. A letter is removed from the DLQ once its copy
+// is stored, unless o.Keep, or the consumer skipped the copy, or the
+// replay failed. The results are in the order of ls; a failure is in its
+// result's Err.
+func (s *Store) Replay(ctx context.Context, ls []*Letter, o ReplayOptions) []*Replayed {
+	out := make([]*Replayed, len(ls))
+	since := time.Now().Add(-time.Second)
+	awaited := map[string]*Replayed{}
+	for i, l := range ls {
+		r := &Replayed{Letter: l}
+		out[i] = r
+		msg, err := s.ReplayMsg(l, o.Force)
+		if err != nil {
+			r.Err = err
+			continue
+		}
+		ack, err := s.js.PublishMsg(ctx, msg)
+		if err != nil {
+			r.Err = fmt.Errorf("dlq: replay #%d to %s: %w", l.Seq, msg.Subject, err)
+			continue
+		}
+		r.Subject, r.Stream, r.Seq, r.MsgID, r.Duplicate = msg.Subject, ack.Stream, ack.Sequence, msg.Header.Get(jetstream.MsgIDHeader), ack.Duplicate
+		if r.Duplicate {
+			// The copy was stored by an earlier replay: its outcome may be
+			// older than this one.
+			since = s.storedBefore(ctx, ack.Stream, ack.Sequence, since)
+		}
+		awaited[consumer.OutcomeMsgID(ack.Stream, ack.Sequence)] = r
+	}
+	if o.Wait > 0 && len(awaited) > 0 {
+		if err := s.awaitOutcomes(ctx, awaited, since, o.Wait); err != nil {
+			for _, r := range awaited {
+				r.Err = fmt.Errorf("replayed as %s #%d; waiting for its outcome: %w", r.Stream, r.Seq, err)
+			}
+		}
+	}
+	for _, r := range out {
+		if r.Err != nil || r.Seq == 0 || o.Keep || r.Skipped() {
+			continue
+		}
+		if err := s.Purge(ctx, r.Letter); err != nil {
+			r.Err = fmt.Errorf("replayed as %s #%d, but: %w", r.Stream, r.Seq, err)
+			continue
+		}
+		r.Removed = true
+	}
+	return out
+}
+
+// storedBefore returns the earlier of t and the time stream's message seq
+// was stored.
+func (s *Store) storedBefore(ctx context.Context, stream string, seq uint64, t time.Time) time.Time {
+	st, err := s.js.Stream(ctx, stream)
 	if err != nil {
-		return nil, err
+		return t
 	}
-	ack, err := s.js.PublishMsg(ctx, msg)
-	if err != nil {
-		return nil, fmt.Errorf("dlq: replay #%d to %s: %w", l.Seq, msg.Subject, err)
+	m, err := st.GetMsg(ctx, seq)
+	if err != nil || !m.Time.Before(t) {
+		return t
 	}
-	r := &Replayed{Subject: msg.Subject, Stream: ack.Stream, Seq: ack.Sequence, MsgID: msg.Header.Get(jetstream.MsgIDHeader), Duplicate: ack.Duplicate}
-	if o.Keep {
-		return r, nil
+	return m.Time.Add(-time.Second)
+}
+
+// awaitOutcomes follows the outcome stream from since until every replay
+// in want (by outcome Nats-Msg-Id) has its outcome, or wait passes. Not
+// finding some within wait is no error.
+func (s *Store) awaitOutcomes(ctx context.Context, want map[string]*Replayed, since time.Time, wait time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	oc, err := s.js.OrderedConsumer(ctx, s.opts.OutcomeStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{s.opts.OutcomePrefix + ".>"},
+		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
+		OptStartTime:   &since,
+	})
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return nil // no consumer has run yet: nothing to wait for
+	case err != nil && ctx.Err() != nil:
+		return nil
+	case err != nil:
+		return fmt.Errorf("dlq: read %s: %w", s.opts.OutcomeStream, err)
 	}
-	if err := s.Purge(ctx, l); err != nil {
-		return r, fmt.Errorf("replayed as %s #%d, but: %w", ack.Stream, ack.Sequence, err)
+	missing := len(want)
+	deadline, _ := ctx.Deadline()
+	for missing > 0 {
+		left := min(s.opts.FetchWait, time.Until(deadline))
+		if left < 100*time.Millisecond {
+			return nil
+		}
+		fctx, fcancel := context.WithTimeout(ctx, left)
+		batch, err := oc.Fetch(256, jetstream.FetchContext(fctx))
+		if err != nil {
+			fcancel()
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("dlq: read %s: %w", s.opts.OutcomeStream, err)
+		}
+		for m := range batch.Messages() {
+			r, ok := want[m.Headers().Get(jetstream.MsgIDHeader)]
+			if !ok || r.Outcome != nil {
+				continue
+			}
+			var o consumer.Outcome
+			if json.Unmarshal(m.Data(), &o) == nil {
+				r.Outcome = &o
+				missing--
+			}
+			if missing == 0 {
+				break
+			}
+		}
+		fcancel()
 	}
-	r.Removed = true
-	return r, nil
+	return nil
 }
 
 // Purge removes l from the DLQ stream. A letter already gone is not an

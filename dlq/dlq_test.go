@@ -250,7 +250,7 @@ func TestReplay(t *testing.T) {
 	}{"structured": {structured, false}, "binary, forced": {binary, true}} {
 		t.Run(name, func(t *testing.T) {
 			l := ls2(t, f, tc.seq)
-			r, err := f.store.Replay(t.Context(), l, dlq.ReplayOptions{Force: tc.force})
+			r, err := replay1(t, f.store, l, dlq.ReplayOptions{Force: tc.force})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -289,7 +289,7 @@ func TestReplay(t *testing.T) {
 			}
 			// Replaying the same letter again (e.g. after a crash before
 			// the removal) stores nothing new.
-			again, err := f.store.Replay(t.Context(), l, dlq.ReplayOptions{})
+			again, err := replay1(t, f.store, l, dlq.ReplayOptions{})
 			if err != nil || !again.Duplicate || again.Seq != r.Seq {
 				t.Errorf("second replay %+v %v", again, err)
 			}
@@ -301,7 +301,7 @@ func TestReplayKeepAndFailure(t *testing.T) {
 	f := newFixture(t)
 	seq := f.kill(death{id: "k1", user: "4001", action: handlers.Changed, class: "not_found", attempts: 1})
 	l := ls2(t, f, seq)
-	r, err := f.store.Replay(t.Context(), l, dlq.ReplayOptions{Keep: true})
+	r, err := replay1(t, f.store, l, dlq.ReplayOptions{Keep: true})
 	if err != nil || r.Removed {
 		t.Fatalf("%+v %v", r, err)
 	}
@@ -311,9 +311,7 @@ func TestReplayKeepAndFailure(t *testing.T) {
 
 	// Nowhere to publish: the letter stays.
 	l.OriginalSubject = "nowhere.employee.changed.4001"
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
-	defer cancel()
-	if _, err := f.store.Replay(ctx, l, dlq.ReplayOptions{}); err == nil {
+	if _, err := replay1(t, f.store, l, dlq.ReplayOptions{}); err == nil {
 		t.Fatal("replay to a subject no stream stores succeeded")
 	}
 	if left := ls2(t, f, seq); left == nil {
@@ -324,6 +322,18 @@ func TestReplayKeepAndFailure(t *testing.T) {
 	if _, err := f.store.ReplayMsg(l, false); err == nil {
 		t.Fatal("replay without an original subject")
 	}
+}
+
+// replay1 replays one letter.
+func replay1(t *testing.T, s *dlq.Store, l *dlq.Letter, o dlq.ReplayOptions) (*dlq.Replayed, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	rs := s.Replay(ctx, []*dlq.Letter{l}, o)
+	if len(rs) != 1 || rs[0].Letter != l {
+		t.Fatalf("Replay returned %d results", len(rs))
+	}
+	return rs[0], rs[0].Err
 }
 
 func TestPurge(t *testing.T) {
@@ -351,5 +361,81 @@ func TestMissingStream(t *testing.T) {
 	}
 	if _, err := s.List(t.Context(), dlq.Selector{}); !errors.Is(err, jetstream.ErrStreamNotFound) {
 		t.Fatalf("err %v", err)
+	}
+}
+
+// answerReplays plays the consumer: it answers every replayed event that
+// reaches IDENTITY with an outcome of result and reason.
+func (f *fixture) answerReplays(result consumer.Result, reason string) {
+	f.t.Helper()
+	oc, err := f.js.OrderedConsumer(f.t.Context(), "IDENTITY", jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	cc, err := oc.Consume(func(m jetstream.Msg) {
+		md, err := m.Metadata()
+		if err != nil || m.Headers().Get(consumer.HdrReplayOf) == "" {
+			return
+		}
+		action, user, _ := handlers.ParseSubject(m.Subject())
+		out, _ := json.Marshal(consumer.Outcome{EventID: m.Headers().Get(consumer.HdrEventID), UserID: user, Action: handlers.Action(action),
+			Result: result, Reason: reason, Subject: m.Subject(), Stream: "IDENTITY", Sequence: md.Sequence.Stream})
+		_, _ = f.js.PublishMsg(context.Background(), &nats.Msg{Subject: "kdsync.outcome." + string(result) + "." + action, Data: out,
+			Header: nats.Header{jetstream.MsgIDHeader: {consumer.OutcomeMsgID("IDENTITY", md.Sequence.Stream)}}})
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(cc.Stop)
+}
+
+// TestReplayWaitsForOutcomes: with a wait, a letter whose replay the
+// consumer skipped stays in the DLQ; others are removed.
+func TestReplayWaitsForOutcomes(t *testing.T) {
+	cases := map[string]struct {
+		result  consumer.Result
+		reason  string
+		answer  bool
+		removed bool
+	}{
+		"applied":           {consumer.Applied, "", true, true},
+		"skipped as stale":  {consumer.Skipped, consumer.SkipStale, true, false},
+		"skipped duplicate": {consumer.Skipped, consumer.SkipDuplicate, true, false},
+		"dead again":        {consumer.Deadlettered, "not_found", true, true},
+		"no outcome":        {answer: false, removed: true},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t)
+			seq := f.kill(death{id: "w1", user: "6001", action: handlers.Changed, class: "not_found", attempts: 1})
+			if tc.answer {
+				f.answerReplays(tc.result, tc.reason)
+			}
+			wait := 10 * time.Second
+			if !tc.answer {
+				wait = 300 * time.Millisecond
+			}
+			start := time.Now()
+			r, err := replay1(t, f.store, ls2(t, f, seq), dlq.ReplayOptions{Wait: wait})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.answer && (r.Outcome == nil || r.Outcome.Result != tc.result || r.Outcome.Sequence != r.Seq) {
+				t.Fatalf("outcome %+v", r.Outcome)
+			}
+			if tc.answer && time.Since(start) > 5*time.Second {
+				t.Errorf("waited %s for an outcome that was there", time.Since(start))
+			}
+			if !tc.answer && r.Outcome != nil {
+				t.Fatalf("outcome %+v from nowhere", r.Outcome)
+			}
+			left, err := f.store.List(t.Context(), dlq.Selector{Seqs: []uint64{seq}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Removed != tc.removed || (len(left) == 0) != tc.removed {
+				t.Fatalf("removed %v, %d left; want removed %v", r.Removed, len(left), tc.removed)
+			}
+		})
 	}
 }

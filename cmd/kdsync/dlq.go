@@ -95,6 +95,7 @@ type dlqConfig struct {
 	dryRun  bool
 	force   bool
 	keep    bool
+	wait    time.Duration
 	yes     bool
 }
 
@@ -131,6 +132,7 @@ func parseDLQFlags(sub string, args []string, stderr io.Writer) (*dlqConfig, err
 		fs.BoolVar(&c.dryRun, "dry-run", false, "list what would be replayed, replay nothing")
 		fs.BoolVar(&c.force, "force", false, "ask the consumer to apply the events even where the user's state moved on since (Kdsync-Replay-Force)")
 		fs.BoolVar(&c.keep, "keep", false, "keep the dead letters after replaying them")
+		fs.DurationVar(&c.wait, "wait", 30*time.Second, "wait this long for the replays' outcomes (0: do not wait); a letter whose replay the consumer skipped stays in the DLQ")
 		fs.BoolVar(&c.all, "all", false, "replay every dead letter (needed when no selector is given)")
 	case "purge":
 		fs.BoolVar(&c.yes, "yes", false, "really remove them")
@@ -336,30 +338,81 @@ func dlqReplay(ctx context.Context, store *dlq.Store, c *dlqConfig, w io.Writer)
 		fmt.Fprintln(w, "Would replay (dry run):")
 		return printLetters(w, ls, c.json)
 	}
-	var failed int
-	for _, l := range ls {
-		r, err := store.Replay(ctx, l, dlq.ReplayOptions{Keep: c.keep, Force: c.force})
-		if r != nil {
-			dup := ""
-			if r.Duplicate {
-				dup = " (already replayed: stored once)"
+	rs := store.Replay(ctx, ls, dlq.ReplayOptions{Keep: c.keep, Force: c.force, Wait: c.wait})
+	if c.json {
+		type result struct {
+			*dlq.Replayed
+			Error string `json:"error,omitempty"`
+		}
+		out := make([]result, len(rs))
+		for i, r := range rs {
+			out[i] = result{Replayed: r}
+			if r.Err != nil {
+				out[i].Error = r.Err.Error()
 			}
-			fmt.Fprintf(w, "replayed %s (event %s, user %s) to %s as %s #%d%s\n", store.Ref(l), orDash(l.EventID), orDash(l.UserID), r.Subject, r.Stream, r.Seq, dup)
 		}
-		if err != nil {
+		if err := writeJSONTo(w, out); err != nil {
+			return err
+		}
+	}
+	var failed, skipped, removed int
+	for _, r := range rs {
+		switch {
+		case r.Err != nil:
 			failed++
-			fmt.Fprintf(w, "FAILED %s: %v\n", store.Ref(l), err)
+		case r.Skipped():
+			skipped++
+		}
+		if r.Removed {
+			removed++
+		}
+		if !c.json {
+			fmt.Fprintln(w, replayLine(store, r))
 		}
 	}
-	verb := "removed from the DLQ"
-	if c.keep {
-		verb = "kept in the DLQ"
+	if !c.json {
+		fmt.Fprintf(w, "%d dead letter%s: %d replayed, %d failed, %d skipped by the consumer; %d removed from the DLQ\n",
+			len(rs), plural(len(rs)), len(rs)-failed, failed, skipped, removed)
+		if skipped > 0 {
+			fmt.Fprintln(w, "Skipped replays stay in the DLQ; docs/dead-letters.md says why the consumer skips one and what to do.")
+		}
 	}
-	fmt.Fprintf(w, "%d of %d dead letter%s replayed and %s; watch kdsync.outcome.> for their outcomes\n", len(ls)-failed, len(ls), plural(len(ls)), verb)
 	if failed > 0 {
 		return fmt.Errorf("%d replay%s failed", failed, plural(failed))
 	}
 	return nil
+}
+
+// replayLine says in one line what became of a replay.
+func replayLine(store *dlq.Store, r *dlq.Replayed) string {
+	l := r.Letter
+	head := fmt.Sprintf("%s (event %s, user %s)", store.Ref(l), orDash(l.EventID), orDash(l.UserID))
+	if r.Seq == 0 {
+		return fmt.Sprintf("%s: FAILED: %v", head, r.Err)
+	}
+	where := fmt.Sprintf("%s -> %s #%d", head, r.Stream, r.Seq)
+	if r.Duplicate {
+		where += " (replayed before: stored once)"
+	}
+	var verdict string
+	switch o := r.Outcome; {
+	case o == nil:
+		verdict = "no outcome yet (watch kdsync.outcome.>)"
+	case o.Result == consumer.Deadlettered:
+		verdict = fmt.Sprintf("dead-lettered again (%s: %s)", o.Reason, o.Error)
+	case o.Reason != "":
+		verdict = fmt.Sprintf("%s (%s)", o.Result, o.Reason)
+	default:
+		verdict = string(o.Result)
+	}
+	state := "removed from the DLQ"
+	switch {
+	case r.Err != nil:
+		state = "FAILED: " + r.Err.Error()
+	case !r.Removed:
+		state = "kept in the DLQ"
+	}
+	return fmt.Sprintf("%s: %s; %s", where, verdict, state)
 }
 
 func dlqPurge(ctx context.Context, store *dlq.Store, c *dlqConfig, w io.Writer) error {
@@ -372,7 +425,7 @@ func dlqPurge(ctx context.Context, store *dlq.Store, c *dlqConfig, w io.Writer) 
 		if err := printLetters(w, ls, c.json); err != nil {
 			return err
 		}
-		return fmt.Errorf("nothing purged: add -yes to remove these %d dead letter%s", len(ls), plural(len(ls)))
+		return fmt.Errorf("nothing purged: add -yes to remove the %d dead letter%s listed", len(ls), plural(len(ls)))
 	}
 	for _, l := range ls {
 		if err := store.Purge(ctx, l); err != nil {

@@ -188,8 +188,8 @@ func TestDLQCommand(t *testing.T) {
 		}
 	})
 	t.Run("replay", func(t *testing.T) {
-		code, out, errOut := kdsync(t, with("replay", "-seq", strconv.FormatUint(s1, 10), "-force")...)
-		if code != 0 || !strings.Contains(out, "1 of 1 dead letter replayed") {
+		code, out, errOut := kdsync(t, with("replay", "-seq", strconv.FormatUint(s1, 10), "-force", "-wait", "0")...)
+		if code != 0 || !strings.Contains(out, "-> IDENTITY #4: no outcome yet") || !strings.Contains(out, "1 replayed, 0 failed, 0 skipped by the consumer; 1 removed") {
 			t.Fatalf("exit %d: %s%s", code, out, errOut)
 		}
 		if n := dlqCount(t, js); n != 2 {
