@@ -190,19 +190,22 @@ func (c *Consumer) work(l *lane) {
 	}
 	it := l.queue[0]
 	if it.stage == stageNew {
-		wait := c.orphanWait(l.key, it.seq)
+		wait, overdue := c.orphanWait(l.key, it.seq)
 		if wait > 0 && l.orphanSeen {
 			// Still waiting after a second: perhaps the earlier holder
 			// finished the orphans (another instance, before handing the
-			// partition over). Ask the watermark.
+			// partition over). Ask the watermark; and for an orphan overdue,
+			// whether it is still in the stream at all.
 			c.mu.Unlock()
 			c.forgetWatermark(l.key)
 			wm, err := c.loadWatermark(c.stopping, l.key)
+			gone := overdue > 0 && c.deleted(overdue)
 			c.mu.Lock()
 			if err == nil {
 				c.pruneOrphans(l.key, wm.rec.Seq)
-				wait = c.orphanWait(l.key, it.seq)
 			}
+			c.settleOverdue(l.key, overdue, gone)
+			wait, _ = c.orphanWait(l.key, it.seq)
 		}
 		if wait > 0 {
 			l.orphanSeen = true
@@ -239,11 +242,13 @@ func (c *Consumer) work(l *lane) {
 }
 
 // orphanWait says how long an event at seq of user must wait for older
-// unacknowledged events of an earlier holder. Called with c.mu held.
-func (c *Consumer) orphanWait(user string, seq uint64) time.Duration {
+// unacknowledged events of an earlier holder. overdue is the oldest orphan
+// when it is past its expected return (its holder may still be working on
+// it, or it may be gone from the stream). Called with c.mu held.
+func (c *Consumer) orphanWait(user string, seq uint64) (wait time.Duration, overdue uint64) {
 	o, ok := c.orphans[user]
 	if !ok {
-		return 0
+		return 0, 0
 	}
 	// An orphan that has come back is the head now (the queue is sorted).
 	for len(o.seqs) > 0 && o.seqs[0] == seq {
@@ -251,20 +256,52 @@ func (c *Consumer) orphanWait(user string, seq uint64) time.Duration {
 	}
 	if len(o.seqs) == 0 {
 		delete(c.orphans, user)
-		return 0
+		return 0, 0
 	}
 	c.orphans[user] = o
 	if o.seqs[0] > seq {
-		return 0
+		return 0, 0
 	}
-	left := time.Until(o.by)
-	if left <= 0 {
-		c.log.Warn("events left unacknowledged by an earlier holder did not come back; releasing the user",
-			"user", user, "sequences", o.seqs)
+	if time.Until(o.by) <= 0 {
+		overdue = o.seqs[0]
+	}
+	return time.Second, overdue
+}
+
+// settleOverdue drops an overdue orphan that is gone from the stream, or
+// gives one still there another ack wait: an event is never released
+// while an older one of its user may still be applied. Called with c.mu
+// held.
+func (c *Consumer) settleOverdue(user string, seq uint64, gone bool) {
+	o, ok := c.orphans[user]
+	if seq == 0 || !ok || len(o.seqs) == 0 || o.seqs[0] != seq {
+		return
+	}
+	if gone {
+		c.log.Warn("an event left unacknowledged by an earlier holder is no longer in the stream; releasing its user",
+			"user", user, "seq", seq)
+		o.seqs = o.seqs[1:]
+	} else {
+		c.log.Info("still waiting for an older event held by an earlier holder", "user", user, "seq", seq)
+		o.by = time.Now().Add(c.opts.AckWait)
+	}
+	if len(o.seqs) == 0 {
 		delete(c.orphans, user)
-		return 0
+		return
 	}
-	return min(left, time.Second)
+	c.orphans[user] = o
+}
+
+// deleted reports whether the message at seq is gone from the stream.
+func (c *Consumer) deleted(seq uint64) bool {
+	ctx, cancel := context.WithTimeout(c.stopping, 5*time.Second)
+	defer cancel()
+	st, err := c.js.Stream(ctx, c.opts.Stream)
+	if err != nil {
+		return false
+	}
+	_, err = st.GetMsg(ctx, seq)
+	return errors.Is(err, jetstream.ErrMsgNotFound)
 }
 
 // pruneOrphans drops user's orphans at or below the watermark: their

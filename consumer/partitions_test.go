@@ -7,7 +7,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/kdsync/kdsync/checker"
 	"github.com/kdsync/kdsync/consumer"
+	"github.com/kdsync/kdsync/internal/harness"
+	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/kdsim"
 )
 
@@ -71,7 +74,7 @@ func TestPartitionedInstances(t *testing.T) {
 	}
 	time.Sleep(time.Second) // membership settles: three instances, partitions spread
 	evs := e.generate(600, 8, 17)
-	e.publish(evs)
+	e.publish(evs[:len(evs)/2])
 	waitInstances := func(want ...string) {
 		t.Helper()
 		deadline := time.Now().Add(30 * time.Second)
@@ -92,11 +95,36 @@ func TestPartitionedInstances(t *testing.T) {
 	ins["b"].kill()
 	t.Logf("killed b; outcomes by instance: %v", byInstance(o.All()))
 	ins["d"] = e.startInstance("d", 8)
+	time.Sleep(time.Second) // d joins; b's membership expires; partitions move
+	e.publish(evs[len(evs)/2:])
 	waitInstances("d")
 	e.wait(o, len(evs), 120*time.Second)
 	for id, in := range ins {
 		if id != "b" {
 			in.stop(t)
+		}
+	}
+	r := checker.Check(checker.Input{Events: harness.CheckerEvents(evs), Effects: e.sim.Effects(harness.UserIDs(evs)), Outcomes: o.All(), Final: e.sim.Final()})
+	for _, id := range r.Reordered {
+		var user string
+		for _, ev := range evs {
+			if ev.ID == id {
+				user = ev.UserID
+			}
+		}
+		for _, ev := range evs {
+			if ev.UserID == user {
+				t.Logf("event %s %s trace %s", ev.ID, ev.Action, kdapi.TraceID(ev.ID)[:8])
+			}
+		}
+		for _, out := range o.All() {
+			if out.UserID == user {
+				t.Logf("outcome %s %s seq=%d delivered=%d instance=%s time=%s", out.EventID, out.Result, out.Sequence, out.Delivered, out.Instance, out.Time.Format("15:04:05.000"))
+			}
+		}
+		rec, _ := e.sim.User(user)
+		for _, op := range rec.Ops {
+			t.Logf("effect %d %s trace %s at %s", op.Seq, op.Op, op.TraceID[:8], op.Time.Format("15:04:05.000"))
 		}
 	}
 	e.check(evs, o, false)

@@ -280,8 +280,11 @@ func (r *retryAfter) NextBackOff() time.Duration {
 	return d
 }
 
-// store publishes the outcome and the dead letter asynchronously, writes
-// the watermark meanwhile, and waits for both acks.
+// store publishes the outcome, the dead letter and the watermark
+// asynchronously and waits for all three acknowledgements. The watermark
+// is a compare-and-set write to the KV bucket's subject (expected last
+// sequence = the revision read); when another writer got there first it
+// falls back to advance, which re-reads and retries.
 func (c *Consumer) store(user string, it *item, ev *handlers.Event, outMsg, dlq *nats.Msg, wm *watermark, state *handlers.State, advance bool) error {
 	ctx, cancel := context.WithTimeout(c.hard, 10*time.Second)
 	defer cancel()
@@ -296,21 +299,60 @@ func (c *Consumer) store(user string, it *item, ev *handlers.Event, outMsg, dlq 
 		}
 		futs = append(futs, f)
 	}
+	var next Record
+	var kvFut jetstream.PubAckFuture
 	if advance {
-		if err := c.advance(ctx, user, it.seq, ev, wm, state); err != nil {
+		next = wm.rec.next(it.seq, eventID(ev), state, time.Now().UTC())
+		m := &nats.Msg{Subject: c.kvSubject(user), Data: next.marshal()}
+		f, err := c.js.PublishMsgAsync(m, jetstream.WithExpectLastSequencePerSubject(wm.rev))
+		if err != nil {
+			return fmt.Errorf("write watermark of %s: %w", user, err)
+		}
+		kvFut = f
+	}
+	for _, f := range futs {
+		if err := awaitPub(ctx, f); err != nil {
 			return err
 		}
 	}
-	for _, f := range futs {
+	if kvFut != nil {
 		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
+		case ack := <-kvFut.Ok():
+			wm.rec, wm.rev = next, ack.Sequence
+		case err := <-kvFut.Err():
+			if !isWrongSequence(err) {
+				return fmt.Errorf("write watermark of %s: %w", user, err)
+			}
+			// Another writer (an earlier holder of this user) moved it.
+			return c.advance(ctx, user, it.seq, ev, wm, state)
 		case <-ctx.Done():
-			return fmt.Errorf("publish %s: %w", f.Msg().Subject, ctx.Err())
+			return fmt.Errorf("write watermark of %s: %w", user, ctx.Err())
 		}
 	}
 	return nil
+}
+
+func awaitPub(ctx context.Context, f jetstream.PubAckFuture) error {
+	select {
+	case <-f.Ok():
+		return nil
+	case err := <-f.Err():
+		return fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
+	case <-ctx.Done():
+		return fmt.Errorf("publish %s: %w", f.Msg().Subject, ctx.Err())
+	}
+}
+
+// kvSubject is the subject of user's key in the state bucket.
+func (c *Consumer) kvSubject(user string) string {
+	return "$KV." + c.opts.StateBucket + "." + KVKey(user)
+}
+
+func eventID(ev *handlers.Event) string {
+	if ev == nil {
+		return ""
+	}
+	return ev.ID
 }
 
 // advance writes user's watermark to seq with compare-and-set. When the
@@ -318,13 +360,7 @@ func (c *Consumer) store(user string, it *item, ev *handlers.Event, outMsg, dlq 
 // stored watermark is already at or past seq.
 func (c *Consumer) advance(ctx context.Context, user string, seq uint64, ev *handlers.Event, wm *watermark, state *handlers.State) error {
 	for range 3 {
-		next := wm.rec
-		next.Recent = append([]string(nil), wm.rec.Recent...)
-		id := ""
-		if ev != nil {
-			id = ev.ID
-		}
-		next.advance(seq, id, state, time.Now().UTC())
+		next := wm.rec.next(seq, eventID(ev), state, time.Now().UTC())
 		var rev uint64
 		var err error
 		if wm.rev == 0 {

@@ -26,18 +26,20 @@ const recentIDs = 8
 
 func (r *Record) seen(id string) bool { return id != "" && slices.Contains(r.Recent, id) }
 
-func (r *Record) advance(seq uint64, id string, state *handlers.State, at time.Time) {
-	r.Seq = seq
-	r.At = at
+// next returns the record after the event at seq with id finished,
+// leading to state (nil: no change). r is left as it is.
+func (r Record) next(seq uint64, id string, state *handlers.State, at time.Time) Record {
+	n := r
+	n.Seq = seq
+	n.At = at
 	if id != "" && !r.seen(id) {
-		r.Recent = append(r.Recent, id)
-		if len(r.Recent) > recentIDs {
-			r.Recent = r.Recent[len(r.Recent)-recentIDs:]
-		}
+		keep := r.Recent[max(0, len(r.Recent)-(recentIDs-1)):]
+		n.Recent = append(append(make([]string, 0, len(keep)+1), keep...), id)
 	}
 	if state != nil {
-		r.State = r.State.Merge(*state)
+		n.State = r.State.Merge(*state)
 	}
+	return n
 }
 
 func (r *Record) marshal() []byte {

@@ -448,7 +448,7 @@ func (c *Client) checkResponse(req *http.Request, resp *http.Response) (*Respons
 	case trimmed[0] != '{':
 		envErr = errors.New("not a JSON object")
 	default:
-		envErr = json.Unmarshal(body, &out.env)
+		envErr = decodeEnvelope(body, &out.env)
 	}
 	if ok2xx && envErr == nil && out.env.Code.IsZero() {
 		return out, nil
