@@ -32,7 +32,7 @@ const (
 
 // env is an ingress in front of an embedded JetStream server.
 type env struct {
-	t   *testing.T
+	t   testing.TB
 	ns  *natsembed.Server
 	nc  *nats.Conn
 	js  jetstream.JetStream
@@ -41,7 +41,7 @@ type env struct {
 	reg *prometheus.Registry
 }
 
-func newEnv(t *testing.T, modify func(*Options)) *env {
+func newEnv(t testing.TB, modify func(*Options)) *env {
 	t.Helper()
 	ns, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir()})
 	if err != nil {
