@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"mime"
 	"net/http"
 	"strconv"
@@ -114,6 +115,9 @@ func (h *Handler) batch(body []byte) ([]*pending, *problem) {
 	}
 	if len(raw) == 0 {
 		return nil, invalidBatch("the batch holds no event")
+	}
+	if len(raw) > h.opts.MaxBatch {
+		return nil, tooLarge(fmt.Sprintf("the batch holds %d events, the limit is %d: split it", len(raw), h.opts.MaxBatch))
 	}
 	evs := make([]*pending, len(raw))
 	for i, r := range raw {

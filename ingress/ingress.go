@@ -52,6 +52,7 @@ const (
 	DefaultPublishTimeout = 5 * time.Second
 	DefaultRetryAfter     = 5 * time.Second
 	DefaultReplayCache    = 100_000
+	DefaultMaxBatch       = 1000
 )
 
 // Options configure a Handler. Zero values take the defaults above.
@@ -66,6 +67,8 @@ type Options struct {
 	Decoder handlers.Decoder
 	// MaxBytes bounds a request body, a whole batch included.
 	MaxBytes int64
+	// MaxBatch bounds the events of one batch.
+	MaxBatch int
 
 	// Tokens are the bearer tokens accepted in Authorization.
 	Tokens []kdapi.Secret
@@ -105,6 +108,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.ReplayCache == 0 {
 		o.ReplayCache = DefaultReplayCache
+	}
+	if o.MaxBatch == 0 {
+		o.MaxBatch = DefaultMaxBatch
 	}
 	if o.PublishTimeout == 0 {
 		o.PublishTimeout = DefaultPublishTimeout
@@ -152,8 +158,16 @@ func (o Options) Validate() error {
 	if o.ReplayCache < 0 {
 		errs = append(errs, errors.New("ingress: ReplayCache must not be negative"))
 	}
+	if o.MaxBatch < 1 || o.MaxBatch > maxPendingPublishes/8 {
+		errs = append(errs, fmt.Errorf("ingress: MaxBatch %d: want 1 to %d", o.MaxBatch, maxPendingPublishes/8))
+	}
 	return errors.Join(errs...)
 }
+
+// maxPendingPublishes bounds the publishes awaiting JetStream's
+// acknowledgement, all requests together; past it a publish waits briefly
+// and then fails (503). It leaves room for several full batches at once.
+const maxPendingPublishes = 64 << 10
 
 // Handler serves POST /events. Build it with New; it is safe for
 // concurrent use.
@@ -188,7 +202,8 @@ func New(o Options) (*Handler, error) {
 	for _, t := range o.Tokens {
 		h.tokens = append(h.tokens, tokenHash(t.Reveal()))
 	}
-	js, err := jetstream.New(o.Conn, jetstream.WithPublishAsyncTimeout(o.PublishTimeout))
+	js, err := jetstream.New(o.Conn, jetstream.WithPublishAsyncTimeout(o.PublishTimeout),
+		jetstream.WithPublishAsyncMaxPending(maxPendingPublishes))
 	if err != nil {
 		return nil, fmt.Errorf("ingress: jetstream: %w", err)
 	}
@@ -236,7 +251,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(rw, r, md, unsupportedMedia(r.Header.Get("Content-Type")))
 		return
 	}
-	body, p := h.readBody(rw, r)
+	body, p := h.readBody(w, r)
 	if p != nil {
 		h.refuse(rw, r, md, p)
 		return
@@ -281,7 +296,11 @@ func (h *Handler) serveEvents(ctx context.Context, w http.ResponseWriter, md mod
 		var p *problem
 		evs, p = h.batch(body)
 		if p != nil {
-			h.m.event(string(handlers.ReasonMalformed))
+			reason := handlers.ReasonMalformed
+			if p.Status == http.StatusRequestEntityTooLarge {
+				reason = handlers.ReasonTooLarge
+			}
+			h.m.event(string(reason))
 			return h.writeProblem(w, p)
 		}
 	} else {

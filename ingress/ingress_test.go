@@ -304,6 +304,7 @@ func TestReplayedWebhook(t *testing.T) {
 func TestSizeLimits(t *testing.T) {
 	e := newEnv(t, func(o *Options) {
 		o.MaxBytes = 4096
+		o.MaxBatch = 2
 		o.Decoder = handlers.Decoder{MaxSize: 1024}
 	})
 	big := newEvent("big-1", handlers.Hired, "1008600000000004")
@@ -350,8 +351,14 @@ func TestSizeLimits(t *testing.T) {
 			t.Fatalf("results %+v", res)
 		}
 	})
-	if got := testutil.ToFloat64(e.h.m.events.WithLabelValues(string(handlers.ReasonTooLarge))); got != 2 {
-		t.Errorf("events{too_large} = %v, want 2", got)
+	t.Run("batch over the event limit", func(t *testing.T) {
+		resp := e.post(batchOf(small, small, small).bearer(testToken))
+		if resp.status != 413 || resp.problem.Type != typeTooLarge || !strings.Contains(resp.problem.Detail, "3 events") {
+			t.Fatalf("%d %s", resp.status, resp.body)
+		}
+	})
+	if got := testutil.ToFloat64(e.h.m.events.WithLabelValues(string(handlers.ReasonTooLarge))); got != 3 {
+		t.Errorf("events{too_large} = %v, want 3", got)
 	}
 	if n := len(e.stored()); n != 1 {
 		t.Errorf("%d stored, want 1", n)

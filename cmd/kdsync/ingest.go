@@ -70,6 +70,7 @@ func ingestFlags(fs *flag.FlagSet) func() (ingestConfig, error) {
 	fs.DurationVar(&o.Tolerance, "ingress-tolerance", ingress.DefaultTolerance, "how far a signed request's webhook-timestamp may be from now; webhook ids are remembered as long")
 	fs.IntVar(&o.ReplayCache, "ingress-replay-cache", ingress.DefaultReplayCache, "webhook ids remembered at most, against replays")
 	fs.Int64Var(&o.MaxBytes, "ingress-max-bytes", ingress.DefaultMaxBytes, "largest request body, a whole batch included")
+	fs.IntVar(&o.MaxBatch, "ingress-max-batch", ingress.DefaultMaxBatch, "most events in one batch")
 	maxEvent := fs.Int("max-event-size", handlers.DefaultMaxEventSize, "largest event accepted, in bytes (as kdsync run's)")
 	fs.DurationVar(&o.PublishTimeout, "ingress-publish-timeout", ingress.DefaultPublishTimeout, "how long to wait for JetStream's acknowledgement before answering 503")
 	fs.DurationVar(&o.RetryAfter, "ingress-retry-after", ingress.DefaultRetryAfter, "Retry-After of a 503")
