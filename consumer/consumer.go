@@ -70,9 +70,9 @@ type Options struct {
 
 	// Concurrency bounds KooDrive calls under way at once; default 64.
 	Concurrency int
-	// MaxAckPending bounds events held unacknowledged; default 4096.
+	// MaxAckPending bounds events held unacknowledged; default 1024.
 	MaxAckPending int
-	// PullBatch is the pull batch size; default 256.
+	// PullBatch is the pull batch size; default 128.
 	PullBatch int
 	// AckWait is the server's redelivery timer; in-progress signals keep
 	// events being worked alive. Default 30s.
@@ -178,10 +178,10 @@ func (o *Options) setDefaults() {
 		o.Concurrency = 64
 	}
 	if o.MaxAckPending == 0 {
-		o.MaxAckPending = 4096
+		o.MaxAckPending = 1024
 	}
 	if o.PullBatch == 0 {
-		o.PullBatch = 256
+		o.PullBatch = 128
 	}
 	if o.BreakerMinRequests == 0 {
 		o.BreakerMinRequests = 20

@@ -90,11 +90,17 @@ func (c *Consumer) setup(ctx context.Context) error {
 func (c *Consumer) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) error {
 	s, err := c.js.Stream(ctx, cfg.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		if _, err := c.js.CreateStream(ctx, cfg); err != nil {
+		_, err = c.js.CreateStream(ctx, cfg)
+		if err == nil {
+			c.log.Info("stream created", "stream", cfg.Name, "subjects", cfg.Subjects)
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			return fmt.Errorf("consumer: create stream %s: %w", cfg.Name, err)
 		}
-		c.log.Info("stream created", "stream", cfg.Name, "subjects", cfg.Subjects)
-		return nil
+		// Someone else (a publisher, another instance) created it in
+		// between: use theirs.
+		s, err = c.js.Stream(ctx, cfg.Name)
 	}
 	if err != nil {
 		return fmt.Errorf("consumer: look up stream %s: %w", cfg.Name, err)
