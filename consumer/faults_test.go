@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -319,4 +320,69 @@ func filterFinal(all map[string]checker.UserState, ids []string) map[string]chec
 		}
 	}
 	return out
+}
+
+// TestReplayStaleAndForced replays a dead letter: older than what was
+// applied since, it is skipped as stale; forced, it is applied; a replay
+// of the last event is applied although its event id was seen.
+func TestReplayStaleAndForced(t *testing.T) {
+	e := newEnv(t, kdsim.Faults{})
+	js := e.js()
+	ctx := context.Background()
+	const user = "1008600000000000777"
+	ev := func(id, action, extra string) (string, []byte) {
+		return "identity.employee." + action + "." + user,
+			[]byte(`{"specversion":"1.0","id":"` + id + `","source":"t","type":"employee.` + action + `","data":{"userId":"` + user + `"` + extra + `}}`)
+	}
+	pub := func(subject string, body []byte, h nats.Header) uint64 {
+		t.Helper()
+		ack, err := js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: body, Header: h})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ack.Sequence
+	}
+	stop := e.run(e.options())
+	o := e.collect()
+	// A change before the hire dies (the user does not exist yet).
+	s1, b1 := ev("r1", "changed", `,"deptId":"1319678187126486147"`)
+	seq1 := pub(s1, b1, nil)
+	s2, b2 := ev("r2", "hired", `,"deptId":"1319678187126486144","role":1`)
+	pub(s2, b2, nil)
+	s3, b3 := ev("r3", "changed", `,"deptId":"1319678187126486148"`)
+	pub(s3, b3, nil)
+	e.wait(o, 3, 30*time.Second)
+
+	replay := func(force bool) consumer.Outcome {
+		t.Helper()
+		h := nats.Header{consumer.HdrReplayOf: {"KDSYNC_DLQ:1"}, consumer.HdrOriginalSeq: {strconv.FormatUint(seq1, 10)}}
+		if force {
+			h.Set(consumer.HdrReplayForce, "true")
+		}
+		seq := pub(s1, b1, h)
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			for _, out := range o.All() {
+				if out.Sequence == seq {
+					return out
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Fatalf("no outcome for the replay at %d", seq)
+		return consumer.Outcome{}
+	}
+	if out := replay(false); out.Result != consumer.Skipped || out.Reason != consumer.SkipStale {
+		t.Fatalf("stale replay: %s/%s (%s), want skipped/stale", out.Result, out.Reason, out.Error)
+	}
+	if u := e.sim.Final()[user]; u.DeptID != 1319678187126486148 {
+		t.Fatalf("a stale replay changed the user: %+v", u)
+	}
+	if out := replay(true); out.Result != consumer.Applied {
+		t.Fatalf("forced replay: %s/%s (%s), want applied", out.Result, out.Reason, out.Error)
+	}
+	stop()
+	if u := e.sim.Final()[user]; u.DeptID != 1319678187126486147 {
+		t.Fatalf("forced replay not applied: %+v", u)
+	}
 }

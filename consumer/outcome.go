@@ -85,4 +85,7 @@ const (
 	HdrDeadAt          = "Kdsync-Dead-At"
 	// HdrReplayOf names the dead letter a replayed event came from.
 	HdrReplayOf = "Kdsync-Replay-Of"
+	// HdrReplayForce on a replayed event applies it even when it is older
+	// than what was applied since for its user.
+	HdrReplayForce = "Kdsync-Replay-Force"
 )

@@ -97,10 +97,20 @@ func (c *Consumer) classify(it *item) {
 		}
 		it.out.UserID = u
 	}
+	h := it.msg.Headers()
+	replay := h.Get(HdrReplayOf) != ""
 	switch {
-	case it.seq <= it.wm.rec.Seq || ev != nil && it.wm.rec.seen(ev.ID):
-		// Already finished: a redelivery, or the same event id again.
+	case it.seq <= it.wm.rec.Seq || ev != nil && !replay && it.wm.rec.seen(ev.ID):
+		// Already finished: a redelivery, or the same event id again (a
+		// replay of a dead letter carries its id on purpose).
 		it.out.Result, it.out.Reason = Skipped, SkipDuplicate
+		it.stage = stageFinish
+	case replay && derr == nil && h.Get(HdrReplayForce) != "true" && it.wm.rec.staleReplay(h.Get(HdrOriginalSeq)):
+		// A replayed dead letter older than what was applied since for
+		// this user would revert newer state.
+		it.out.Result, it.out.Reason = Skipped, SkipStale
+		it.out.Note = fmt.Sprintf("replay of sequence %s; sequence %d was applied since (replay with -force to apply anyway)",
+			h.Get(HdrOriginalSeq), it.wm.rec.AppliedSeq)
 		it.stage = stageFinish
 	case derr != nil:
 		reason := "bad_input"
@@ -132,7 +142,6 @@ func (c *Consumer) attempt(it *item) (wait time.Duration, stop bool) {
 	switch {
 	case err == nil && res.Noop:
 		it.out.Result, it.out.Reason = Skipped, SkipNoop
-		it.state = &res.State
 		it.stage = stageFinish
 	case err == nil:
 		it.out.Result = Applied
@@ -406,9 +415,13 @@ func (c *Consumer) deadLetterMsg(it *item, out *Outcome) *nats.Msg {
 	h.Set(HdrReason, clipHeader(out.Error))
 	h.Set(HdrErrorClass, out.Reason)
 	h.Set(HdrAttempts, strconv.Itoa(out.Attempts))
-	h.Set(HdrOriginalSubject, it.msg.Subject())
-	h.Set(HdrOriginalStream, c.opts.Stream)
-	h.Set(HdrOriginalSeq, strconv.FormatUint(it.seq, 10))
+	if h.Get(HdrReplayOf) == "" || h.Get(HdrOriginalSeq) == "" {
+		// A replay that dies again keeps pointing at the first original,
+		// so that a later replay's staleness is judged against it.
+		h.Set(HdrOriginalSubject, it.msg.Subject())
+		h.Set(HdrOriginalStream, c.opts.Stream)
+		h.Set(HdrOriginalSeq, strconv.FormatUint(it.seq, 10))
+	}
 	h.Set(HdrEventID, clipHeader(out.EventID))
 	h.Set(HdrUserID, clipHeader(out.UserID))
 	h.Set(HdrDeadAt, time.Now().UTC().Format(time.RFC3339Nano))

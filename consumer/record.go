@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/kdsync/kdsync/handlers"
@@ -16,10 +17,13 @@ import (
 // below the watermark are skipped; the state is what reconciliation
 // compares KooDrive with.
 type Record struct {
-	Seq    uint64         `json:"seq"`
-	Recent []string       `json:"recent,omitempty"`
-	State  handlers.State `json:"state"`
-	At     time.Time      `json:"at"`
+	Seq uint64 `json:"seq"`
+	// AppliedSeq is the sequence of the last event applied to KooDrive
+	// (Seq also moves for skips and dead letters).
+	AppliedSeq uint64         `json:"appliedSeq,omitempty"`
+	Recent     []string       `json:"recent,omitempty"`
+	State      handlers.State `json:"state"`
+	At         time.Time      `json:"at"`
 }
 
 const recentIDs = 8
@@ -38,8 +42,17 @@ func (r Record) next(seq uint64, id string, state *handlers.State, at time.Time)
 	}
 	if state != nil {
 		n.State = r.State.Merge(*state)
+		n.AppliedSeq = seq
 	}
 	return n
+}
+
+// staleReplay reports whether a replay of the event first stored at
+// original (a decimal sequence) is older than the last event applied. A
+// replay that does not say where it came from is not judged stale.
+func (r *Record) staleReplay(original string) bool {
+	o, err := strconv.ParseUint(original, 10, 64)
+	return err == nil && r.AppliedSeq > o
 }
 
 func (r *Record) marshal() []byte {

@@ -208,19 +208,6 @@ func TestReplayAfterFixingTheCause(t *testing.T) {
 		t.Errorf("dead letter's outcome: %+v %v", out, err)
 	}
 	r := p.replayOne(user)
-	if r.Skipped() {
-		// A skipped replay leaves the letter in the DLQ.
-		if left, _ := p.store.List(t.Context(), dlq.Selector{User: user}); r.Removed || len(left) != 1 {
-			t.Fatalf("skipped replay: removed %v, %d letters left", r.Removed, len(left))
-		}
-		if r.Outcome.Reason == consumer.SkipDuplicate {
-			// The consumer still takes the replay's event id for one it
-			// has finished (the dead letter's id is among the user's
-			// recent ids). See docs/dead-letters.md: it must let an event
-			// with Kdsync-Replay-Of through that check.
-			t.Skipf("the consumer skipped the replay as a duplicate: it does not yet tell replays from redeliveries (outcome %+v)", r.Outcome)
-		}
-	}
 	if o := r.Outcome; o.Result != consumer.Applied || !r.Removed {
 		t.Fatalf("replay outcome %+v, removed %v", o, r.Removed)
 	}
