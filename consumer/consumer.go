@@ -123,6 +123,11 @@ type Options struct {
 
 	Handler *handlers.Handler
 	Decoder handlers.Decoder
+	// Shadow runs the pipeline without writing to KooDrive: Handler.Users
+	// must be a handlers.Shadow, outcomes carry the planned calls and the
+	// difference they would make, and nothing is dead-lettered into the
+	// DLQ stream (the outcome says what would have been).
+	Shadow bool
 
 	// Injected dependencies.
 	Logger   *slog.Logger
@@ -204,6 +209,8 @@ func (o *Options) validate() error {
 	}
 	if o.Handler == nil || o.Handler.Users == nil {
 		errs = append(errs, errors.New("Handler with Users is required"))
+	} else if _, ok := o.Handler.Users.(handlers.Shadow); ok != o.Shadow {
+		errs = append(errs, errors.New("shadow mode and a handlers.Shadow go together"))
 	}
 	if o.Concurrency < 1 {
 		errs = append(errs, fmt.Errorf("concurrency %d: must be at least 1", o.Concurrency))

@@ -59,6 +59,10 @@ type Outcome struct {
 	Sequence     uint64  `json:"sequence"`
 	Delivered    uint64  `json:"delivered"`
 	TraceID      string  `json:"traceId,omitempty"`
+	// Plan and Diff, in shadow mode: the writes that would be made and the
+	// fields they would change.
+	Plan []handlers.PlannedCall `json:"plan,omitempty"`
+	Diff []handlers.FieldChange `json:"diff,omitempty"`
 	// Instance is the kdsync instance that finished the event.
 	Instance string    `json:"instance,omitempty"`
 	Time     time.Time `json:"time"`

@@ -135,8 +135,23 @@ func (c *Consumer) attempt(it *item) (wait time.Duration, stop bool) {
 		return min(c.opts.BreakerProbe, time.Second), false
 	}
 	it.out.Attempts++
-	res, err := c.opts.Handler.Apply(kdapi.WithTraceID(c.hard, it.ev.ID), it.ev)
+	ctx := kdapi.WithTraceID(c.hard, it.ev.ID)
+	var plan *handlers.Plan
+	if c.opts.Shadow {
+		// What shadow mode planned for this user so far stands for
+		// KooDrive's state; a user it has not planned for is read.
+		var known *handlers.State
+		if it.wm.rec.AppliedSeq > 0 {
+			known = &it.wm.rec.State
+		}
+		plan = handlers.NewPlan(known)
+		ctx = handlers.WithPlan(ctx, plan)
+	}
+	res, err := c.opts.Handler.Apply(ctx, it.ev)
 	done(err)
+	if plan != nil {
+		it.out.Plan, it.out.Diff = plan.Calls, plan.Diff()
+	}
 	it.calls = append(it.calls, res.Calls...)
 	it.out.Note = res.Note
 	switch {
@@ -217,7 +232,7 @@ func (c *Consumer) finish(l *lane, it *item) error {
 		Data:    it.body,
 	}
 	var dlq *nats.Msg
-	if out.Result == Deadlettered {
+	if out.Result == Deadlettered && !c.opts.Shadow {
 		dlq = c.deadLetterMsg(it, out)
 	}
 	// A duplicate leaves the record as it is; everything else advances it.

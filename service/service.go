@@ -41,9 +41,11 @@ type Options struct {
 	HardDelete bool
 	// DefaultDeptID is the department of a hire that names none.
 	DefaultDeptID *int64
-	Language      string
-	ExistsCodes   []string // nil: the client's defaults
-	NotFound      []string
+	// Shadow writes nothing to KooDrive: outcomes carry the planned calls.
+	Shadow      bool
+	Language    string
+	ExistsCodes []string // nil: the client's defaults
+	NotFound    []string
 
 	// HTTPAddr serves /metrics, /healthz and /readyz; empty: none.
 	HTTPAddr string
@@ -176,7 +178,13 @@ func Run(ctx context.Context, o Options) error {
 	co.Conn = nc
 	co.Logger = log.With("component", "consumer")
 	co.Observer = m
-	co.Handler = &handlers.Handler{Users: client, HardDelete: o.HardDelete, Observe: m.ObserveCall, DefaultDeptID: o.DefaultDeptID}
+	var users handlers.Users = client
+	if o.Shadow {
+		users = handlers.Shadow{Users: client}
+		co.Shadow = true
+		log.Info("shadow mode: KooDrive is read, never written", "consumer", co.Consumer, "outcomes", co.OutcomePrefix)
+	}
+	co.Handler = &handlers.Handler{Users: users, HardDelete: o.HardDelete, Observe: m.ObserveCall, DefaultDeptID: o.DefaultDeptID}
 	c, err := consumer.New(co)
 	if err != nil {
 		return err

@@ -72,6 +72,8 @@ func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 	existsCodes := fs.String("already-exists-codes", strings.Join(kdapi.DefaultAlreadyExistsCodes, ","), "KooDrive codes meaning \"user already exists\"")
 	notFoundCodes := fs.String("not-found-codes", strings.Join(kdapi.DefaultNotFoundCodes, ","), "KooDrive codes meaning \"not found\"")
 
+	mode := fs.String("mode", "active", "active, or shadow: consume through its own consumer, read KooDrive, publish the calls it would make and the difference they would cause on kdsync.shadow.<result>.<action>, write nothing")
+	shadow := fs.Bool("shadow", false, "the same as -mode shadow")
 	fs.StringVar(&o.HTTPAddr, "http-addr", ":9090", "address of /metrics, /healthz and /readyz (empty: off)")
 	fs.BoolVar(&o.Pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP address (keep that address private)")
 	return func() (service.Options, error) {
@@ -96,6 +98,25 @@ func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 		o.NotFound = splitList(*notFoundCodes)
 		if *maxEvent < 1024 || *maxEvent > 1<<20 {
 			errs = append(errs, fmt.Errorf("max-event-size %d: want 1024 to 1048576", *maxEvent))
+		}
+		switch {
+		case *mode == "shadow" || *shadow:
+			o.Shadow = true
+			set := map[string]bool{}
+			fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+			// Shadow mode keeps out of the active instance's way: its own
+			// consumer, outcome stream and state, unless told otherwise.
+			for name, v := range map[string]*string{
+				"consumer": &c.Consumer, "outcome-stream": &c.OutcomeStream,
+				"outcome-prefix": &c.OutcomePrefix, "state-bucket": &c.StateBucket,
+			} {
+				if !set[name] {
+					*v = map[string]string{"consumer": "kdsync-shadow", "outcome-stream": "KDSYNC_SHADOW",
+						"outcome-prefix": "kdsync.shadow", "state-bucket": "KDSYNC_SHADOW_STATE"}[name]
+				}
+			}
+		case *mode != "active":
+			errs = append(errs, fmt.Errorf("mode %q: want active or shadow", *mode))
 		}
 		b := buildInfo()
 		o.Build = metrics.BuildInfo{Version: b.Version, Revision: b.Revision, GoVersion: b.GoVersion}
