@@ -3,13 +3,18 @@
 // history of identity events for many users (all ahead of time, or at a
 // fixed rate), runs kdsync as its own process, waits for every outcome,
 // and reports throughput, event-to-effect latency, kdsync's CPU time and
-// peak memory, retries, and the checker's verdict.
+// peak memory, retries, and the checker's verdict. It also reports its own
+// CPU time (the NATS server, the simulator and the load tool share this
+// process; -cpuprofile splits it by component), and how much of the
+// machine other processes used meanwhile, so that a disturbed measurement
+// shows.
 //
 //	go run ./cmd/kdload -events 100000 -users 20000
+//	go run ./cmd/kdload -kdsync-cpuprofile kdsync.prof -cpuprofile load.prof
+//	go run ./cmd/kdload -sweep -sweep-repeat 3 -sweep-out docs/perf/scaling.tsv
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +25,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -57,12 +64,29 @@ type Report struct {
 	CPUSeconds    float64 `json:"kdsyncCpuSeconds"`
 	CPUPerEventUs float64 `json:"kdsyncCpuPerEventUs"`
 	PeakRSSMiB    float64 `json:"kdsyncPeakRssMiB"`
-	Retries       int     `json:"retries"`
-	SimRequests   int64   `json:"simRequests"`
-	Lost          int     `json:"lost"`
-	Duplicated    int     `json:"duplicated"`
-	Reordered     int     `json:"reordered"`
-	Verdict       string  `json:"verdict"`
+	// StartSec is from starting kdsync to its first outcome (process
+	// start, connecting, binding): part of Seconds.
+	StartSec float64 `json:"kdsyncStartSec"`
+	// LoadCPUSeconds is the CPU time of this process (the embedded NATS
+	// server, the simulator, and the load tool's publishing and outcome
+	// collection) while kdsync ran; LoadCPUShares splits it by component
+	// when -cpuprofile is given.
+	LoadCPUSeconds    float64            `json:"loadCpuSeconds"`
+	LoadCPUPerEventUs float64            `json:"loadCpuPerEventUs"`
+	LoadCPUShares     map[string]float64 `json:"loadCpuShares,omitempty"`
+	// OtherCPUShare is the share of the machine's CPU (all cores) used by
+	// other processes while kdsync ran: other engineers' work disturbing
+	// the measurement. LoadAvg is the 1-minute load average before the
+	// run and at its end.
+	OtherCPUShare float64    `json:"otherCpuShare"`
+	LoadAvg       [2]float64 `json:"loadAvg1m"`
+	CPUs          int        `json:"cpus"`
+	Retries       int        `json:"retries"`
+	SimRequests   int64      `json:"simRequests"`
+	Lost          int        `json:"lost"`
+	Duplicated    int        `json:"duplicated"`
+	Reordered     int        `json:"reordered"`
+	Verdict       string     `json:"verdict"`
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -79,6 +103,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
 	extraEnv := fs.String("kdsync-env", "", "extra KEY=VALUE settings for kdsync, comma-separated")
 	keep := fs.String("keep-log", "", "write kdsync's log to this file")
+	cpuProf := fs.String("cpuprofile", "", "write a CPU profile of this process (NATS server, simulator, load tool; samples labelled component=nats|sim|load) while kdsync runs to this file")
+	kdProf := fs.String("kdsync-cpuprofile", "", "write a CPU profile of kdsync while it runs to this file (sets KDSYNC_PPROF and KDSYNC_HTTP_ADDR; merges 2s profiles with go tool pprof)")
+	sweep := fs.Bool("sweep", false, "measure a grid of -sweep-latency × -sweep-concurrency, each cell a fresh backlog run; -events and -users are ignored")
+	sweepLat := fs.String("sweep-latency", "0,5ms,20ms,100ms", "simulator latencies of the sweep, comma-separated")
+	sweepConc := fs.String("sweep-concurrency", "1,16,64,256", "kdsync concurrencies of the sweep, comma-separated")
+	sweepSec := fs.Float64("sweep-seconds", 15, "size each cell's backlog to take about this long (from the expected rate, within -sweep-min-events and -sweep-max-events)")
+	sweepMin := fs.Int("sweep-min-events", 500, "fewest events per cell")
+	sweepMax := fs.Int("sweep-max-events", 50000, "most events per cell")
+	sweepRepeat := fs.Int("sweep-repeat", 1, "runs per cell (the median file takes the median of each)")
+	sweepOut := fs.String("sweep-out", "", "append one TSV row per run to this file and write the medians to its .median.tsv sibling")
 	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("KDLOAD")); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -89,10 +123,29 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 	ctx, cancelT := context.WithTimeout(ctx, *timeout)
 	defer cancelT()
-	r, err := load(ctx, loadOptions{
+	o := loadOptions{
 		events: *events, users: *users, rate: *rate, concurrency: *concurrency,
 		latency: *latency, errRate: *errRate, bin: *bin, seed: *seed, extraEnv: *extraEnv, keepLog: *keep,
-	}, stderr)
+		cpuProfile: *cpuProf, kdsyncProfile: *kdProf,
+	}
+	if *sweep {
+		sw := sweepOptions{seconds: *sweepSec, minEvents: *sweepMin, maxEvents: *sweepMax, repeat: *sweepRepeat, out: *sweepOut}
+		var err error
+		if sw.latencies, err = parseDurations(*sweepLat); err != nil {
+			fmt.Fprintf(stderr, "kdload: -sweep-latency: %v\n", err)
+			return 2
+		}
+		if sw.concurrencies, err = parseInts(*sweepConc); err != nil {
+			fmt.Fprintf(stderr, "kdload: -sweep-concurrency: %v\n", err)
+			return 2
+		}
+		if err := runSweep(ctx, o, sw, stdout, stderr); err != nil {
+			fmt.Fprintf(stderr, "kdload: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	r, err := load(ctx, o, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "kdload: %v\n", err)
 		return 1
@@ -111,6 +164,7 @@ type loadOptions struct {
 	rate, errRate              float64
 	latency                    time.Duration
 	bin, extraEnv, keepLog     string
+	cpuProfile, kdsyncProfile  string
 	seed                       uint64
 }
 
@@ -133,7 +187,16 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 			return nil, fmt.Errorf("build kdsync (run kdload from the repository root, or pass -kdsync): %w", err)
 		}
 	}
-	ns, err := natsembed.Start(natsembed.Options{StoreDir: filepath.Join(dir, "js")})
+	// Goroutines inherit their creator's profiler labels: the server's and
+	// the simulator's goroutines (their connections' too) carry their
+	// component, everything else of this process "load".
+	lctx := pprof.WithLabels(ctx, pprof.Labels("component", "load"))
+	pprof.SetGoroutineLabels(lctx)
+	defer pprof.SetGoroutineLabels(ctx)
+	var ns *natsembed.Server
+	pprof.Do(lctx, pprof.Labels("component", "nats"), func(context.Context) {
+		ns, err = natsembed.Start(natsembed.Options{StoreDir: filepath.Join(dir, "js")})
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +205,10 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 	if o.errRate > 0 {
 		faults.ErrorRate, faults.ErrorStatuses, faults.RetryAfter = o.errRate, []int{429, 500, 503}, time.Millisecond
 	}
-	sim, err := harness.StartSim(kdsim.Options{Faults: faults, Seed: o.seed})
+	var sim *harness.Sim
+	pprof.Do(lctx, pprof.Labels("component", "sim"), func(context.Context) {
+		sim, err = harness.StartSim(kdsim.Options{Faults: faults, Seed: o.seed})
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -198,17 +264,51 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
+	var kdAddr string
+	if o.kdsyncProfile != "" {
+		port, err := natsembed.FreePort()
+		if err != nil {
+			return nil, err
+		}
+		kdAddr = "127.0.0.1:" + strconv.Itoa(port)
+		// Last, so that they win over -kdsync-env.
+		cmd.Env = append(cmd.Env, "KDSYNC_PPROF=true", "KDSYNC_HTTP_ADDR="+kdAddr)
+	}
 	cmd.Stdout, cmd.Stderr = logW, logW
 
 	outcomes, err := collect(ctx, nc, len(evs))
 	if err != nil {
 		return nil, err
 	}
+	r.CPUs = runtime.NumCPU()
+	r.LoadAvg[0] = loadAvg()
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+	}
+	profiling := o.cpuProfile != ""
+	defer func() {
+		if profiling {
+			pprof.StopCPUProfile()
+		}
+	}()
+	self0 := selfCPU()
+	busy0, _ := machineBusy()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	peak := &peakRSS{pid: cmd.Process.Pid}
+	var kdProfile *chunkedProfile
+	if o.kdsyncProfile != "" {
+		kdProfile = profileKdsync(ctx, kdAddr, o.kdsyncProfile, progress)
+	}
+	peak := newPeakRSS(cmd.Process.Pid)
 	go peak.watch(ctx)
 	stopped := false
 	defer func() {
@@ -222,7 +322,11 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	var first time.Duration
 	for outcomes.count() < len(evs) {
+		if first == 0 && outcomes.count() > 0 {
+			first = time.Since(start)
+		}
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("%d of %d outcomes: %w", outcomes.count(), len(evs), ctx.Err())
@@ -236,7 +340,24 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 	elapsed := time.Since(start)
 	fmt.Fprintln(progress)
 	cpu, _ := cpuSeconds(cmd.Process.Pid)
+	self := selfCPU() - self0
+	busy1, _ := machineBusy()
+	r.LoadAvg[1] = loadAvg()
+	if profiling {
+		pprof.StopCPUProfile()
+		profiling = false
+		if shares, err := componentShares(o.cpuProfile); err == nil {
+			r.LoadCPUShares = shares
+		} else {
+			fmt.Fprintf(progress, "reading the CPU profile: %v\n", err)
+		}
+	}
 	peak.sample()
+	if kdProfile != nil {
+		if err := kdProfile.finish(); err != nil {
+			fmt.Fprintf(progress, "kdsync's CPU profile: %v\n", err)
+		}
+	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	_ = cmd.Wait()
 	stopped = true
@@ -262,6 +383,13 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 	r.CPUSeconds = cpu
 	r.CPUPerEventUs = cpu / float64(len(evs)) * 1e6
 	r.PeakRSSMiB = float64(peak.max()) / (1 << 20)
+	r.StartSec = first.Seconds()
+	r.LoadCPUSeconds = self.Seconds()
+	r.LoadCPUPerEventUs = self.Seconds() / float64(len(evs)) * 1e6
+	if busy1 > busy0 && r.CPUs > 0 {
+		other := busy1 - busy0 - cpu - self.Seconds()
+		r.OtherCPUShare = max(other, 0) / (elapsed.Seconds() * float64(r.CPUs))
+	}
 	r.SimRequests = sim.Stats().Requests
 	rep := checker.Check(checker.Input{
 		Events:   harness.CheckerEvents(evs),
@@ -318,7 +446,6 @@ func publishAtRate(ctx context.Context, nc *nats.Conn, evs []workload.Event, rat
 // outcomeSet collects outcomes from a core subscription (cheap, and enough
 // here: the load tool reads them while kdsync runs).
 type outcomeSet struct {
-	ch   chan consumer.Outcome
 	more chan struct{}
 	got  map[string]consumer.Outcome
 	n    int
@@ -366,73 +493,13 @@ func (s *outcomeSet) all() []consumer.Outcome {
 	return out
 }
 
-// cpuSeconds reads a process's user+system CPU time from /proc.
-func cpuSeconds(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(fields) < 13 {
-		return 0, errors.New("short /proc stat")
-	}
-	ut, _ := strconv.ParseFloat(fields[11], 64)
-	st, _ := strconv.ParseFloat(fields[12], 64)
-	return (ut + st) / 100, nil // USER_HZ is 100 on Linux
-}
-
-// peakRSS tracks the process's high-water mark (VmHWM).
-type peakRSS struct {
-	pid  int
-	peak chan int64
-}
-
-func (p *peakRSS) watch(ctx context.Context) {
-	for {
-		p.sample()
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
-func (p *peakRSS) sample() {
-	if p.peak == nil {
-		p.peak = make(chan int64, 1)
-		p.peak <- 0
-	}
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.pid))
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			cur := <-p.peak
-			p.peak <- max(cur, kb*1024)
-		}
-	}
-}
-
-func (p *peakRSS) max() int64 {
-	if p.peak == nil {
-		return 0
-	}
-	v := <-p.peak
-	p.peak <- v
-	return v
-}
-
 func printTable(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "events %d  users %d  mode %s  concurrency %d  sim latency %.0fms  sim errors %.0f%%\n",
 		r.Events, r.Users, r.Mode, r.Concurrency, r.SimLatencyMs, r.SimErrorRate*100)
 	fmt.Fprintf(w, "throughput      %.0f events/s (%.2fs)\n", r.EventsPerSec, r.Seconds)
 	fmt.Fprintf(w, "latency         p50 %.1fms  p90 %.1fms  p99 %.1fms  max %.1fms\n", r.LatencyP50Ms, r.LatencyP90Ms, r.LatencyP99Ms, r.LatencyMaxMs)
-	fmt.Fprintf(w, "kdsync          %.2f CPU s (%.1f µs/event), peak RSS %.1f MiB\n", r.CPUSeconds, r.CPUPerEventUs, r.PeakRSSMiB)
+	fmt.Fprintf(w, "kdsync          %.2f CPU s (%.1f µs/event), peak RSS %.1f MiB, first outcome after %.2fs\n", r.CPUSeconds, r.CPUPerEventUs, r.PeakRSSMiB, r.StartSec)
+	fmt.Fprintf(w, "NATS+sim+load   %.2f CPU s (%.1f µs/event)%s\n", r.LoadCPUSeconds, r.LoadCPUPerEventUs, formatShares(r.LoadCPUShares))
+	fmt.Fprintf(w, "machine         %d CPUs, others used %.0f%% of them during the run, load average %.2f → %.2f\n", r.CPUs, r.OtherCPUShare*100, r.LoadAvg[0], r.LoadAvg[1])
 	fmt.Fprintf(w, "retries %d  simulator requests %d  checker: %s\n", r.Retries, r.SimRequests, r.Verdict)
 }
