@@ -36,6 +36,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kdsync/kdsync/guard"
 	"github.com/kdsync/kdsync/handlers"
 )
 
@@ -123,6 +124,12 @@ type Options struct {
 
 	Handler *handlers.Handler
 	Decoder handlers.Decoder
+	// DeprovisionLimit, when set (N > 0), is the mass-deprovisioning
+	// guard: past N disables and deletes per window, further ones are held
+	// until an operator releases or rejects them (kdsync guard).
+	DeprovisionLimit guard.Limit
+	// GuardBucket is the guard's KV bucket; default KDSYNC_GUARD.
+	GuardBucket string
 	// Shadow runs the pipeline without writing to KooDrive: Handler.Users
 	// must be a handlers.Shadow, outcomes carry the planned calls and the
 	// difference they would make, and nothing is dead-lettered into the
@@ -151,6 +158,7 @@ func (o *Options) setDefaults() {
 	def(&o.PartitionSource, "identity.employee.*.*")
 	def(&o.PriorityGroup, "kdsync")
 	def(&o.MembersBucket, "KDSYNC_MEMBERS")
+	def(&o.GuardBucket, "KDSYNC_GUARD")
 	if o.InstanceID == "" {
 		o.InstanceID = defaultInstanceID()
 	}
@@ -262,6 +270,8 @@ type Consumer struct {
 	sources []*source // set by setup, read-only after
 
 	membersKV jetstream.KeyValue
+	guard     *guard.Store // nil without a deprovision limit
+	guardHeld atomic.Int64 // events this instance holds for the guard
 
 	queue   chan *lane // lanes waiting for a worker
 	breaker *breaker
@@ -317,16 +327,17 @@ func (c *Consumer) Ready() bool {
 
 // Stats is a snapshot for gauges.
 type Stats struct {
-	Lanes    int // users with events held
-	InFlight int // events held, unacknowledged
-	Oldest   time.Duration
+	Lanes     int // users with events held
+	InFlight  int // events held, unacknowledged
+	Oldest    time.Duration
+	GuardHeld int // deprovisioning events held for an operator
 }
 
 // Stats returns the current lane figures.
 func (c *Consumer) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := Stats{Lanes: len(c.lanes), InFlight: c.inflight}
+	s := Stats{Lanes: len(c.lanes), InFlight: c.inflight, GuardHeld: int(c.guardHeld.Load())}
 	now := time.Now()
 	for _, l := range c.lanes {
 		if len(l.queue) > 0 {
@@ -361,10 +372,16 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	c.js = js
 	if err := c.setup(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before it started
+		}
 		return err
 	}
 	if c.parts.n == 0 {
 		if err := c.scanOrphans(ctx, c.sources[0]); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
 			return err
 		}
 	}

@@ -45,7 +45,10 @@ type item struct {
 	ra    *retryAfter
 	last  error         // the last KooDrive failure
 	infra time.Duration // wait before retrying a NATS step (watermark, outcome)
-	body  []byte        // the encoded outcome, once decided
+	// guard: admitted past the mass-deprovisioning guard; held while it
+	// waits for an operator; hold to forget once finished.
+	guardOK, guardHeld, guardHold bool
+	body                          []byte // the encoded outcome, once decided
 }
 
 // laneState says where a lane is.

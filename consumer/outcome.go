@@ -28,6 +28,9 @@ const (
 	SkipDuplicate = "duplicate"
 	SkipStale     = "stale"
 	SkipNoop      = "noop"
+	// SkipGuardRejected: an operator rejected a deprovisioning held by the
+	// mass-deprovisioning guard.
+	SkipGuardRejected = "guard_rejected"
 )
 
 // Error classes reported for dead letters, besides the handlers.Reason

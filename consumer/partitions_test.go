@@ -77,7 +77,7 @@ func TestPartitionedInstances(t *testing.T) {
 	e.publish(evs[:len(evs)/2])
 	waitInstances := func(want ...string) {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
+		deadline := time.Now().Add(90 * time.Second)
 		for time.Now().Before(deadline) {
 			seen := byInstance(o.All())
 			ok := true

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kdsync/kdsync/guard"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/kdapi"
 )
@@ -70,10 +71,71 @@ func (c *Consumer) decide(l *lane, it *item) (wait time.Duration, stop bool) {
 		it.wm = wm
 		c.classify(it)
 	}
+	if it.stage == stageApply && c.guard != nil && !it.guardOK && deprovisions(it.ev) {
+		if wait := c.guardCheck(it); wait > 0 || it.stage != stageApply {
+			return wait, false
+		}
+	}
 	if it.stage == stageApply {
 		return c.attempt(it)
 	}
 	return 0, false
+}
+
+// deprovisions reports whether ev takes a user's access away: a disable, a
+// delete, or a change to status disabled.
+func deprovisions(ev *handlers.Event) bool {
+	switch ev.Action {
+	case handlers.Disabled, handlers.Deleted:
+		return true
+	case handlers.Changed:
+		return ev.Status != nil && *ev.Status == kdapi.StatusDisabled
+	}
+	return false
+}
+
+// guardHoldWait is how often a held event asks for an operator's decision.
+const guardHoldWait = 2 * time.Second
+
+// guardCheck asks the guard about a deprovisioning event. It returns a
+// wait while the event is held; it moves the event on when admitted or
+// rejected.
+func (c *Consumer) guardCheck(it *item) time.Duration {
+	ctx, cancel := context.WithTimeout(c.stopping, 10*time.Second)
+	defer cancel()
+	v, released, err := c.guard.Check(ctx, c.opts.DeprovisionLimit, guard.Hold{
+		Seq: it.seq, EventID: it.ev.ID, UserID: it.ev.UserID, Action: string(it.ev.Action), Subject: it.msg.Subject(),
+	})
+	if err != nil {
+		c.log.Warn("the deprovisioning guard could not be asked; retrying", "seq", it.seq, "err", err)
+		return it.nextInfraWait()
+	}
+	switch v {
+	case guard.Wait:
+		if !it.guardHeld {
+			it.guardHeld = true
+			c.guardHeld.Add(1)
+			c.log.Warn("deprovisioning held by the mass-deprovisioning guard; an operator releases or rejects it (kdsync guard)",
+				"event", it.ev.ID, "user", it.ev.UserID, "action", it.ev.Action, "seq", it.seq, "limit", c.opts.DeprovisionLimit.String())
+		}
+		return guardHoldWait
+	case guard.Rejected:
+		it.out.Result, it.out.Reason = Skipped, SkipGuardRejected
+		it.out.Note = "rejected by an operator at the mass-deprovisioning guard"
+		it.guardHold = true
+		it.stage = stageFinish
+	default:
+		it.guardOK = true
+		if released {
+			it.out.Note = "released by an operator at the mass-deprovisioning guard"
+			it.guardHold = true
+		}
+	}
+	if it.guardHeld {
+		it.guardHeld = false
+		c.guardHeld.Add(-1)
+	}
+	return 0
 }
 
 // classify decodes it and decides what the watermark says of it.
@@ -239,6 +301,11 @@ func (c *Consumer) finish(l *lane, it *item) error {
 	advance := it.wm != nil && !(out.Result == Skipped && out.Reason == SkipDuplicate)
 	if err := c.store(l.key, it, it.ev, outMsg, dlq, it.wm, it.state, advance); err != nil {
 		return err
+	}
+	if it.guardHold {
+		if err := c.guard.Finish(c.hard, it.seq); err != nil {
+			c.log.Warn("forgetting a decided guard hold failed; it stays listed", "seq", it.seq, "err", err)
+		}
 	}
 	var err error
 	if out.Result == Deadlettered {

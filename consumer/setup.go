@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kdsync/kdsync/guard"
 )
 
 // setup creates or binds the streams, the KV bucket and the consumer.
@@ -81,6 +83,14 @@ func (c *Consumer) setup(ctx context.Context) error {
 			return fmt.Errorf("consumer: members bucket %s: %w", o.MembersBucket, err)
 		}
 		c.membersKV = kv
+	}
+	if o.DeprovisionLimit.N > 0 {
+		g, err := guard.Open(ctx, c.js, o.GuardBucket, o.Replicas, o.Manage)
+		if err != nil {
+			return fmt.Errorf("consumer: %w", err)
+		}
+		c.guard = g
+		c.log.Info("mass-deprovisioning guard on", "limit", o.DeprovisionLimit.String(), "bucket", o.GuardBucket)
 	}
 	return c.bindSources(ctx)
 }

@@ -50,6 +50,8 @@
 //   - kdsync_lanes_busy: how many users have events held in kdsync now?
 //   - kdsync_events_in_flight: how many events are held, not yet
 //     acknowledged?
+//   - kdsync_guard_held_events: how many disables and deletes does the
+//     mass-deprovisioning guard hold for an operator's decision?
 //   - kdsync_oldest_unapplied_event_age_seconds: how long has the oldest
 //     held event been waiting since kdsync received it (is a lane stuck)?
 //

@@ -33,7 +33,7 @@ var (
 	// kdsync_retries_total.
 	retriedClasses = []string{kdapi.ClassRetryable.String(), kdapi.ClassAuth.String()}
 
-	skipReasons  = []string{consumer.SkipDuplicate, consumer.SkipStale, consumer.SkipNoop}
+	skipReasons  = []string{consumer.SkipDuplicate, consumer.SkipStale, consumer.SkipNoop, consumer.SkipGuardRejected}
 	inputReasons = append(stringsOf(handlers.Reasons), reasonBadInput)
 	// deadLetterReasons are the reasons an event is dead-lettered: bad
 	// input, a KooDrive refusal, a spent retry budget or a panic.

@@ -228,8 +228,8 @@ func (m *Metrics) SetStats(f func() consumer.Stats) {
 // statsCollector reports the consumer's lane figures, sampled at scrape
 // time from one Stats call.
 type statsCollector struct {
-	f                    atomic.Pointer[func() consumer.Stats]
-	lanes, held, oldestS *prometheus.Desc
+	f                                atomic.Pointer[func() consumer.Stats]
+	lanes, held, oldestS, guardHeldS *prometheus.Desc
 }
 
 func newStatsCollector() *statsCollector {
@@ -240,6 +240,8 @@ func newStatsCollector() *statsCollector {
 			"Events held in kdsync and not yet acknowledged, sampled at scrape.", nil, nil),
 		oldestS: prometheus.NewDesc(namespace+"_oldest_unapplied_event_age_seconds",
 			"Time since kdsync received the oldest event it holds unfinished; 0 when none. Sampled at scrape.", nil, nil),
+		guardHeldS: prometheus.NewDesc(namespace+"_guard_held_events",
+			"Deprovisioning events this instance holds for the mass-deprovisioning guard, awaiting an operator. Sampled at scrape.", nil, nil),
 	}
 }
 
@@ -248,6 +250,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.lanes
 	ch <- c.held
 	ch <- c.oldestS
+	ch <- c.guardHeldS
 }
 
 // Collect calls the stats function once and reports its figures.
@@ -259,4 +262,5 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.lanes, prometheus.GaugeValue, float64(s.Lanes))
 	ch <- prometheus.MustNewConstMetric(c.held, prometheus.GaugeValue, float64(s.InFlight))
 	ch <- prometheus.MustNewConstMetric(c.oldestS, prometheus.GaugeValue, max(s.Oldest.Seconds(), 0))
+	ch <- prometheus.MustNewConstMetric(c.guardHeldS, prometheus.GaugeValue, float64(s.GuardHeld))
 }

@@ -847,7 +847,7 @@ func TestLabelsStayBounded(t *testing.T) {
 	allowed := map[string][]string{
 		"action": actions,
 		"result": {"applied", "skipped", "deadlettered", "other"},
-		"reason": slices.Concat([]string{"none", "duplicate", "stale", "noop", "bad_input",
+		"reason": slices.Concat([]string{"none", "duplicate", "stale", "noop", "guard_rejected", "bad_input",
 			"permanent", "retryable", "auth", "not_found", "already_exists",
 			"retry_budget_exhausted", "panic", "other"}, stringsOf(handlers.Reasons)),
 		"operation":  append(stringsOf(handlers.Ops), "other"),

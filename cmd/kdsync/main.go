@@ -35,6 +35,8 @@ Usage:
   kdsync publish [flags]   publish one identity event
   kdsync ingest [flags]    webhook ingress: CloudEvents over HTTP into the stream
   kdsync dlq <command>     dead letters: list, show, replay, purge
+  kdsync reconcile [flags] compare KooDrive with the desired users; -apply repairs the drift
+  kdsync guard <command>   mass-deprovisioning guard: status, release, reject
   kdsync version           print the version
 
 Run "kdsync <command> -h" for a command's flags. Every flag can be set by
@@ -61,6 +63,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdIngest(ctx, args[1:], stderr)
 	case "dlq":
 		err = cmdDLQ(ctx, args[1:], stdout, stderr)
+	case "reconcile":
+		err = cmdReconcile(ctx, args[1:], stdout, stderr)
+	case "guard":
+		err = cmdGuard(ctx, args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		b := buildInfo()
 		fmt.Fprintf(stdout, "kdsync %s (%s, %s)\n", b.Version, b.Revision, b.GoVersion)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/peterbourgon/ff/v3"
 
+	"github.com/kdsync/kdsync/guard"
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/metrics"
 	"github.com/kdsync/kdsync/service"
@@ -72,6 +73,8 @@ func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 	existsCodes := fs.String("already-exists-codes", strings.Join(kdapi.DefaultAlreadyExistsCodes, ","), "KooDrive codes meaning \"user already exists\"")
 	notFoundCodes := fs.String("not-found-codes", strings.Join(kdapi.DefaultNotFoundCodes, ","), "KooDrive codes meaning \"not found\"")
 
+	deprov := fs.String("deprovision-limit", "", "mass-deprovisioning guard: at most N disables and deletes per window, e.g. 50/10m; past it they are held for an operator (kdsync guard); empty: off")
+	fs.StringVar(&c.GuardBucket, "guard-bucket", "KDSYNC_GUARD", "the guard's KV bucket")
 	mode := fs.String("mode", "active", "active, or shadow: consume through its own consumer, read KooDrive, publish the calls it would make and the difference they would cause on kdsync.shadow.<result>.<action>, write nothing")
 	shadow := fs.Bool("shadow", false, "the same as -mode shadow")
 	fs.StringVar(&o.HTTPAddr, "http-addr", ":9090", "address of /metrics, /healthz and /readyz (empty: off)")
@@ -98,6 +101,9 @@ func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 		o.NotFound = splitList(*notFoundCodes)
 		if *maxEvent < 1024 || *maxEvent > 1<<20 {
 			errs = append(errs, fmt.Errorf("max-event-size %d: want 1024 to 1048576", *maxEvent))
+		}
+		if c.DeprovisionLimit, err = guard.ParseLimit(*deprov); err != nil {
+			errs = append(errs, err)
 		}
 		switch {
 		case *mode == "shadow" || *shadow:
