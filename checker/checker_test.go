@@ -43,8 +43,11 @@ func TestCheck(t *testing.T) {
 			field:  func(r *Report) []string { return r.OutcomeDuplicated },
 		},
 		"applied without effect": {
-			mutate: func(in *Input) { in.Effects = in.Effects[:3]; in.Final["1"] = UserState{DeptID: 11, Role: 1, Status: 1} },
-			field:  func(r *Report) []string { return r.Lost },
+			mutate: func(in *Input) {
+				in.Effects = in.Effects[:3]
+				in.Final["1"] = UserState{DeptID: 11, Role: 1, Status: 1}
+			},
+			field: func(r *Report) []string { return r.Lost },
 		},
 		"effect of no event": {
 			mutate: func(in *Input) {
@@ -57,8 +60,10 @@ func TestCheck(t *testing.T) {
 			field:  func(r *Report) []string { return r.Reordered },
 		},
 		"hire skipped as duplicate": {
-			mutate: func(in *Input) { in.Outcomes[0] = consumer.Outcome{EventID: "a", Result: consumer.Skipped, Reason: consumer.SkipDuplicate} },
-			field:  func(r *Report) []string { return r.WrongResult },
+			mutate: func(in *Input) {
+				in.Outcomes[0] = consumer.Outcome{EventID: "a", Result: consumer.Skipped, Reason: consumer.SkipDuplicate}
+			},
+			field: func(r *Report) []string { return r.WrongResult },
 		},
 		"good event dead-lettered": {
 			mutate: func(in *Input) { in.Outcomes[2].Result = consumer.Deadlettered },
