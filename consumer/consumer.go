@@ -213,10 +213,10 @@ func (o *Options) setDefaults() {
 func (o *Options) validate() error {
 	var errs []error
 	if o.Conn == nil {
-		errs = append(errs, errors.New("Conn is required"))
+		errs = append(errs, errors.New("a NATS connection (Options.Conn) is required"))
 	}
 	if o.Handler == nil || o.Handler.Users == nil {
-		errs = append(errs, errors.New("Handler with Users is required"))
+		errs = append(errs, errors.New("a handler with its KooDrive client (Options.Handler.Users) is required"))
 	} else if _, ok := o.Handler.Users.(handlers.Shadow); ok != o.Shadow {
 		errs = append(errs, errors.New("shadow mode and a handlers.Shadow go together"))
 	}

@@ -86,7 +86,6 @@ type source struct {
 
 	mu   sync.Mutex
 	cons jetstream.Consumer
-	cc   jetstream.ConsumeContext
 	pin  string // Nats-Pin-Id of the last message: a new one means a new pin
 }
 
