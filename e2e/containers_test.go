@@ -163,7 +163,8 @@ type stack struct {
 	sim    *testcontainers.DockerContainer
 	kdsync *testcontainers.DockerContainer
 
-	natsAddr atomic.Value // host:port of NATS now (it changes on restart)
+	natsAddrs atomic.Value // []string: host:port of each NATS node now (they change on restart)
+	dials     atomic.Uint64
 	simURL   string
 }
 
@@ -215,7 +216,7 @@ func (s *stack) resolveNATS(ctx context.Context) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	s.natsAddr.Store(addr)
+	s.natsAddrs.Store([]string{addr})
 }
 
 func (s *stack) startSim(ctx context.Context, seed uint64, env map[string]string) {
@@ -315,8 +316,20 @@ func (s *stack) connectNATS() *nats.Conn {
 
 type stackDialer struct{ s *stack }
 
+// Dial ignores the address nats.go asks for (a container's own, or one
+// the cluster advertised) and dials the nodes' mapped loopback ports in
+// turn.
 func (d stackDialer) Dial(network, _ string) (net.Conn, error) {
-	return net.DialTimeout(network, d.s.natsAddr.Load().(string), 5*time.Second)
+	addrs := d.s.natsAddrs.Load().([]string)
+	var err error
+	for range addrs {
+		a := addrs[int(d.s.dials.Add(1))%len(addrs)]
+		var c net.Conn
+		if c, err = net.DialTimeout(network, a, 5*time.Second); err == nil {
+			return c, nil
+		}
+	}
+	return nil, err
 }
 
 // remoteSim reads the simulator's admin API for the checker.
