@@ -165,7 +165,7 @@ type stack struct {
 
 	natsAddrs atomic.Value // []string: host:port of each NATS node now (they change on restart)
 	dials     atomic.Uint64
-	simURL   string
+	simURL    string
 }
 
 func newStack(t *testing.T, ctx context.Context) *stack {
