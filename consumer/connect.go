@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -103,4 +104,29 @@ func Connect(o ConnectOptions, log *slog.Logger, onChange func(connected bool)) 
 	onChange(true)
 	log.Info("NATS connected", "server", nc.ConnectedUrlRedacted())
 	return nc, nil
+}
+
+// ConnectRetrying is Connect, retrying the first connection with backoff
+// until ctx ends, so that a process may start before its broker.
+func ConnectRetrying(ctx context.Context, o ConnectOptions, log *slog.Logger, onChange func(connected bool)) (*nats.Conn, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	wait := time.Second
+	for {
+		nc, err := Connect(o, log, onChange)
+		if err == nil {
+			return nc, nil
+		}
+		if !errors.Is(err, nats.ErrNoServers) || ctx.Err() != nil {
+			return nil, err
+		}
+		log.Warn("NATS not reachable yet; retrying", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 15*time.Second)
+	}
 }

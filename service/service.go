@@ -161,7 +161,7 @@ func Run(ctx context.Context, o Options) error {
 
 	nc := o.Conn
 	if nc == nil {
-		nc, err = connect(ctx, o.NATS, log, m.NATSConnected)
+		nc, err = consumer.ConnectRetrying(ctx, o.NATS, log.With("component", "nats"), m.NATSConnected)
 		if err != nil {
 			return err
 		}
@@ -204,28 +204,6 @@ func Run(ctx context.Context, o Options) error {
 	case err := <-srvErr:
 		shuttingDown.Store(true)
 		return fmt.Errorf("http server: %w", err)
-	}
-}
-
-// connect dials NATS, retrying the first connection until ctx ends so that
-// kdsync may start before its broker.
-func connect(ctx context.Context, o consumer.ConnectOptions, log *slog.Logger, onChange func(bool)) (*nats.Conn, error) {
-	wait := time.Second
-	for {
-		nc, err := consumer.Connect(o, log.With("component", "nats"), onChange)
-		if err == nil {
-			return nc, nil
-		}
-		if !errors.Is(err, nats.ErrNoServers) || ctx.Err() != nil {
-			return nil, err
-		}
-		log.Warn("NATS not reachable yet; retrying", "err", err, "retry_in", wait)
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 15*time.Second)
 	}
 }
 

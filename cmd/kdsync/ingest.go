@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/peterbourgon/ff/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -157,7 +156,7 @@ func runIngest(ctx context.Context, c ingestConfig, log *slog.Logger) error {
 		reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
-	nc, err := connectRetrying(ctx, c.nats, log)
+	nc, err := consumer.ConnectRetrying(ctx, c.nats, log.With("component", "nats"), nil)
 	if err != nil {
 		return err
 	}
@@ -255,26 +254,4 @@ func (s *server) serve() error {
 		return s.srv.ServeTLS(s.ln, s.tlsCert, s.tlsKey)
 	}
 	return s.srv.Serve(s.ln)
-}
-
-// connectRetrying dials NATS, retrying the first connection until ctx
-// ends so that the ingress may start before its broker.
-func connectRetrying(ctx context.Context, o consumer.ConnectOptions, log *slog.Logger) (*nats.Conn, error) {
-	wait := time.Second
-	for {
-		nc, err := consumer.Connect(o, log.With("component", "nats"), nil)
-		if err == nil {
-			return nc, nil
-		}
-		if !errors.Is(err, nats.ErrNoServers) || ctx.Err() != nil {
-			return nil, err
-		}
-		log.Warn("NATS not reachable yet; retrying", "err", err, "retry_in", wait)
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 15*time.Second)
-	}
 }
