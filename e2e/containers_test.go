@@ -254,7 +254,7 @@ func shippedEnv() map[string]string {
 		"KDSYNC_DLQ_STREAM":           "KDSYNC_DLQ",
 		"KDSYNC_STATE_BUCKET":         "KDSYNC_STATE",
 		"KDSYNC_CONCURRENCY":          "64",
-		"KDSYNC_MAX_ACK_PENDING":      "4096",
+		"KDSYNC_MAX_ACK_PENDING":      "1024",
 		"KDSYNC_ACK_WAIT":             "30s",
 		"KDSYNC_RETRY_BUDGET":         "6h",
 		"KDSYNC_RETRY_INITIAL":        "200ms",
