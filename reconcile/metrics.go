@@ -39,7 +39,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	const ns = "kdsync"
 	m := &Metrics{
 		drift: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "drift_users",
-			Help: "Users whose KooDrive state differed from the desired state at the last successful reconciliation, by kind (missing, unexpected, dept, role, status)."}, []string{"kind"}),
+			Help: "Users whose KooDrive state differed from the desired state at the last reconciliation pass that read both sides, by kind (missing, unexpected, dept, role, status)."}, []string{"kind"}),
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "reconcile_runs_total",
 			Help: "Reconciliation passes, by result (ok, error)."}, []string{"result"}),
 		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "reconcile_last_success_timestamp_seconds",
