@@ -175,6 +175,7 @@ func TestClusterNodeLoss(t *testing.T) {
 		t.Skip("runs kdsync as a process against a three-node cluster")
 	}
 	seed := testSeed(t)
+	bins.path(t, "kdsync") // built before the clock starts
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 

@@ -41,6 +41,8 @@ cluster {
 // mid-stream and started again on its file system.
 func TestContainersClusterNodeStop(t *testing.T) {
 	seed := testSeed(t)
+	requireDocker(t)
+	testImage(t) // before the clock starts: a cold build takes minutes on a small machine
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	s := newStack(t, ctx)

@@ -437,6 +437,8 @@ func verifyRemote(t *testing.T, scenario string, evs []workload.Event, sim remot
 // never show the app secret.
 func TestContainersFullFlow(t *testing.T) {
 	seed := testSeed(t)
+	requireDocker(t)
+	testImage(t) // before the clock starts: a cold build takes minutes on a small machine
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	s := newStack(t, ctx)
@@ -508,6 +510,8 @@ func TestContainersFullFlow(t *testing.T) {
 // (fsync always) kept every acknowledged event.
 func TestContainersNATSRestart(t *testing.T) {
 	seed := testSeed(t)
+	requireDocker(t)
+	testImage(t) // before the clock starts: a cold build takes minutes on a small machine
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	s := newStack(t, ctx)

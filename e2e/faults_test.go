@@ -46,6 +46,7 @@ func TestNetworkCut(t *testing.T) {
 		t.Skip("runs kdsync as a process")
 	}
 	seed := testSeed(t)
+	bins.path(t, "kdsync") // built before the clock starts
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
@@ -141,6 +142,7 @@ func TestKooDriveSlowThrottledAlreadyExists(t *testing.T) {
 		t.Skip("runs kdsync as a process")
 	}
 	seed := testSeed(t)
+	bins.path(t, "kdsync") // built before the clock starts
 	rng := rand.New(rand.NewPCG(seed, 2))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -233,6 +235,7 @@ func TestSIGTERMDuringLongRetry(t *testing.T) {
 		t.Skip("runs kdsync as a process")
 	}
 	seed := testSeed(t)
+	bins.path(t, "kdsync") // built before the clock starts
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 

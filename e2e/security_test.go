@@ -164,6 +164,7 @@ func TestNATSTLSAndCredentials(t *testing.T) {
 		t.Skip("runs kdsync as a process")
 	}
 	seed := testSeed(t)
+	bins.path(t, "kdsync") // built before the clock starts
 	p := newPKI(t)
 	const token, user, password = "nats-token-5b1e0c9d7a", "kdsync", "nats-password-c41f86e2"
 	cases := map[string]struct {
@@ -298,6 +299,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 		t.Skip("runs kdsync as a process")
 	}
 	seed := testSeed(t)
+	bins.path(t, "kdsync") // built before the clock starts
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	const natsUser, natsPassword = "kdsync", "nats-password-77e0c2a9f1"
