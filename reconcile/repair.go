@@ -448,7 +448,7 @@ func AwaitOutcomes(ctx context.Context, js jetstream.JetStream, drifts []Drift, 
 		if left < 50*time.Millisecond {
 			return nil
 		}
-		batch, err := oc.Fetch(512, jetstream.FetchMaxWait(min(left, 2*time.Second)))
+		batch, err := oc.Fetch(512, jetstream.FetchMaxWait(min(left, 250*time.Millisecond)))
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
