@@ -89,12 +89,13 @@ type Getter interface {
 const readAttempts = 5
 
 // retryBase is the first wait after a transient read failure; it doubles
-// each try. Tests shorten it.
-var retryBase = 500 * time.Millisecond
+// each try.
+const retryBase = 500 * time.Millisecond
 
-// retryWait is how long to wait before try n (1-based) after err.
-func retryWait(n int, err error) time.Duration {
-	d := time.Duration(1<<min(n-1, 5)) * retryBase
+// retryWait is how long to wait before try n (1-based) after err, base
+// doubling each try.
+func retryWait(n int, err error, base time.Duration) time.Duration {
+	d := time.Duration(1<<min(n-1, 5)) * base
 	return max(d, min(kdapi.RetryAfterOf(err), time.Minute))
 }
 
@@ -121,6 +122,10 @@ func sleep(ctx context.Context, d time.Duration) error {
 // shows as missing; its repair is a hire, which kdsync applies as an
 // upsert, so no harm follows, and the next pass sees it.
 func ListUsers(ctx context.Context, l Lister, progress func(n int)) (map[string]Actual, error) {
+	return listUsers(ctx, l, progress, retryBase)
+}
+
+func listUsers(ctx context.Context, l Lister, progress func(n int), base time.Duration) (map[string]Actual, error) {
 	out := make(map[string]Actual)
 	read, tries := 0, 0
 	for {
@@ -148,7 +153,7 @@ func ListUsers(ctx context.Context, l Lister, progress func(n int)) (map[string]
 		if ctx.Err() != nil || !errors.Is(failed, kdapi.ErrRetryable) || tries >= readAttempts {
 			return nil, fmt.Errorf("reconcile: list KooDrive users (after %d read): %w", read, failed)
 		}
-		if err := sleep(ctx, retryWait(tries, failed)); err != nil {
+		if err := sleep(ctx, retryWait(tries, failed, base)); err != nil {
 			return nil, fmt.Errorf("reconcile: list KooDrive users (after %d read): %w", read, failed)
 		}
 	}
@@ -160,6 +165,10 @@ func ListUsers(ctx context.Context, l Lister, progress func(n int)) (map[string]
 // failures are tried again as in ListUsers; any other failure ends the
 // read. progress, when not nil, is called with the number of users read.
 func GetUsers(ctx context.Context, g Getter, ids []string, workers int, progress func(n int)) (map[string]Actual, error) {
+	return getUsers(ctx, g, ids, workers, progress, retryBase)
+}
+
+func getUsers(ctx context.Context, g Getter, ids []string, workers int, progress func(n int), base time.Duration) (map[string]Actual, error) {
 	workers = max(1, min(workers, len(ids)))
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -177,7 +186,7 @@ func GetUsers(ctx context.Context, g Getter, ids []string, workers int, progress
 				if i >= len(ids) || ctx.Err() != nil {
 					return
 				}
-				a, ok, err := getUser(ctx, g, ids[i])
+				a, ok, err := getUser(ctx, g, ids[i], base)
 				if err != nil {
 					cancel(fmt.Errorf("reconcile: get KooDrive user %s: %w", ids[i], err))
 					return
@@ -202,7 +211,7 @@ func GetUsers(ctx context.Context, g Getter, ids []string, workers int, progress
 	return out, nil
 }
 
-func getUser(ctx context.Context, g Getter, id string) (Actual, bool, error) {
+func getUser(ctx context.Context, g Getter, id string, base time.Duration) (Actual, bool, error) {
 	for n := 1; ; n++ {
 		u, err := g.GetUser(ctx, id)
 		switch {
@@ -220,7 +229,7 @@ func getUser(ctx context.Context, g Getter, id string) (Actual, bool, error) {
 		case ctx.Err() != nil || !errors.Is(err, kdapi.ErrRetryable) || n >= readAttempts:
 			return Actual{}, false, err
 		}
-		if err := sleep(ctx, retryWait(n, err)); err != nil {
+		if err := sleep(ctx, retryWait(n, err, base)); err != nil {
 			return Actual{}, false, err
 		}
 	}

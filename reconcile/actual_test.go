@@ -7,7 +7,6 @@ import (
 	"iter"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strconv"
 	"sync"
 	"testing"
@@ -15,11 +14,6 @@ import (
 
 	"github.com/kdsync/kdsync/kdapi"
 )
-
-func TestMain(m *testing.M) {
-	retryBase = time.Millisecond
-	os.Exit(m.Run())
-}
 
 // fakeKooDrive serves users from memory; fail returns an error for the
 // page at an offset or the user, once per call counted in calls.
@@ -93,7 +87,7 @@ func TestListUsers(t *testing.T) {
 		t.Parallel()
 		f := &fakeKooDrive{users: users(250)}
 		last := 0
-		got, err := ListUsers(t.Context(), f, func(n int) { last = n })
+		got, err := listUsers(t.Context(), f, func(n int) { last = n }, time.Millisecond)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,7 +109,7 @@ func TestListUsers(t *testing.T) {
 			}
 			return nil
 		}
-		got, err := ListUsers(t.Context(), f, nil)
+		got, err := listUsers(t.Context(), f, nil, time.Millisecond)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -134,7 +128,7 @@ func TestListUsers(t *testing.T) {
 			}
 			return nil
 		}}
-		got, err := ListUsers(t.Context(), f, nil)
+		got, err := listUsers(t.Context(), f, nil, time.Millisecond)
 		if !errors.Is(err, kdapi.ErrRetryable) || got != nil {
 			t.Fatalf("got %d users, err %v", len(got), err)
 		}
@@ -150,7 +144,7 @@ func TestListUsers(t *testing.T) {
 			}
 			return nil
 		}}
-		if _, err := ListUsers(t.Context(), f, nil); !errors.Is(err, kdapi.ErrAuth) || f.calls != 2 {
+		if _, err := listUsers(t.Context(), f, nil, time.Millisecond); !errors.Is(err, kdapi.ErrAuth) || f.calls != 2 {
 			t.Fatalf("err %v after %d calls", err, f.calls)
 		}
 	})
@@ -169,11 +163,11 @@ func TestGetUsers(t *testing.T) {
 	}
 	var mu sync.Mutex
 	last := 0
-	got, err := GetUsers(t.Context(), f, []string{"1001", "1003", "5555", "1009"}, 1, func(n int) {
+	got, err := getUsers(t.Context(), f, []string{"1001", "1003", "5555", "1009"}, 1, func(n int) {
 		mu.Lock()
 		last = max(last, n)
 		mu.Unlock()
-	})
+	}, time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +185,7 @@ func TestGetUsers(t *testing.T) {
 		return nil
 	}
 	ids := []string{"1001", "1002", "1003", "1004", "1005", "1006", "1007"}
-	if _, err := GetUsers(t.Context(), f, ids, 3, nil); !errors.Is(err, kdapi.ErrAuth) {
+	if _, err := getUsers(t.Context(), f, ids, 3, nil, time.Millisecond); !errors.Is(err, kdapi.ErrAuth) {
 		t.Fatalf("err %v, want the refusal", err)
 	}
 }
@@ -232,6 +226,26 @@ func TestTransport(t *testing.T) {
 	for _, bad := range []float64{0, -1, 20000} {
 		if _, err := NewTransport(nil, bad); err == nil {
 			t.Errorf("rate %g accepted", bad)
+		}
+	}
+}
+
+func TestRetryWait(t *testing.T) {
+	t.Parallel()
+	busy := &kdapi.APIError{HTTPStatus: 429, Class: kdapi.ClassRetryable, RetryAfter: 3 * time.Second}
+	for _, tc := range []struct {
+		n    int
+		err  error
+		want time.Duration
+	}{
+		{1, errBusy, 500 * time.Millisecond},
+		{3, errBusy, 2 * time.Second},
+		{9, errBusy, 16 * time.Second},
+		{1, busy, 3 * time.Second}, // Retry-After wins when longer
+		{1, &kdapi.APIError{Class: kdapi.ClassRetryable, RetryAfter: time.Hour}, time.Minute},
+	} {
+		if got := retryWait(tc.n, tc.err, retryBase); got != tc.want {
+			t.Errorf("retryWait(%d, %v) = %s, want %s", tc.n, tc.err, got, tc.want)
 		}
 	}
 }

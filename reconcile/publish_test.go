@@ -58,16 +58,23 @@ func publish(t *testing.T, js jetstream.JetStream, subject string) uint64 {
 // since the pass read its state, on a plain and on a partitioned stream.
 func TestPublishGuard(t *testing.T) {
 	t.Parallel()
-	for name, tr := range map[string]*jetstream.SubjectTransformConfig{
-		"plain stream": nil,
-		"partitioned stream": {Source: "identity.employee.*.*",
-			Destination: "identity.part.{{partition(4,2)}}.employee.{{wildcard(1)}}.{{wildcard(2)}}"},
+	partitioned := &jetstream.SubjectTransformConfig{Source: "identity.employee.*.*",
+		Destination: "identity.part.{{partition(4,2)}}.employee.{{wildcard(1)}}.{{wildcard(2)}}"}
+	for name, tc := range map[string]struct {
+		tr     *jetstream.SubjectTransformConfig
+		direct bool
+	}{
+		"plain stream":                    {},
+		"partitioned stream":              {tr: partitioned},
+		"plain stream, direct gets":       {direct: true},
+		"partitioned stream, direct gets": {tr: partitioned, direct: true},
 	} {
+		tr := tc.tr
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			js := jetStream(t)
 			if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "IDENTITY", Subjects: []string{"identity.>"},
-				SubjectTransform: tr, Duplicates: time.Minute}); err != nil {
+				SubjectTransform: tr, Duplicates: time.Minute, AllowDirect: tc.direct}); err != nil {
 				t.Fatal(err)
 			}
 			// User 1: kdsync's record is at its last event. User 2: an
@@ -120,8 +127,8 @@ func TestPublishGuard(t *testing.T) {
 	}
 }
 
-// TestPublishAsOf: with a source file, a user kdsync finished an event of
-// after the source was taken is not repaired.
+// TestPublishAsOf: with a source file, a user with an event stored, or
+// finished by kdsync, after the source was taken is not repaired.
 func TestPublishAsOf(t *testing.T) {
 	t.Parallel()
 	js := jetStream(t)
@@ -139,16 +146,24 @@ func TestPublishAsOf(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	drifts := []reconcile.Drift{statusDrift("1", 0), statusDrift("2", 0), statusDrift("3", 0)}
+	// User 4's last event is in the stream (stored now, after the
+	// source), not applied yet.
+	since := publish(t, js, "identity.employee.changed.4")
+	drifts := []reconcile.Drift{statusDrift("1", 0), statusDrift("2", 0), statusDrift("3", 0), statusDrift("4", 0)}
 	if err := reconcile.Plan(drifts, reconcile.PlanOptions{RunID: "a"}); err != nil {
 		t.Fatal(err)
 	}
-	sum, err := reconcile.Publish(t.Context(), js, drifts, reconcile.PublishOptions{AsOf: asOf, State: kv})
+	sum, err := reconcile.Publish(t.Context(), js, drifts, reconcile.PublishOptions{AsOf: asOf, State: kv, Since: since})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Published != 2 || sum.Superseded != 1 || !strings.Contains(drifts[1].Repair.NotPublished, "after the source was taken") {
-		t.Fatalf("summary %+v; user 2: %q", sum, drifts[1].Repair.NotPublished)
+	if sum.Published != 2 || sum.Superseded != 2 || drifts[0].Repair.Sequence == 0 || drifts[2].Repair.Sequence == 0 {
+		t.Fatalf("summary %+v", sum)
+	}
+	for _, i := range []int{1, 3} {
+		if r := drifts[i].Repair; !strings.Contains(r.NotPublished, "after the source was taken") {
+			t.Errorf("user %s: %q", drifts[i].UserID, r.NotPublished)
+		}
 	}
 }
 

@@ -212,9 +212,10 @@ type PublishOptions struct {
 	// when an event of its user was stored after Since: that event is
 	// newer than what the pass compared.
 	Since uint64
-	// AsOf is when the source was taken; zero: unknown. With State, a
-	// repair is not published when kdsync finished an event of the user
-	// after AsOf: the source is older than what kdsync applied.
+	// AsOf is when the source was taken; zero: unknown. A repair not
+	// guarded by a record is not published when the user's last event was
+	// stored after AsOf, or (with State) kdsync finished an event of the
+	// user after AsOf: the source is older than what the stream says.
 	AsOf  time.Time
 	State jetstream.KeyValue
 	// Guard maps a user id to the subject filter matching every stored
@@ -276,11 +277,11 @@ func Publish(ctx context.Context, js jetstream.JetStream, drifts []Drift, o Publ
 		}
 		user := drifts[i].UserID
 		filter := o.Guard(user)
-		last, err := lastSeq(ctx, st, filter)
+		last, stored, err := lastEvent(ctx, st, filter)
 		if err != nil {
 			return sum, fmt.Errorf("reconcile: last event of %s: %w", user, err)
 		}
-		if why := superseded(ctx, r, user, last, &o); why != "" {
+		if why := superseded(ctx, r, user, last, stored, &o); why != "" {
 			r.NotPublished = why
 			sum.Superseded++
 			continue
@@ -320,13 +321,18 @@ func Publish(ctx context.Context, js jetstream.JetStream, drifts []Drift, o Publ
 	return sum, nil
 }
 
-// superseded says why r must not be published, "" when it may.
-func superseded(ctx context.Context, r *Repair, user string, last uint64, o *PublishOptions) string {
+// superseded says why r must not be published, "" when it may. last is
+// the sequence of the user's last event in the stream, stored when it was
+// stored.
+func superseded(ctx context.Context, r *Repair, user string, last uint64, stored time.Time, o *PublishOptions) string {
 	switch {
 	case r.guard > 0 && last > r.guard:
 		return fmt.Sprintf("superseded: the user has events newer than kdsync's record (#%d after #%d); run again once kdsync has applied them", last, r.guard)
 	case r.guard == 0 && last > o.Since:
 		return fmt.Sprintf("superseded: an event of the user (#%d) was stored during the pass", last)
+	case r.guard == 0 && last > 0 && !o.AsOf.IsZero() && stored.After(o.AsOf):
+		return fmt.Sprintf("superseded: an event of the user (#%d) was stored at %s, after the source was taken (%s)",
+			last, stored.UTC().Format(time.RFC3339), o.AsOf.UTC().Format(time.RFC3339))
 	}
 	if o.AsOf.IsZero() || o.State == nil {
 		return ""
@@ -343,16 +349,17 @@ func superseded(ctx context.Context, r *Repair, user string, last uint64, o *Pub
 	return ""
 }
 
-// lastSeq is the sequence of the last message matching filter, 0 when none.
-func lastSeq(ctx context.Context, st jetstream.Stream, filter string) (uint64, error) {
+// lastEvent is the sequence and time of the last message matching filter,
+// 0 when none.
+func lastEvent(ctx context.Context, st jetstream.Stream, filter string) (uint64, time.Time, error) {
 	m, err := st.GetLastMsgForSubject(ctx, filter)
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
-		return 0, nil
+		return 0, time.Time{}, nil
 	case err != nil:
-		return 0, err
+		return 0, time.Time{}, err
 	}
-	return m.Sequence, nil
+	return m.Sequence, m.Time, nil
 }
 
 func isWrongSequence(err error) bool {
