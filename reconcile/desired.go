@@ -23,7 +23,7 @@ import (
 // not managed: they are never compared and never repaired.
 type Desired struct {
 	UserID string `json:"userId"`
-	DeptID *int64 `json:"deptId,omitempty"`
+	DeptID *int64 `json:"deptId,omitempty,string"`
 	Role   *int   `json:"role,omitempty"`
 	Status *int   `json:"status,omitempty"`
 	// Absent: the user must have no access: absent from KooDrive or

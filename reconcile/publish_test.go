@@ -226,3 +226,29 @@ func (f fakeList) GetUser(_ context.Context, id string) (*kdapi.User, error) {
 	}
 	return &kdapi.User{UserID: kdapi.FlexString(a.UserID), DeptID: kdapi.FlexString(a.DeptID), Role: kdapi.FlexInt64(a.Role), Status: kdapi.FlexInt64(a.Status)}, nil
 }
+
+// TestRunProtected: kdsync's own API user is never repaired; not listed, it
+// is no stray either.
+func TestRunProtected(t *testing.T) {
+	t.Parallel()
+	kd := fakeList{"1": {UserID: "1", DeptID: "42", Role: 1}, "9": {UserID: "9", DeptID: "42", Role: 2}}
+	protect := map[string]bool{"9": true}
+	res, err := reconcile.Run(t.Context(), reconcile.Options{
+		Source: strings.NewReader("userId,deptId\n1,42\n"), Complete: true, KooDrive: kd, Protect: protect,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Totals.Drifted != 0 || res.Totals.Ignored != 1 {
+		t.Fatalf("not listed: %+v", res.Totals)
+	}
+	res, err = reconcile.Run(t.Context(), reconcile.Options{
+		Source: strings.NewReader("userId,deptId,status\n1,42,0\n9,42,1\n"), Complete: true, KooDrive: kd, Protect: protect,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Totals.Drifted != 1 || res.Unrepairable != 1 || !strings.HasPrefix(res.Drifts[0].Repair.Skip, "protected") {
+		t.Fatalf("listed: %+v %+v", res.Totals, res.Drifts)
+	}
+}

@@ -48,7 +48,8 @@ type Options struct {
 	Complete bool
 	// Ignore lists users left out of the comparison.
 	Ignore map[string]bool
-	// Protect lists users reported but never repaired (the API user).
+	// Protect lists users never repaired (the API user): reported when
+	// the desired state lists them, left out when it does not.
 	Protect map[string]bool
 	// DisableAdmins: see PlanOptions.
 	DisableAdmins bool
@@ -240,7 +241,26 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	report(Progress{Phase: PhaseKooDrive, Users: len(actual), Requests: res.Requests, Done: true})
 
-	res.Drifts, res.Totals = Diff(desired, actual, DiffOptions{Complete: o.Complete, Ignore: o.Ignore})
+	// A protected user the desired state does not list (kdsync's own API
+	// user, as a rule) is no stray: leave it out rather than report drift
+	// that is never repaired.
+	ignore := o.Ignore
+	if len(o.Protect) > 0 {
+		ignore = make(map[string]bool, len(o.Ignore)+len(o.Protect))
+		for id := range o.Ignore {
+			ignore[id] = true
+		}
+		listed := make(map[string]bool, len(desired))
+		for i := range desired {
+			listed[desired[i].UserID] = true
+		}
+		for id := range o.Protect {
+			if !listed[id] {
+				ignore[id] = true
+			}
+		}
+	}
+	res.Drifts, res.Totals = Diff(desired, actual, DiffOptions{Complete: o.Complete, Ignore: ignore})
 	if err := Plan(res.Drifts, PlanOptions{
 		RunID: res.RunID, SubjectPrefix: o.SubjectPrefix, Protect: o.Protect, DisableAdmins: o.DisableAdmins,
 	}); err != nil {

@@ -25,7 +25,7 @@ type Repair struct {
 	// event is made.
 	Action handlers.Action `json:"action,omitempty"`
 	// The fields the event carries.
-	DeptID *int64 `json:"deptId,omitempty"`
+	DeptID *int64 `json:"deptId,omitempty,string"`
 	Role   *int   `json:"role,omitempty"`
 	Status *int   `json:"status,omitempty"`
 	Skip   string `json:"skip,omitempty"`

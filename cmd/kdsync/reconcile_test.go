@@ -161,6 +161,9 @@ func TestReconcileCommand(t *testing.T) {
 				t.Errorf("%s: %q, want %q", u, got[u], w)
 			}
 		}
+		if !strings.Contains(out, `"deptId": "`+finance+`"`) {
+			t.Errorf("department ids are not JSON strings (they exceed 2^53):\n%s", out)
+		}
 		if res.Requests != 1 || res.Totals.Drifted != 6 || res.Totals.ByKind["unexpected"] != 2 {
 			t.Errorf("requests %d totals %+v", res.Requests, res.Totals)
 		}
