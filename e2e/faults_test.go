@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -390,9 +389,6 @@ func TestSIGTERMWhileNATSUnreachable(t *testing.T) {
 		t.Fatalf("kdsync did not stop within %s", took)
 	}
 	if err != nil {
-		if os.Getenv("KDSYNC_TEST_KNOWN_BUGS") != "1" {
-			t.Skipf("known bug: SIGTERM while waiting for NATS at start exits with %v and logs \"kdsync exited with error\" (service.connect returns ctx.Err(); cmd/kdsync/run.go treats it as a failure); KDSYNC_TEST_KNOWN_BUGS=1 fails here", err)
-		}
 		t.Fatalf("SIGTERM while waiting for NATS: %v after %s\n%s", err, took, d.tail())
 	}
 }

@@ -460,24 +460,18 @@ func TestSecretsNotInErrorMessages(t *testing.T) {
 		// is stopped once its log shows wantLog.
 		exits   bool
 		wantLog string
-		// knownBug marks a leak already reported; the case is skipped
-		// while the leak is there, unless KDSYNC_TEST_KNOWN_BUGS=1.
-		knownBug string
 	}{
 		"KooDrive URL with a password, malformed": {
-			env:      []string{"KDSYNC_API_BASE_URL=http://user:" + secret + "@[::1"},
-			exits:    true,
-			knownBug: "cmd/kdsync/run.go logs KDSYNC_API_BASE_URL unredacted in \"kdsync starting\"",
+			env:   []string{"KDSYNC_API_BASE_URL=http://user:" + secret + "@[::1"},
+			exits: true,
 		},
 		"KooDrive URL with a password": {
-			env:      []string{"KDSYNC_API_BASE_URL=https://user:" + secret + "@koodrive.example"},
-			exits:    true,
-			knownBug: "cmd/kdsync/run.go logs KDSYNC_API_BASE_URL unredacted in \"kdsync starting\"",
+			env:   []string{"KDSYNC_API_BASE_URL=https://user:" + secret + "@koodrive.example"},
+			exits: true,
 		},
 		"KooDrive URL with a password and a bad scheme": {
-			env:      []string{"KDSYNC_API_BASE_URL=ftp://user:" + secret + "@koodrive.example"},
-			exits:    true,
-			knownBug: "cmd/kdsync/run.go logs KDSYNC_API_BASE_URL unredacted in \"kdsync starting\"",
+			env:   []string{"KDSYNC_API_BASE_URL=ftp://user:" + secret + "@koodrive.example"},
+			exits: true,
 		},
 		"app secret and token both": {
 			env:   []string{"KDSYNC_APP_SECRET=" + secret, "KDSYNC_API_TOKEN=" + secret + "-token"},
@@ -492,9 +486,8 @@ func TestSecretsNotInErrorMessages(t *testing.T) {
 			exits: true,
 		},
 		"NATS URL with a password, unreachable": {
-			env:      []string{"KDSYNC_NATS_URL=nats://kdsync:" + secret + "@" + closedPort},
-			wantLog:  "NATS not reachable",
-			knownBug: "cmd/kdsync/run.go logs KDSYNC_NATS_URL unredacted in \"kdsync starting\"",
+			env:     []string{"KDSYNC_NATS_URL=nats://kdsync:" + secret + "@" + closedPort},
+			wantLog: "NATS not reachable",
 		},
 		"KooDrive unreachable": {
 			env:     []string{"KDSYNC_NATS_URL=" + ns.URL(), "KDSYNC_NATS_USER=kdsync", "KDSYNC_NATS_PASSWORD=" + secret, "KDSYNC_APP_SECRET=" + secret, "KDSYNC_API_BASE_URL=http://" + closedPort, "KDSYNC_LOG_LEVEL=debug"},
@@ -534,9 +527,6 @@ func TestSecretsNotInErrorMessages(t *testing.T) {
 			b, _ := os.ReadFile(logPath)
 			out := string(b)
 			if strings.Contains(out, secret) {
-				if tc.knownBug != "" && os.Getenv("KDSYNC_TEST_KNOWN_BUGS") != "1" {
-					t.Skipf("known bug: %s (KDSYNC_TEST_KNOWN_BUGS=1 fails here)", tc.knownBug)
-				}
 				t.Errorf("kdsync's output shows the secret:\n%s", out)
 			}
 			t.Logf("kdsync said:\n%s", tailString(out, 1500))
@@ -562,9 +552,6 @@ func TestHTTPEndpointCanBeTurnedOff(t *testing.T) {
 	}
 	d.kill()
 	if out := d.tail(); strings.Contains(out, "serving metrics and health") || strings.Contains(out, "http: listen") {
-		if os.Getenv("KDSYNC_TEST_KNOWN_BUGS") != "1" {
-			t.Skip("known bug: KDSYNC_HTTP_ADDR= (empty) does not turn HTTP off: ff ignores empty environment values, so the default :9090 stays (cmd/kdsync/run.go); KDSYNC_TEST_KNOWN_BUGS=1 fails here")
-		}
 		t.Fatalf("KDSYNC_HTTP_ADDR is empty, yet kdsync serves HTTP:\n%s", out)
 	}
 }

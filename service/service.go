@@ -163,6 +163,9 @@ func Run(ctx context.Context, o Options) error {
 	if nc == nil {
 		nc, err = consumer.ConnectRetrying(ctx, o.NATS, log.With("component", "nats"), m.NATSConnected)
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while waiting for NATS: a clean stop
+			}
 			return err
 		}
 		defer func() {

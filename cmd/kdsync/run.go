@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -77,7 +78,7 @@ func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 	fs.StringVar(&c.GuardBucket, "guard-bucket", "KDSYNC_GUARD", "the guard's KV bucket")
 	mode := fs.String("mode", "active", "active, or shadow: consume through its own consumer, read KooDrive, publish the calls it would make and the difference they would cause on kdsync.shadow.<result>.<action>, write nothing")
 	shadow := fs.Bool("shadow", false, "the same as -mode shadow")
-	fs.StringVar(&o.HTTPAddr, "http-addr", ":9090", "address of /metrics, /healthz and /readyz (empty: off)")
+	fs.StringVar(&o.HTTPAddr, "http-addr", ":9090", "address of /metrics, /healthz and /readyz (empty or off: none)")
 	fs.BoolVar(&o.Pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP address (keep that address private)")
 	return func() (service.Options, error) {
 		var errs []error
@@ -102,14 +103,19 @@ func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 		if *maxEvent < 1024 || *maxEvent > 1<<20 {
 			errs = append(errs, fmt.Errorf("max-event-size %d: want 1024 to 1048576", *maxEvent))
 		}
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		// ff ignores an empty environment value; an operator who writes
+		// KDSYNC_HTTP_ADDR= means "none", as the help says.
+		if v, ok := os.LookupEnv("KDSYNC_HTTP_ADDR"); ok && strings.TrimSpace(v) == "" && !set["http-addr"] || o.HTTPAddr == "off" {
+			o.HTTPAddr = ""
+		}
 		if c.DeprovisionLimit, err = guard.ParseLimit(*deprov); err != nil {
 			errs = append(errs, err)
 		}
 		switch {
 		case *mode == "shadow" || *shadow:
 			o.Shadow = true
-			set := map[string]bool{}
-			fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 			// Shadow mode keeps out of the active instance's way: its own
 			// consumer, outcome stream and state, unless told otherwise.
 			for name, v := range map[string]*string{
@@ -153,14 +159,29 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	o.Logger = log
 	b := o.Build
 	log.Info("kdsync starting", "version", b.Version, "revision", b.Revision,
-		"nats", o.NATS.URLs, "stream", o.Consumer.Stream, "consumer", o.Consumer.Consumer,
-		"koodrive", o.APIBaseURL, "auth", authMode(o), "hard_delete", o.HardDelete)
+		"nats", redactURLs(o.NATS.URLs), "stream", o.Consumer.Stream, "consumer", o.Consumer.Consumer,
+		"koodrive", redactURLs(o.APIBaseURL), "auth", authMode(o), "hard_delete", o.HardDelete)
 	if err := service.Run(ctx, o); err != nil {
 		log.Error("kdsync exited with error", "err", err)
 		return errUsage // already logged
 	}
 	log.Info("kdsync stopped")
 	return nil
+}
+
+// redactURLs shows a comma-separated URL list without passwords; a URL that
+// does not parse is not shown at all (it may hold one).
+func redactURLs(list string) string {
+	var out []string
+	for _, s := range splitList(list) {
+		u, err := url.Parse(s)
+		if err != nil {
+			out = append(out, "<unparseable URL>")
+			continue
+		}
+		out = append(out, u.Redacted())
+	}
+	return strings.Join(out, ",")
 }
 
 func authMode(o service.Options) string {
