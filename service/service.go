@@ -12,11 +12,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/oauth2"
 
@@ -24,6 +26,7 @@ import (
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/metrics"
+	"github.com/kdsync/kdsync/reconcile"
 )
 
 // Options is kdsync's whole configuration.
@@ -42,7 +45,10 @@ type Options struct {
 	// DefaultDeptID is the department of a hire that names none.
 	DefaultDeptID *int64
 	// Shadow writes nothing to KooDrive: outcomes carry the planned calls.
-	Shadow      bool
+	Shadow bool
+	// Reconcile, when its Interval > 0, compares KooDrive with the desired
+	// state on a timer and exports the drift (kdsync_drift_users).
+	Reconcile   ReconcileOptions
 	Language    string
 	ExistsCodes []string // nil: the client's defaults
 	NotFound    []string
@@ -62,6 +68,20 @@ type Options struct {
 	Gatherer   prometheus.Gatherer
 	// Conn, when set, is used instead of dialling NATS; the caller owns it.
 	Conn *nats.Conn
+}
+
+// ReconcileOptions configure periodic reconciliation in kdsync run.
+type ReconcileOptions struct {
+	Interval time.Duration // 0: off
+	// Source is an HRIS export (CSV or JSON Lines), read afresh each pass;
+	// empty: kdsync's own records of what it applied.
+	Source   string
+	Complete bool
+	// Apply publishes repair events; off, passes only report and export.
+	Apply       bool
+	Rate        float64 // KooDrive requests per second; default 5
+	MaxRepairs  int
+	MaxDisables int
 }
 
 // Validate reports every configuration problem at once.
@@ -88,7 +108,7 @@ func (o *Options) Validate() error {
 	return errors.Join(errs...)
 }
 
-func (o *Options) client() (*kdapi.Client, error) {
+func (o *Options) client(extra ...kdapi.Option) (*kdapi.Client, error) {
 	opts := []kdapi.Option{
 		kdapi.WithBaseURL(o.APIBaseURL),
 		kdapi.WithMaxConns(max(o.Consumer.Concurrency, 64)),
@@ -111,7 +131,7 @@ func (o *Options) client() (*kdapi.Client, error) {
 	case o.AppID != "":
 		opts = append(opts, kdapi.WithAppAuth(o.AppID, o.AppSecret, o.APIUserID))
 	}
-	return kdapi.NewClient(opts...)
+	return kdapi.NewClient(append(opts, extra...)...)
 }
 
 // Run runs kdsync until ctx is cancelled, then shuts down gracefully.
@@ -198,6 +218,12 @@ func Run(ctx context.Context, o Options) error {
 	defer stopPoll()
 	go m.PollConsumer(pctx, 5*time.Second, c.JetStreamConsumer)
 
+	if o.Reconcile.Interval > 0 {
+		if err := startReconcile(ctx, o, nc, reg, log.With("component", "reconcile")); err != nil {
+			return err
+		}
+	}
+
 	runErr := make(chan error, 1)
 	go func() { runErr <- c.Run(ctx) }()
 	select {
@@ -248,4 +274,63 @@ kdsync: /metrics (Prometheus), /healthz (alive), /readyz (NATS connected, consum
 		}
 	}
 	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln, nil
+}
+
+// startReconcile runs reconciliation passes on a timer, with their own
+// KooDrive client so that their request rate is bounded apart from the
+// pipeline's calls.
+func startReconcile(ctx context.Context, o Options, nc *nats.Conn, reg prometheus.Registerer, log *slog.Logger) error {
+	r := o.Reconcile
+	if r.Rate <= 0 {
+		r.Rate = 5
+	}
+	rm, err := reconcile.NewMetrics(reg)
+	if err != nil {
+		return fmt.Errorf("reconcile metrics: %w", err)
+	}
+	tr, err := reconcile.NewTransport(nil, r.Rate)
+	if err != nil {
+		return err
+	}
+	rc, err := o.client(kdapi.WithHTTPClient(&http.Client{Transport: tr, Timeout: 30 * time.Second}))
+	if err != nil {
+		return err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	log.Info("periodic reconciliation on", "every", r.Interval, "source", cmpOr(r.Source, "kdsync's records"),
+		"apply", r.Apply, "rate", r.Rate)
+	go func() {
+		_ = reconcile.Every(ctx, r.Interval, func() (reconcile.Options, func(), error) {
+			ro := reconcile.Options{
+				KooDrive: rc, JetStream: js, FromState: r.Source == "", Complete: r.Complete,
+				Apply: r.Apply, Requests: tr.Requests, Protect: map[string]bool{o.APIUserID: true},
+				MaxRepairs: r.MaxRepairs, MaxDisables: r.MaxDisables,
+				StateBucket: o.Consumer.StateBucket, Stream: o.Consumer.Stream,
+				OutcomeStream: o.Consumer.OutcomeStream, OutcomePrefix: o.Consumer.OutcomePrefix,
+			}
+			if r.Source == "" {
+				return ro, nil, nil
+			}
+			f, err := os.Open(r.Source)
+			if err != nil {
+				return ro, nil, err
+			}
+			if fi, err := f.Stat(); err == nil {
+				ro.AsOf = fi.ModTime()
+			}
+			ro.Source, ro.Format = f, reconcile.FormatOf(r.Source)
+			return ro, func() { f.Close() }, nil
+		}, rm, log)
+	}()
+	return nil
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }

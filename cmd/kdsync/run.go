@@ -76,6 +76,13 @@ func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 
 	deprov := fs.String("deprovision-limit", "", "mass-deprovisioning guard: at most N disables and deletes per window, e.g. 50/10m; past it they are held for an operator (kdsync guard); empty: off")
 	fs.StringVar(&c.GuardBucket, "guard-bucket", "KDSYNC_GUARD", "the guard's KV bucket")
+	fs.DurationVar(&o.Reconcile.Interval, "reconcile-interval", 0, "compare KooDrive with the desired state this often and export the drift as metrics (0: off)")
+	fs.StringVar(&o.Reconcile.Source, "reconcile-source", "", "desired state for periodic reconciliation: an HRIS export (CSV or JSON Lines), read afresh each pass (empty: kdsync's own records)")
+	fs.BoolVar(&o.Reconcile.Complete, "reconcile-complete", false, "the source lists everyone who should have an account (users beyond it are unexpected)")
+	fs.BoolVar(&o.Reconcile.Apply, "reconcile-apply", false, "publish repair events for the drift found (off: report and export only)")
+	fs.Float64Var(&o.Reconcile.Rate, "reconcile-rate", 5, "KooDrive requests per second of periodic reconciliation")
+	fs.IntVar(&o.Reconcile.MaxRepairs, "reconcile-max-repairs", 1000, "a pass with more repairs than this publishes none")
+	fs.IntVar(&o.Reconcile.MaxDisables, "reconcile-max-disables", 50, "a pass with more disables than this publishes none")
 	mode := fs.String("mode", "active", "active, or shadow: consume through its own consumer, read KooDrive, publish the calls it would make and the difference they would cause on kdsync.shadow.<result>.<action>, write nothing")
 	shadow := fs.Bool("shadow", false, "the same as -mode shadow")
 	fs.StringVar(&o.HTTPAddr, "http-addr", ":9090", "address of /metrics, /healthz and /readyz (empty or off: none)")
