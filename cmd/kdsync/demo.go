@@ -145,8 +145,8 @@ Stop with Ctrl-C.
 		}
 	}
 	st := sim.Stats()
-	fmt.Fprintf(stdout, "\nsimulator: %d requests, %d creates, %d updates, %d deletes, %d injected faults\n",
-		st.Requests, st.Creates, st.Updates, st.Deletes, sumValues(st.Faults))
+	fmt.Fprintf(stdout, "\nsimulator: %d requests, %d creates, %d updates, %d deletes, %d injected errors\n",
+		st.Requests, st.Creates, st.Updates, st.Deletes, sumValues(st.Faults)-st.Faults["latency"])
 	return nil
 }
 
