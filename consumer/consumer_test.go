@@ -30,28 +30,8 @@ type env struct {
 
 func newEnv(t *testing.T, faults kdsim.Faults) *env {
 	t.Helper()
-	ns, err := harness.StartNATS(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Stop)
-	sim, err := harness.StartSim(kdsim.Options{Faults: faults, Seed: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sim.Close)
-	nc, err := nats.Connect(ns.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	kd, err := kdapi.NewClient(kdapi.WithBaseURL(sim.URL),
-		kdapi.WithAppAuth(harness.AppID, harness.AppSecret, harness.APIUserID),
-		kdapi.WithTimeout(2*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &env{t: t, nats: ns, sim: sim, nc: nc, kd: kd}
+	h := harness.NewEnv(t, kdsim.Options{Faults: faults})
+	return &env{t: t, nats: h.NATS, sim: h.Sim, nc: h.NC, kd: h.KD}
 }
 
 func (e *env) js() jetstream.JetStream {

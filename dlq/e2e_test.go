@@ -34,30 +34,8 @@ type pipeline struct {
 
 func newPipeline(t *testing.T) *pipeline {
 	t.Helper()
-	ns, err := harness.StartNATS(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Stop)
-	sim, err := harness.StartSim(kdsim.Options{Seed: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sim.Close)
-	nc, err := nats.Connect(ns.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, err := kdapi.NewClient(kdapi.WithBaseURL(sim.URL), kdapi.WithAppAuth(harness.AppID, harness.AppSecret, harness.APIUserID),
-		kdapi.WithTimeout(2*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := harness.NewEnv(t, kdsim.Options{})
+	sim, nc, js, kd := h.Sim, h.NC, h.JS, h.KD
 	store, err := dlq.New(js, dlq.Options{FetchWait: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)

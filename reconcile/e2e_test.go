@@ -55,26 +55,8 @@ func testRate(t *testing.T) float64 {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	ns, err := harness.StartNATS(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Stop)
-	sim, err := harness.StartSim(kdsim.Options{Seed: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sim.Close)
-	nc, err := nats.Connect(ns.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The consumer's own client, unlimited.
+	h := harness.NewEnv(t, kdsim.Options{})
+	sim, nc, js := h.Sim, h.NC, h.JS
 	kdc, err := kdapi.NewClient(kdapi.WithBaseURL(sim.URL),
 		kdapi.WithAppAuth(harness.AppID, harness.AppSecret, harness.APIUserID), kdapi.WithTimeout(5*time.Second))
 	if err != nil {
