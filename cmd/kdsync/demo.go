@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kdsync/kdsync/consumer"
+	"github.com/kdsync/kdsync/guard"
 	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/internal/natsembed"
 	"github.com/kdsync/kdsync/kdsim"
@@ -39,6 +40,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	quiet := fs.Bool("quiet", false, "do not print outcomes")
 	logLevel := fs.String("log-level", "warn", "kdsync's log level: debug, info, warn or error")
 	duration := fs.Duration("duration", 0, "stop after this long (0: run until interrupted)")
+	deprov := fs.String("deprovision-limit", "", "mass-deprovisioning guard for the demo, e.g. 5/10m (try kdsync guard status)")
 	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("KDSYNC_DEMO")); err != nil {
 		return err
 	}
@@ -48,6 +50,10 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		defer cancel()
 	}
 	log, err := newLogger(stderr, *logLevel, "text")
+	if err != nil {
+		return err
+	}
+	limit, err := guard.ParseLimit(*deprov)
 	if err != nil {
 		return err
 	}
@@ -89,19 +95,25 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
   dead letters                kdsync.dlq.<reason>.<action> (stream KDSYNC_DLQ)
 Publish your own event from another terminal:
   go run ./cmd/kdsync publish -nats-url %s -type hired -user 1008600000029937613 -dept 1319678187126486147 -role 1
+Run a second kdsync against the same parts, e.g. in shadow mode:
+  KDSYNC_APP_ID=%s KDSYNC_APP_SECRET=%s KDSYNC_API_USER_ID=%s \
+  go run ./cmd/kdsync run -shadow -nats-url %s -api-base-url %s -http-addr 127.0.0.1:9091 -log-format text
+Dead letters: go run ./cmd/kdsync dlq list -nats-url %s   Guard (with -deprovision-limit): kdsync guard status -nats-url %s
 Stop with Ctrl-C.
 
-`, ns.URL(), sim.URL, sim.URL, *httpAddr, ns.URL())
+`, ns.URL(), sim.URL, sim.URL, *httpAddr, ns.URL(), harness.AppID, harness.AppSecret.Reveal(), harness.APIUserID,
+		ns.URL(), sim.URL, ns.URL(), ns.URL())
 
 	reg := prometheus.NewRegistry()
 	b := buildInfo()
 	opts := service.Options{
 		Conn: nc,
 		Consumer: consumer.Options{
-			Manage:       true,
-			Concurrency:  16,
-			RetryInitial: 100 * time.Millisecond,
-			RetryMax:     5 * time.Second,
+			Manage:           true,
+			DeprovisionLimit: limit,
+			Concurrency:      16,
+			RetryInitial:     100 * time.Millisecond,
+			RetryMax:         5 * time.Second,
 		},
 		APIBaseURL: sim.URL,
 		AppID:      harness.AppID,

@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -107,13 +106,14 @@ func cmdGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			seqs = append(seqs, n)
 		}
 		done, err := st.Decide(ctx, seqs, guard.Decision(verb), *by)
+		past := map[string]string{"release": "released", "reject": "rejected"}[verb]
 		for _, h := range done {
-			fmt.Fprintf(stdout, "%sd %d (%s %s)\n", strings.TrimSuffix(verb, "e"), h.Seq, h.Action, h.UserID)
+			fmt.Fprintf(stdout, "%s %d (%s %s)\n", past, h.Seq, h.Action, h.UserID)
 		}
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "%d held events %sd; kdsync acts on them within seconds\n", len(done), strings.TrimSuffix(verb, "e"))
+		fmt.Fprintf(stdout, "%d held events %s; kdsync acts on them within seconds\n", len(done), past)
 		return nil
 	}
 	fmt.Fprint(stderr, guardUsage)
