@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/peterbourgon/ff/v3"
 
 	"github.com/kdsync/kdsync/checker"
@@ -78,15 +79,23 @@ type Report struct {
 	// other processes while kdsync ran: other engineers' work disturbing
 	// the measurement. LoadAvg is the 1-minute load average before the
 	// run and at its end.
-	OtherCPUShare float64    `json:"otherCpuShare"`
-	LoadAvg       [2]float64 `json:"loadAvg1m"`
-	CPUs          int        `json:"cpus"`
-	Retries       int        `json:"retries"`
-	SimRequests   int64      `json:"simRequests"`
-	Lost          int        `json:"lost"`
-	Duplicated    int        `json:"duplicated"`
-	Reordered     int        `json:"reordered"`
-	Verdict       string     `json:"verdict"`
+	OtherCPUShare float64 `json:"otherCpuShare"`
+	// StealShare is the share of the machine's CPU the hypervisor gave to
+	// other guests meanwhile (counted in OtherCPUShare too).
+	StealShare float64    `json:"stealShare"`
+	LoadAvg    [2]float64 `json:"loadAvg1m"`
+	CPUs       int        `json:"cpus"`
+	// Stalls counts the times no outcome arrived for two seconds or more
+	// (with simulator latency under a second) while events remained;
+	// StalledSec is their total length, to a second.
+	Stalls      int     `json:"stalls"`
+	StalledSec  float64 `json:"stalledSec"`
+	Retries     int     `json:"retries"`
+	SimRequests int64   `json:"simRequests"`
+	Lost        int     `json:"lost"`
+	Duplicated  int     `json:"duplicated"`
+	Reordered   int     `json:"reordered"`
+	Verdict     string  `json:"verdict"`
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -100,7 +109,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	errRate := fs.Float64("sim-error-rate", 0, "share of simulator requests answered 429/500/503")
 	bin := fs.String("kdsync", "", "kdsync binary (default: built from ./cmd/kdsync into a temporary folder)")
 	seed := fs.Uint64("seed", 1, "seed of the event history and of the simulator's faults")
-	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
+	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long (with -sweep: each run)")
 	extraEnv := fs.String("kdsync-env", "", "extra KEY=VALUE settings for kdsync, comma-separated")
 	keep := fs.String("keep-log", "", "write kdsync's log to this file")
 	cpuProf := fs.String("cpuprofile", "", "write a CPU profile of this process (NATS server, simulator, load tool; samples labelled component=nats|sim|load) while kdsync runs to this file")
@@ -113,6 +122,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	sweepMax := fs.Int("sweep-max-events", 50000, "most events per cell")
 	sweepRepeat := fs.Int("sweep-repeat", 1, "runs per cell (the median file takes the median of each)")
 	sweepOut := fs.String("sweep-out", "", "append one TSV row per run to this file and write the medians to its .median.tsv sibling")
+	sweepOther := fs.Float64("sweep-max-other", 0.10, "a run during which other processes used more than this share of the machine is marked disturbed and run again (at most twice)")
+	sweepWait := fs.Duration("sweep-wait-idle", 10*time.Minute, "before each run, wait up to this long for the machine to be quiet (under 15% busy over 3s, load average under 2); 0: do not wait")
 	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("KDLOAD")); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -121,15 +132,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	ctx, cancelT := context.WithTimeout(ctx, *timeout)
-	defer cancelT()
 	o := loadOptions{
 		events: *events, users: *users, rate: *rate, concurrency: *concurrency,
 		latency: *latency, errRate: *errRate, bin: *bin, seed: *seed, extraEnv: *extraEnv, keepLog: *keep,
 		cpuProfile: *cpuProf, kdsyncProfile: *kdProf,
 	}
 	if *sweep {
-		sw := sweepOptions{seconds: *sweepSec, minEvents: *sweepMin, maxEvents: *sweepMax, repeat: *sweepRepeat, out: *sweepOut}
+		sw := sweepOptions{seconds: *sweepSec, minEvents: *sweepMin, maxEvents: *sweepMax, repeat: *sweepRepeat, out: *sweepOut,
+			maxOther: *sweepOther, waitIdle: *sweepWait, timeout: *timeout}
 		var err error
 		if sw.latencies, err = parseDurations(*sweepLat); err != nil {
 			fmt.Fprintf(stderr, "kdload: -sweep-latency: %v\n", err)
@@ -145,6 +155,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
+	ctx, cancelT := context.WithTimeout(ctx, *timeout)
+	defer cancelT()
 	r, err := load(ctx, o, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "kdload: %v\n", err)
@@ -299,7 +311,7 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 		}
 	}()
 	self0 := selfCPU()
-	busy0, _ := machineBusy()
+	busy0, steal0, _ := machineBusy()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -323,6 +335,7 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var first time.Duration
+	lastN, stalled := 0, 0
 	for outcomes.count() < len(evs) {
 		if first == 0 && outcomes.count() > 0 {
 			first = time.Since(start)
@@ -335,13 +348,31 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 			n := outcomes.count()
 			el := time.Since(start).Seconds()
 			fmt.Fprintf(progress, "\r%6.1fs  %7d/%d outcomes  %7.0f events/s", el, n, len(evs), float64(n)/el)
+			if n > 0 && n == lastN && o.latency < time.Second {
+				stalled++
+				if stalled == 2 {
+					// Nothing finished for two seconds: say what the
+					// server holds for kdsync.
+					r.Stalls++
+					fmt.Fprintf(progress, "\nno outcome for 2s: %s\n", consumerState(ctx, nc))
+				}
+			} else {
+				if stalled >= 2 {
+					r.StalledSec += float64(stalled)
+				}
+				stalled = 0
+			}
+			lastN = n
 		}
+	}
+	if stalled >= 2 {
+		r.StalledSec += float64(stalled)
 	}
 	elapsed := time.Since(start)
 	fmt.Fprintln(progress)
 	cpu, _ := cpuSeconds(cmd.Process.Pid)
 	self := selfCPU() - self0
-	busy1, _ := machineBusy()
+	busy1, steal1, _ := machineBusy()
 	r.LoadAvg[1] = loadAvg()
 	if profiling {
 		pprof.StopCPUProfile()
@@ -389,6 +420,7 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 	if busy1 > busy0 && r.CPUs > 0 {
 		other := busy1 - busy0 - cpu - self.Seconds()
 		r.OtherCPUShare = max(other, 0) / (elapsed.Seconds() * float64(r.CPUs))
+		r.StealShare = (steal1 - steal0) / (elapsed.Seconds() * float64(r.CPUs))
 	}
 	r.SimRequests = sim.Stats().Requests
 	rep := checker.Check(checker.Input{
@@ -403,6 +435,28 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 		r.Verdict = rep.String()
 	}
 	return r, nil
+}
+
+// consumerState describes kdsync's durable consumer as the server sees
+// it, to tell a stalled pull (waiting pulls 0 while events are pending and
+// few are unacknowledged) from a busy kdsync.
+func consumerState(ctx context.Context, nc *nats.Conn) string {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err.Error()
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	c, err := js.Consumer(ctx, "IDENTITY", "kdsync")
+	if err != nil {
+		return err.Error()
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("consumer kdsync: pending %d, unacknowledged %d (max %d), waiting pulls %d (max %d), redelivered %d",
+		info.NumPending, info.NumAckPending, info.Config.MaxAckPending, info.NumWaiting, info.Config.MaxWaiting, info.NumRedelivered)
 }
 
 // trimPerUser keeps the first n events, which keeps each user's prefix.
@@ -500,6 +554,7 @@ func printTable(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "latency         p50 %.1fms  p90 %.1fms  p99 %.1fms  max %.1fms\n", r.LatencyP50Ms, r.LatencyP90Ms, r.LatencyP99Ms, r.LatencyMaxMs)
 	fmt.Fprintf(w, "kdsync          %.2f CPU s (%.1f µs/event), peak RSS %.1f MiB, first outcome after %.2fs\n", r.CPUSeconds, r.CPUPerEventUs, r.PeakRSSMiB, r.StartSec)
 	fmt.Fprintf(w, "NATS+sim+load   %.2f CPU s (%.1f µs/event)%s\n", r.LoadCPUSeconds, r.LoadCPUPerEventUs, formatShares(r.LoadCPUShares))
-	fmt.Fprintf(w, "machine         %d CPUs, others used %.0f%% of them during the run, load average %.2f → %.2f\n", r.CPUs, r.OtherCPUShare*100, r.LoadAvg[0], r.LoadAvg[1])
-	fmt.Fprintf(w, "retries %d  simulator requests %d  checker: %s\n", r.Retries, r.SimRequests, r.Verdict)
+	fmt.Fprintf(w, "machine         %d CPUs, others used %.0f%% of them during the run (stolen by the hypervisor %.0f%%), load average %.2f → %.2f\n",
+		r.CPUs, r.OtherCPUShare*100, r.StealShare*100, r.LoadAvg[0], r.LoadAvg[1])
+	fmt.Fprintf(w, "retries %d  simulator requests %d  stalls %d (%.0fs)  checker: %s\n", r.Retries, r.SimRequests, r.Stalls, r.StalledSec, r.Verdict)
 }

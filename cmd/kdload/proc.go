@@ -42,23 +42,24 @@ func selfCPU() time.Duration {
 }
 
 // machineBusy is the CPU time all cores have spent not idle since boot
-// (user, nice, system, irq, softirq, steal), in seconds.
-func machineBusy() (float64, error) {
+// (user, nice, system, irq, softirq, steal), and of it the time stolen by
+// the hypervisor for other guests, in seconds.
+func machineBusy() (busy, steal float64, err error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	f := strings.Fields(line)
 	if len(f) < 9 || f[0] != "cpu" {
-		return 0, errors.New("unexpected /proc/stat")
+		return 0, 0, errors.New("unexpected /proc/stat")
 	}
-	var busy float64
 	for _, i := range []int{1, 2, 3, 6, 7, 8} { // user nice system irq softirq steal
 		v, _ := strconv.ParseFloat(f[i], 64)
 		busy += v
 	}
-	return busy / userHZ, nil
+	steal, _ = strconv.ParseFloat(f[8], 64)
+	return busy / userHZ, steal / userHZ, nil
 }
 
 // loadAvg is the 1-minute load average (0 when unknown).

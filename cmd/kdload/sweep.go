@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"math"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +24,14 @@ type sweepOptions struct {
 	minEvents, maxEvents int
 	repeat               int
 	out                  string
+	// maxOther: a run during which other processes used more of the
+	// machine than this is recorded as disturbed and run again (twice at
+	// most); medians leave disturbed runs out when a cell has others.
+	maxOther float64
+	// waitIdle bounds the wait for a quiet machine before each run.
+	waitIdle time.Duration
+	// timeout bounds each run.
+	timeout time.Duration
 }
 
 // cellSize sizes a cell's backlog to last about seconds at the rate
@@ -42,10 +53,10 @@ func cellSize(lat time.Duration, conc int, seconds float64, minEv, maxEv int) (e
 var sweepHeader = []string{
 	"latencyMs", "concurrency", "events", "users", "eventsPerSec", "seconds", "kdsyncStartSec",
 	"p50Ms", "p99Ms", "kdsyncCpuUsPerEvent", "loadCpuUsPerEvent", "peakRssMiB",
-	"otherCpuShare", "loadAvg1m", "verdict",
+	"otherCpuShare", "loadAvg1m", "verdict", "disturbed",
 }
 
-func sweepRow(r *Report) []string {
+func sweepRow(r *Report, disturbed bool) []string {
 	f := func(v float64, prec int) string { return strconv.FormatFloat(v, 'f', prec, 64) }
 	verdict := r.Verdict
 	if verdict != "clean" {
@@ -55,7 +66,7 @@ func sweepRow(r *Report) []string {
 		f(r.SimLatencyMs, 0), strconv.Itoa(r.Concurrency), strconv.Itoa(r.Events), strconv.Itoa(r.Users),
 		f(r.EventsPerSec, 0), f(r.Seconds, 2), f(r.StartSec, 2),
 		f(r.LatencyP50Ms, 1), f(r.LatencyP99Ms, 1), f(r.CPUPerEventUs, 1), f(r.LoadCPUPerEventUs, 1), f(r.PeakRSSMiB, 1),
-		f(r.OtherCPUShare, 3), f(r.LoadAvg[0], 2), verdict,
+		f(r.OtherCPUShare, 3), f(r.LoadAvg[0], 2), verdict, strconv.FormatBool(disturbed),
 	}
 }
 
@@ -81,7 +92,6 @@ func runSweep(ctx context.Context, base loadOptions, sw sweepOptions, stdout, pr
 		}
 	}
 	fmt.Fprintln(stdout, strings.Join(sweepHeader, "\t"))
-	runs := map[[2]int][]*Report{}
 	for rep := range sw.repeat {
 		for _, lat := range sw.latencies {
 			for _, conc := range sw.concurrencies {
@@ -89,24 +99,115 @@ func runSweep(ctx context.Context, base loadOptions, sw sweepOptions, stdout, pr
 				o.latency, o.concurrency = lat, conc
 				o.events, o.users = cellSize(lat, conc, sw.seconds, sw.minEvents, sw.maxEvents)
 				o.cpuProfile, o.kdsyncProfile = "", ""
-				fmt.Fprintf(progress, "run %d/%d: latency %s, concurrency %d, %d events over %d users\n",
-					rep+1, sw.repeat, lat, conc, o.events, o.users)
-				r, err := load(ctx, o, progress)
-				if err != nil {
-					return fmt.Errorf("latency %s, concurrency %d: %w", lat, conc, err)
+				for try := 0; try < 3; try++ {
+					if sw.waitIdle > 0 {
+						waitIdle(ctx, sw.waitIdle, progress)
+					}
+					fmt.Fprintf(progress, "run %d/%d: latency %s, concurrency %d, %d events over %d users\n",
+						rep+1, sw.repeat, lat, conc, o.events, o.users)
+					rctx, cancel := context.WithTimeout(ctx, cmp.Or(sw.timeout, 24*time.Hour))
+					r, err := load(rctx, o, progress)
+					cancel()
+					if err != nil {
+						return fmt.Errorf("latency %s, concurrency %d: %w", lat, conc, err)
+					}
+					disturbed := sw.maxOther > 0 && r.OtherCPUShare > sw.maxOther
+					row := strings.Join(sweepRow(r, disturbed), "\t")
+					fmt.Fprintln(stdout, row)
+					fmt.Fprintln(raw, row)
+					if !disturbed {
+						break
+					}
 				}
-				row := strings.Join(sweepRow(r), "\t")
-				fmt.Fprintln(stdout, row)
-				fmt.Fprintln(raw, row)
-				k := [2]int{int(lat / time.Microsecond), conc}
-				runs[k] = append(runs[k], r)
 			}
 		}
 	}
 	if sw.out == "" {
 		return nil
 	}
-	return writeMedians(medianPath(sw.out), sw, runs)
+	if c, ok := raw.(io.Closer); ok {
+		_ = c.Close()
+	}
+	rows, err := readSweep(sw.out)
+	if err != nil {
+		return err
+	}
+	return writeMedians(medianPath(sw.out), sw, rows)
+}
+
+// sweepRun is one row of a sweep's TSV file.
+type sweepRun struct {
+	latencyMs                        float64
+	concurrency, events, users       int
+	eventsPerSec, kdsyncCPUUs, p99Ms float64
+	disturbed                        bool
+}
+
+// readSweep reads every run of a sweep's TSV file (this sweep's and any
+// earlier ones appended to it).
+func readSweep(path string) ([]sweepRun, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var cols map[string]int
+	var out []sweepRun
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fields := strings.Split(line, "\t")
+		if cols == nil {
+			cols = map[string]int{}
+			for i, name := range fields {
+				cols[name] = i
+			}
+			continue
+		}
+		get := func(name string) string {
+			if i, ok := cols[name]; ok && i < len(fields) {
+				return fields[i]
+			}
+			return ""
+		}
+		num := func(name string) float64 { v, _ := strconv.ParseFloat(get(name), 64); return v }
+		out = append(out, sweepRun{
+			latencyMs: num("latencyMs"), concurrency: int(num("concurrency")), events: int(num("events")), users: int(num("users")),
+			eventsPerSec: num("eventsPerSec"), kdsyncCPUUs: num("kdsyncCpuUsPerEvent"), p99Ms: num("p99Ms"),
+			disturbed: get("disturbed") == "true" || get("verdict") != "clean",
+		})
+	}
+	return out, sc.Err()
+}
+
+// waitIdle waits, up to limit, until the machine was less than 15% busy
+// over 3 seconds and the 1-minute load average is below 2.
+func waitIdle(ctx context.Context, limit time.Duration, progress io.Writer) {
+	deadline := time.Now().Add(limit)
+	for {
+		b0, _, err := machineBusy()
+		if err != nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(3 * time.Second):
+		}
+		b1, _, _ := machineBusy()
+		busy := (b1 - b0) / (3 * float64(runtime.NumCPU()))
+		la := loadAvg()
+		if busy < 0.15 && la < 2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			fmt.Fprintf(progress, "machine still busy (%.0f%%, load average %.2f) after %s; running anyway\n", busy*100, la, limit)
+			return
+		}
+	}
 }
 
 // medianPath is scaling.tsv → scaling.median.tsv.
@@ -117,35 +218,48 @@ func medianPath(out string) string {
 	return out + ".median"
 }
 
-// writeMedians writes, per latency, a block of rows (one per
-// concurrency) with the median throughput of its runs, the blocks
-// separated by two blank lines (gnuplot's "index").
-func writeMedians(path string, sw sweepOptions, runs map[[2]int][]*Report) error {
+// writeMedians writes, per latency of the sweep, a block of rows (one per
+// concurrency) with the median throughput of all undisturbed runs of the
+// cell in rows (all of them when none is), the blocks separated by two
+// blank lines (gnuplot's "index").
+func writeMedians(path string, sw sweepOptions, rows []sweepRun) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	fmt.Fprintf(f, "# kdload -sweep medians of %d run(s) per cell; one block per simulator latency (gnuplot index)\n", sw.repeat)
+	fmt.Fprintln(f, "# kdload -sweep: medians of the undisturbed runs of each cell; one block per simulator latency (gnuplot index)")
+	fmt.Fprintln(f, "# latencyMs\tconcurrency\tevents\tusers\teventsPerSec\tminEventsPerSec\tmaxEventsPerSec\tkdsyncCpuUsPerEvent\tp99Ms\truns")
 	for i, lat := range sw.latencies {
 		if i > 0 {
 			fmt.Fprint(f, "\n\n")
 		}
-		fmt.Fprintln(f, "latencyMs\tconcurrency\tevents\tusers\teventsPerSec\tminEventsPerSec\tmaxEventsPerSec\tkdsyncCpuUsPerEvent\tp99Ms\truns")
+		ms := float64(lat) / float64(time.Millisecond)
 		for _, conc := range sw.concurrencies {
-			rs := runs[[2]int{int(lat / time.Microsecond), conc}]
-			if len(rs) == 0 {
+			var good, all []sweepRun
+			for _, r := range rows {
+				if math.Abs(r.latencyMs-ms) < 0.5 && r.concurrency == conc {
+					all = append(all, r)
+					if !r.disturbed {
+						good = append(good, r)
+					}
+				}
+			}
+			if len(good) == 0 {
+				good = all
+			}
+			if len(good) == 0 {
 				continue
 			}
-			eps := make([]float64, len(rs))
-			cpu := make([]float64, len(rs))
-			p99 := make([]float64, len(rs))
-			for j, r := range rs {
-				eps[j], cpu[j], p99[j] = r.EventsPerSec, r.CPUPerEventUs, r.LatencyP99Ms
+			eps := make([]float64, len(good))
+			cpu := make([]float64, len(good))
+			p99 := make([]float64, len(good))
+			for j, r := range good {
+				eps[j], cpu[j], p99[j] = r.eventsPerSec, r.kdsyncCPUUs, r.p99Ms
 			}
-			fmt.Fprintf(f, "%.0f\t%d\t%d\t%d\t%.0f\t%.0f\t%.0f\t%.1f\t%.1f\t%d\n",
-				float64(lat)/float64(time.Millisecond), conc, rs[0].Events, rs[0].Users,
-				median(eps), slices.Min(eps), slices.Max(eps), median(cpu), median(p99), len(rs))
+			fmt.Fprintf(f, "%g\t%d\t%d\t%d\t%.0f\t%.0f\t%.0f\t%.1f\t%.1f\t%d\n",
+				ms, conc, good[0].events, good[0].users,
+				median(eps), slices.Min(eps), slices.Max(eps), median(cpu), median(p99), len(good))
 		}
 	}
 	return f.Close()
