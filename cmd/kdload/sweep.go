@@ -53,7 +53,7 @@ func cellSize(lat time.Duration, conc int, seconds float64, minEv, maxEv int) (e
 var sweepHeader = []string{
 	"latencyMs", "concurrency", "events", "users", "eventsPerSec", "seconds", "kdsyncStartSec",
 	"p50Ms", "p99Ms", "kdsyncCpuUsPerEvent", "loadCpuUsPerEvent", "peakRssMiB",
-	"otherCpuShare", "loadAvg1m", "verdict", "disturbed",
+	"otherCpuShare", "loadAvg1m", "verdict", "disturbed", "stalledSec",
 }
 
 func sweepRow(r *Report, disturbed bool) []string {
@@ -66,7 +66,7 @@ func sweepRow(r *Report, disturbed bool) []string {
 		f(r.SimLatencyMs, 0), strconv.Itoa(r.Concurrency), strconv.Itoa(r.Events), strconv.Itoa(r.Users),
 		f(r.EventsPerSec, 0), f(r.Seconds, 2), f(r.StartSec, 2),
 		f(r.LatencyP50Ms, 1), f(r.LatencyP99Ms, 1), f(r.CPUPerEventUs, 1), f(r.LoadCPUPerEventUs, 1), f(r.PeakRSSMiB, 1),
-		f(r.OtherCPUShare, 3), f(r.LoadAvg[0], 2), verdict, strconv.FormatBool(disturbed),
+		f(r.OtherCPUShare, 3), f(r.LoadAvg[0], 2), verdict, strconv.FormatBool(disturbed), f(r.StalledSec, 0),
 	}
 }
 
