@@ -283,6 +283,8 @@ type Consumer struct {
 	wm       map[string]*watermark
 	inflight int
 	ready    bool
+	// ownedNow is the set of sources this instance works (partitions).
+	ownedNow atomic.Pointer[map[*source]bool]
 	// lastDispatch is when a message last arrived (UnixNano).
 	lastDispatch atomic.Int64
 

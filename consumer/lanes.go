@@ -28,6 +28,7 @@ const (
 // work. Only the worker running the lane touches the work state.
 type item struct {
 	msg       jetstream.Msg
+	src       *source // the partition it came from; nil without partitions
 	seq       uint64
 	delivered uint64
 	received  time.Time
@@ -82,7 +83,10 @@ type watermark struct {
 
 // dispatch is Consume's handler: it never blocks. It puts the message into
 // its user's lane and schedules the lane when it is idle.
-func (c *Consumer) dispatch(msg jetstream.Msg) {
+func (c *Consumer) dispatch(msg jetstream.Msg) { c.dispatchFrom(nil, msg) }
+
+// dispatchFrom is dispatch for a message of source src (nil: the only one).
+func (c *Consumer) dispatchFrom(src *source, msg jetstream.Msg) {
 	md, err := msg.Metadata()
 	if err != nil {
 		// Not a JetStream message: nothing to ack or order.
@@ -92,7 +96,7 @@ func (c *Consumer) dispatch(msg jetstream.Msg) {
 	c.obs.EventReceived()
 	now := time.Now()
 	c.lastDispatch.Store(now.UnixNano())
-	it := &item{msg: msg, seq: md.Sequence.Stream, delivered: md.NumDelivered, received: now, lastProgress: now}
+	it := &item{msg: msg, src: src, seq: md.Sequence.Stream, delivered: md.NumDelivered, received: now, lastProgress: now}
 	key := laneKey(msg.Subject())
 
 	c.mu.Lock()
@@ -192,6 +196,19 @@ func (c *Consumer) work(l *lane) {
 		return
 	}
 	it := l.queue[0]
+	if it.src != nil && it.stage != stageFinish && !c.owns(it.src) {
+		// The partition was handed over: its new holder works these
+		// events. Let go of them (no ack: they are redelivered there),
+		// so that this instance applies nothing more of the partition.
+		n := len(l.queue)
+		l.queue = nil
+		c.inflight -= n
+		l.state = laneIdle
+		delete(c.lanes, l.key)
+		c.mu.Unlock()
+		c.log.Info("events of a partition handed over left to its new holder", "user", l.key, "events", n)
+		return
+	}
 	if it.stage == stageNew {
 		wait, overdue := c.orphanWait(l.key, it.seq)
 		if wait > 0 && l.orphanSeen {

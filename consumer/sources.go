@@ -269,6 +269,7 @@ func (c *Consumer) pull(ctx context.Context) error {
 			lastBeat = time.Now()
 		}
 		want := c.owned()
+		c.ownedNow.Store(&want)
 		for s, cc := range running {
 			if !want[s] {
 				c.stopPulling(cc)
@@ -381,7 +382,13 @@ func (c *Consumer) receive(s *source, m jetstream.Msg) {
 			cancel()
 		}
 	}
-	c.dispatch(m)
+	c.dispatchFrom(s, m)
+}
+
+// owns reports whether this instance still works partition src.
+func (c *Consumer) owns(src *source) bool {
+	m := c.ownedNow.Load()
+	return m == nil || (*m)[src]
 }
 
 // unpin gives up this instance's pin on a partition it no longer owns, so
