@@ -283,8 +283,6 @@ type Consumer struct {
 	wm       map[string]*watermark
 	inflight int
 	ready    bool
-	// ownedNow is the set of sources this instance works (partitions).
-	ownedNow atomic.Pointer[map[*source]bool]
 	// lastDispatch is when a message last arrived (UnixNano).
 	lastDispatch atomic.Int64
 
@@ -405,6 +403,21 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.log.Info("consumer started", "stream", c.opts.Stream, "consumer", c.opts.Consumer,
 		"filter", c.opts.Filter, "concurrency", c.opts.Concurrency)
 
+	if c.parts.n > 0 {
+		// Membership first, so that the first share is computed among
+		// the live instances; then heartbeats and lease renewals run until
+		// the leases are released at the end of the shutdown.
+		c.heartbeat(ctx)
+		beatCtx, stopBeat := context.WithCancel(context.WithoutCancel(ctx))
+		beating := make(chan struct{})
+		go func() { defer close(beating); c.beat(beatCtx) }()
+		defer func() {
+			stopBeat()
+			<-beating
+			c.releaseAll()
+			c.leave()
+		}()
+	}
 	pullErr := c.pull(ctx)
 
 	c.mu.Lock()

@@ -190,23 +190,30 @@ func (c *Consumer) work(l *lane) {
 		return
 	}
 	if len(l.queue) == 0 {
-		delete(c.lanes, l.key)
+		c.forgetLane(l)
 		l.state = laneIdle
 		c.mu.Unlock()
 		return
 	}
 	it := l.queue[0]
-	if it.src != nil && it.stage != stageFinish && !c.owns(it.src) {
-		// The partition was handed over: its new holder works these
-		// events. Let go of them (no ack: they are redelivered there),
-		// so that this instance applies nothing more of the partition.
-		n := len(l.queue)
+	if it.src != nil {
+		// Counted before the lease is checked: a release waits for the
+		// steps it did not fence out.
+		it.src.lease.busy.Add(1)
+		defer it.src.lease.busy.Add(-1)
+	}
+	if it.stage != stageFinish && !leased(it.src) {
+		// The partition's lease is gone or going: another instance works
+		// these events. Return them to the stream, in order, so that
+		// this instance applies nothing more of the partition.
+		rest := l.queue
 		l.queue = nil
-		c.inflight -= n
+		c.inflight -= len(rest)
 		l.state = laneIdle
-		delete(c.lanes, l.key)
+		c.forgetLane(l)
 		c.mu.Unlock()
-		c.log.Info("events of a partition handed over left to its new holder", "user", l.key, "events", n)
+		c.nakInOrder(rest)
+		c.log.Info("events of a partition handed over returned to the stream", "user", l.key, "events", len(rest))
 		return
 	}
 	if it.stage == stageNew {
@@ -257,6 +264,13 @@ func (c *Consumer) work(l *lane) {
 		c.schedule(l)
 	default:
 		l.state = laneIdle
+		c.forgetLane(l)
+	}
+}
+
+// forgetLane removes l from the lanes. Called with c.mu held.
+func (c *Consumer) forgetLane(l *lane) {
+	if c.lanes[l.key] == l {
 		delete(c.lanes, l.key)
 	}
 }
@@ -358,12 +372,7 @@ func (c *Consumer) nakAll() {
 	}
 	c.inflight = 0
 	c.mu.Unlock()
-	sort.Slice(rest, func(i, j int) bool { return rest[i].seq < rest[j].seq })
-	for _, it := range rest {
-		if err := it.msg.Nak(); err != nil {
-			c.log.Debug("nak failed; the event comes back after its ack wait", "seq", it.seq, "err", err)
-		}
-	}
+	c.nakInOrder(rest)
 	if len(rest) > 0 {
 		c.log.Info("events under way returned to the stream", "events", len(rest))
 	}

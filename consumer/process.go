@@ -197,7 +197,10 @@ func (c *Consumer) attempt(it *item) (wait time.Duration, stop bool) {
 		return min(c.opts.BreakerProbe, time.Second), false
 	}
 	it.out.Attempts++
-	ctx := kdapi.WithTraceID(c.hard, it.ev.ID)
+	// With partitions the call runs under the lease's fence: abandoned
+	// when this instance may no longer work the partition.
+	ctx, unfence := fenced(kdapi.WithTraceID(c.hard, it.ev.ID), it.src)
+	defer unfence()
 	var plan *handlers.Plan
 	if c.opts.Shadow {
 		// What shadow mode planned for this user so far stands for
@@ -226,6 +229,10 @@ func (c *Consumer) attempt(it *item) (wait time.Duration, stop bool) {
 		it.stage = stageFinish
 	case c.hard.Err() != nil:
 		return 0, true
+	case ctx.Err() != nil || !leased(it.src):
+		// Fenced out (the lease lapsed or went): the lane returns the
+		// event to the stream, or tries again once the lease is renewed.
+		return fencedRetry, false
 	case !retryable(err):
 		it.deadLetter(classOf(err), err.Error())
 	default:
@@ -256,6 +263,10 @@ func (c *Consumer) attempt(it *item) (wait time.Duration, stop bool) {
 	}
 	return 0, false
 }
+
+// fencedRetry is how soon a lane looks again at an event whose call was
+// abandoned on its partition's fence.
+const fencedRetry = 10 * time.Millisecond
 
 // deadLetter decides a dead-letter outcome.
 func (it *item) deadLetter(reason, msg string) {

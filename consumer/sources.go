@@ -87,6 +87,8 @@ type source struct {
 	mu   sync.Mutex
 	cons jetstream.Consumer
 	pin  string // Nats-Pin-Id of the last message: a new one means a new pin
+
+	lease lease // partitions only
 }
 
 func (s *source) consumer() jetstream.Consumer {
@@ -252,7 +254,7 @@ type orphans struct {
 // one consumer; with them, the partitions this instance owns among the
 // live instances (each pinned to one instance at a time by the server).
 func (c *Consumer) pull(ctx context.Context) error {
-	tick := time.NewTicker(time.Second)
+	tick := time.NewTicker(min(time.Second, c.opts.Heartbeat))
 	defer tick.Stop()
 	running := map[*source]jetstream.ConsumeContext{}
 	stopAll := func() {
@@ -262,46 +264,50 @@ func (c *Consumer) pull(ctx context.Context) error {
 		}
 	}
 	closed := make(chan *source, len(c.sources))
-	lastBeat := time.Time{}
 	for {
-		if c.parts.n > 0 && time.Since(lastBeat) >= c.opts.Heartbeat {
-			c.heartbeat(ctx)
-			lastBeat = time.Now()
-		}
 		want := c.owned()
-		c.ownedNow.Store(&want)
 		for s, cc := range running {
-			if !want[s] {
+			switch {
+			case !want[s]:
+				// Membership moved it: stop, then hand it over.
 				c.stopPulling(cc)
 				delete(running, s)
-				c.unpin(ctx, s)
+				c.release(ctx, s)
+			case s.group != "" && !s.held():
+				// The lease was lost (not renewed in time): stop; the
+				// instance that took it works it.
+				c.stopPulling(cc)
+				delete(running, s)
+				c.dropPartition(s)
 			}
 		}
 		for _, s := range c.sources {
-			if want[s] && running[s] == nil {
-				cc, err := c.consume(s)
-				if err != nil {
-					c.log.Error("consume failed; retrying", "consumer", s.name, "err", err)
-					continue
-				}
-				running[s] = cc
-				go func(s *source, cc jetstream.ConsumeContext) {
-					<-cc.Closed()
-					closed <- s
-				}(s, cc)
+			if !want[s] || running[s] != nil {
+				continue
 			}
+			if s.group != "" && !s.held() && !c.acquire(ctx, s) {
+				continue // its earlier holder has not let go yet
+			}
+			cc, err := c.consume(s)
+			if err != nil {
+				c.log.Error("consume failed; retrying", "consumer", s.name, "err", err)
+				continue
+			}
+			running[s] = cc
+			go func(s *source, cc jetstream.ConsumeContext) {
+				<-cc.Closed()
+				closed <- s
+			}(s, cc)
 		}
 		select {
 		case <-ctx.Done():
 			stopAll()
-			c.leave()
 			return nil
 		case <-c.breaker.opened():
 			c.log.Warn("KooDrive is failing for everyone: pulling paused, probing", "probe_every", c.opts.BreakerProbe)
 			stopAll()
 			select {
 			case <-ctx.Done():
-				c.leave()
 				return nil
 			case <-c.breaker.closed():
 				c.log.Info("KooDrive answers again: pulling resumed")
@@ -334,6 +340,25 @@ func (c *Consumer) pull(ctx context.Context) error {
 				}
 			}
 		}
+	}
+}
+
+// beat renews this instance's membership and leases every heartbeat until
+// ctx ends. It runs apart from the pull loop, which may wait on a handover.
+func (c *Consumer) beat(ctx context.Context) {
+	if c.membersKV == nil {
+		return
+	}
+	tk := time.NewTicker(c.opts.Heartbeat)
+	defer tk.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tk.C:
+		}
+		c.renewLeases(ctx)
+		c.heartbeat(ctx)
 	}
 }
 
@@ -383,12 +408,6 @@ func (c *Consumer) receive(s *source, m jetstream.Msg) {
 		}
 	}
 	c.dispatchFrom(s, m)
-}
-
-// owns reports whether this instance still works partition src.
-func (c *Consumer) owns(src *source) bool {
-	m := c.ownedNow.Load()
-	return m == nil || (*m)[src]
 }
 
 // unpin gives up this instance's pin on a partition it no longer owns, so
@@ -454,7 +473,9 @@ func (c *Consumer) heartbeat(ctx context.Context) {
 	}
 	var ids []string
 	for k := range lister.Keys() {
-		ids = append(ids, strings.TrimPrefix(k, "m."))
+		if id, ok := strings.CutPrefix(k, "m."); ok {
+			ids = append(ids, id) // the rest are partition leases
+		}
 	}
 	slices.Sort(ids)
 	c.mu.Lock()
