@@ -366,6 +366,10 @@ func (c *Consumer) consume(s *source) (jetstream.ConsumeContext, error) {
 	opts := []jetstream.PullConsumeOpt{
 		jetstream.PullMaxMessages(c.opts.PullBatch),
 		jetstream.PullExpiry(pullExpiry),
+		// Idle heartbeats every second: a pull the server no longer holds
+		// (seen at high concurrency, nats-io/nats.go#1622) is noticed and
+		// re-issued within ~2s instead of two 5s heartbeats.
+		jetstream.PullHeartbeat(pullHeartbeat),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
 				c.log.Error("consumer deleted on the server", "consumer", s.name, "err", err)
@@ -510,6 +514,10 @@ func defaultInstanceID() string {
 // pullExpiry bounds one pull request; shorter than the library's 30s so
 // that a lost pull heals sooner.
 const pullExpiry = 10 * time.Second
+
+// pullHeartbeat is the server's idle heartbeat on a pull; two missed ones
+// make nats.go pull again.
+const pullHeartbeat = time.Second
 
 // stopPulling drains the consume context: pulls end and what was buffered
 // still reaches dispatch, so nothing delivered is left unheld.
