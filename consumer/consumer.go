@@ -349,16 +349,17 @@ func (c *Consumer) Stats() Stats {
 	return s
 }
 
-// JetStreamConsumer returns the bound consumer (nil before Run binds it),
-// for lag gauges from its Info.
-func (c *Consumer) JetStreamConsumer() jetstream.Consumer {
+// JetStreamConsumers returns the bound consumers, one per partition (none
+// before Run binds them), for lag gauges from their Info.
+func (c *Consumer) JetStreamConsumers() []jetstream.Consumer {
 	c.mu.Lock()
 	srcs := c.sources
 	c.mu.Unlock()
-	if len(srcs) == 0 {
-		return nil
+	out := make([]jetstream.Consumer, 0, len(srcs))
+	for _, s := range srcs {
+		out = append(out, s.consumer())
 	}
-	return srcs[0].consumer()
+	return out
 }
 
 // Run binds the streams and consumer, then works events until ctx is

@@ -37,11 +37,12 @@ func leaseKey(p int) string { return "p." + strconv.Itoa(p) }
 // lease is a source's lease state. rev and the fence are guarded by
 // source.mu; busy counts the partition's steps under way.
 type lease struct {
-	rev    uint64 // KV revision of our lease; 0: not held
-	fence  context.Context
-	cancel context.CancelFunc
-	timer  *time.Timer
-	busy   atomic.Int32
+	rev     uint64 // KV revision of our lease; 0: not held
+	failing bool   // renewals failing (logged once)
+	fence   context.Context
+	cancel  context.CancelFunc
+	timer   *time.Timer
+	busy    atomic.Int32
 	// live mirrors fence.Err() == nil for lock-free reads; false for a
 	// partition never leased.
 	live atomic.Bool
@@ -167,14 +168,17 @@ func (c *Consumer) renewLeases(ctx context.Context) {
 			// Released meanwhile.
 		case err == nil:
 			c.setLease(s, next, start)
+			s.lease.failing = false
 		case errors.Is(err, jetstream.ErrKeyRevisionMismatch):
 			// Expired and taken, or expired: either way no longer ours.
 			s.fenceOff()
 			s.lease.rev = 0
 			c.log.Warn("a partition's lease lapsed; another instance may hold it now", "consumer", s.name)
-		default:
-			// Left to the fence: it lapses unless a renewal succeeds in time.
-			c.log.Warn("renewing a partition's lease failed", "consumer", s.name, "err", err)
+		case !s.lease.failing:
+			// Left to the fence: it lapses unless a renewal succeeds in
+			// time. Said once per run of failures.
+			s.lease.failing = true
+			c.log.Warn("renewing a partition's lease failed; its calls stop if it lapses", "consumer", s.name, "err", err)
 		}
 		s.mu.Unlock()
 	}

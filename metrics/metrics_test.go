@@ -565,12 +565,12 @@ func TestPollConsumerAgainstJetStream(t *testing.T) {
 	m, reg := newMetrics(t)
 	var bound atomic.Bool
 	var gets atomic.Int64
-	get := func() jetstream.Consumer {
+	get := func() []jetstream.Consumer {
 		gets.Add(1)
 		if !bound.Load() {
 			return nil // the consumer is not bound yet
 		}
-		return cons
+		return []jetstream.Consumer{cons}
 	}
 	stop := pollInBackground(t, m, 10*time.Millisecond, get)
 	defer stop()
@@ -663,7 +663,7 @@ func (c infoFake) Info(ctx context.Context) (*jetstream.ConsumerInfo, error) { r
 
 // pollInBackground runs PollConsumer until the returned stop is called;
 // stop fails the test if PollConsumer does not return promptly.
-func pollInBackground(t *testing.T, m *Metrics, every time.Duration, get func() jetstream.Consumer) (stop func()) {
+func pollInBackground(t *testing.T, m *Metrics, every time.Duration, get func() []jetstream.Consumer) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
@@ -687,7 +687,7 @@ func TestPollConsumerToleratesNilAndStops(t *testing.T) {
 	m, reg := newMetrics(t)
 	var calls atomic.Int64
 	stopNil := pollInBackground(t, m, 5*time.Millisecond, nil) // no getter at all
-	stopUnbound := pollInBackground(t, m, 5*time.Millisecond, func() jetstream.Consumer {
+	stopUnbound := pollInBackground(t, m, 5*time.Millisecond, func() []jetstream.Consumer {
 		calls.Add(1)
 		return nil
 	})
@@ -701,7 +701,7 @@ func TestPollConsumerToleratesNilAndStops(t *testing.T) {
 	// A context that ended before the call: PollConsumer returns at once.
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	m.PollConsumer(ctx, 0, func() jetstream.Consumer { t.Error("polled after ctx ended"); return nil })
+	m.PollConsumer(ctx, 0, func() []jetstream.Consumer { t.Error("polled after ctx ended"); return nil })
 }
 
 func TestPollConsumerCountsErrorsButNotShutdown(t *testing.T) {
@@ -712,7 +712,7 @@ func TestPollConsumerCountsErrorsButNotShutdown(t *testing.T) {
 		fails.Add(1)
 		return nil, errors.New("nats: timeout")
 	}}
-	stop := pollInBackground(t, m, 5*time.Millisecond, func() jetstream.Consumer { return failing })
+	stop := pollInBackground(t, m, 5*time.Millisecond, func() []jetstream.Consumer { return []jetstream.Consumer{failing} })
 	eventually(t, "three failed polls", func() bool { return fails.Load() >= 3 })
 	stop()
 	if got, want := value(t, reg, "kdsync_consumer_info_errors_total"), float64(fails.Load()); got != want {
@@ -727,7 +727,7 @@ func TestPollConsumerCountsErrorsButNotShutdown(t *testing.T) {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}}
-	stop = pollInBackground(t, m, time.Hour, func() jetstream.Consumer { return blocking })
+	stop = pollInBackground(t, m, time.Hour, func() []jetstream.Consumer { return []jetstream.Consumer{blocking} })
 	<-started
 	stop()
 	if got := value(t, reg, "kdsync_consumer_info_errors_total"); got != 0 {
@@ -886,4 +886,54 @@ func TestLabelsStayBounded(t *testing.T) {
 	if got := value(t, reg, "kdsync_koodrive_requests_total", "operation", "other", "code_class", "ok"); got != 1 {
 		t.Errorf("requests{other,ok} = %v, want 1", got)
 	}
+}
+
+// TestPollConsumerSumsPartitions: with one consumer per partition the
+// gauges are the sums over them.
+func TestPollConsumerSumsPartitions(t *testing.T) {
+	t.Parallel()
+	srv, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "IDENTITY", Subjects: []string{"identity.employee.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	var parts []jetstream.Consumer
+	for i, action := range []string{"hired", "changed"} {
+		c, err := js.CreateOrUpdateConsumer(ctx, "IDENTITY", jetstream.ConsumerConfig{
+			Durable: fmt.Sprintf("kdsync-p%d", i), AckPolicy: jetstream.AckExplicitPolicy,
+			FilterSubject: "identity.employee." + action + ".>",
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts = append(parts, c)
+	}
+	for i := range 7 {
+		action := "hired"
+		if i >= 3 {
+			action = "changed"
+		}
+		if _, err := js.Publish(ctx, fmt.Sprintf("identity.employee.%s.u-%d", action, i), []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, reg := newMetrics(t)
+	stop := pollInBackground(t, m, 10*time.Millisecond, func() []jetstream.Consumer { return parts })
+	defer stop()
+	eventually(t, "pending = 3 + 4", func() bool {
+		return value(t, reg, "kdsync_consumer_pending_events") == 7
+	})
 }

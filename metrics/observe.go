@@ -83,13 +83,15 @@ const maxInfoTimeout = 10 * time.Second
 
 // PollConsumer sets kdsync_consumer_pending_events,
 // kdsync_consumer_ack_pending_events and kdsync_consumer_redelivered_events
-// from the Info of the consumer get returns, at once and then every every
+// from the Info of the consumers get returns, summed (one per partition
+// when the stream is partitioned: every instance reports the whole
+// backlog, so aggregate instances with max, not sum), at once and then every every
 // (DefaultPollInterval when not positive), until ctx ends. A nil consumer
 // (not bound yet) is skipped; a failed Info counts in
 // kdsync_consumer_info_errors_total and leaves the gauges as they were. Run
 // it in its own goroutine; it returns when ctx ends. Pass
 // (*consumer.Consumer).JetStreamConsumer as get.
-func (m *Metrics) PollConsumer(ctx context.Context, every time.Duration, get func() jetstream.Consumer) {
+func (m *Metrics) PollConsumer(ctx context.Context, every time.Duration, get func() []jetstream.Consumer) {
 	if every <= 0 {
 		every = DefaultPollInterval
 	}
@@ -104,24 +106,34 @@ func (m *Metrics) PollConsumer(ctx context.Context, every time.Duration, get fun
 	}
 }
 
-func (m *Metrics) pollConsumer(ctx context.Context, timeout time.Duration, get func() jetstream.Consumer) {
+func (m *Metrics) pollConsumer(ctx context.Context, timeout time.Duration, get func() []jetstream.Consumer) {
 	if get == nil {
 		return
 	}
-	c := get()
-	if c == nil {
-		return
-	}
-	ictx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	info, err := c.Info(ictx)
-	if err != nil || info == nil {
-		if ctx.Err() == nil { // not an error: shutting down
-			m.infoErrors.Inc()
+	var pending, ackPending, redelivered uint64
+	polled := 0
+	for _, c := range get() {
+		if c == nil {
+			continue
 		}
+		ictx, cancel := context.WithTimeout(ctx, timeout)
+		info, err := c.Info(ictx)
+		cancel()
+		if err != nil || info == nil {
+			if ctx.Err() == nil { // not an error: shutting down
+				m.infoErrors.Inc()
+			}
+			return
+		}
+		pending += info.NumPending
+		ackPending += uint64(info.NumAckPending)
+		redelivered += uint64(info.NumRedelivered)
+		polled++
+	}
+	if polled == 0 {
 		return
 	}
-	m.pending.Set(float64(info.NumPending))
-	m.ackPending.Set(float64(info.NumAckPending))
-	m.redelivered.Set(float64(info.NumRedelivered))
+	m.pending.Set(float64(pending))
+	m.ackPending.Set(float64(ackPending))
+	m.redelivered.Set(float64(redelivered))
 }

@@ -216,7 +216,7 @@ func Run(ctx context.Context, o Options) error {
 	m.SetStats(c.Stats)
 	pctx, stopPoll := context.WithCancel(ctx)
 	defer stopPoll()
-	go m.PollConsumer(pctx, 5*time.Second, c.JetStreamConsumer)
+	go m.PollConsumer(pctx, 5*time.Second, c.JetStreamConsumers)
 
 	if o.Reconcile.Interval > 0 {
 		if err := startReconcile(ctx, o, nc, reg, log.With("component", "reconcile")); err != nil {
