@@ -282,6 +282,9 @@ func (c *Consumer) pull(ctx context.Context) error {
 			}
 		}
 		for _, s := range c.sources {
+			if !want[s] && running[s] == nil && s.group != "" && s.held() {
+				c.release(ctx, s) // leased, never pulled (or paused): let go
+			}
 			if !want[s] || running[s] != nil {
 				continue
 			}
