@@ -76,12 +76,12 @@ func (c *Consumer) setLease(s *source, rev uint64, start time.Time) {
 		cancel := l.cancel
 		fence := l.fence
 		l.timer = time.AfterFunc(left, func() {
-			cancel()
 			s.mu.Lock()
 			if s.lease.fence == fence {
-				s.lease.live.Store(false)
+				s.lease.live.Store(false) // before the cancel: a fallen fence never reads leased
 			}
 			s.mu.Unlock()
+			cancel()
 		})
 		l.live.Store(left > 0)
 		return

@@ -1,0 +1,124 @@
+//go:build unix
+
+package consumer
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kdsync/kdsync/handlers"
+	"github.com/kdsync/kdsync/internal/natsembed"
+)
+
+// leaseInstance is a Consumer set up (streams, buckets, partition
+// consumers) but not running: the test drives its leases by hand.
+func leaseInstance(t *testing.T, url, id string) *Consumer {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	c, err := New(Options{
+		Conn: nc, Manage: true, Partitions: 2, InstanceID: id,
+		Heartbeat: 100 * time.Millisecond, PinnedTTL: time.Second,
+		Handler: &handlers.Handler{Users: benchUsers{}}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.js, err = jetstream.New(nc); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.setup(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestLeaseFence: one holder at a time; a lease not renewed fences its
+// holder's calls before another instance can take it; a renewal keeps it;
+// a release hands it over at once.
+func TestLeaseFence(t *testing.T) {
+	srv, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	ctx := t.Context()
+	a := leaseInstance(t, srv.URL(), "a")
+	b := leaseInstance(t, srv.URL(), "b")
+	pa, pb := a.sources[0], b.sources[0] // the same partition, seen by each
+
+	if leased(pa) {
+		t.Fatal("a partition never leased reads as leased")
+	}
+	if !a.acquire(ctx, pa) {
+		t.Fatal("a could not take a free lease")
+	}
+	if b.acquire(ctx, pb) {
+		t.Fatal("b took a lease a holds")
+	}
+	call, unfence := fenced(context.Background(), pa)
+	defer unfence()
+
+	// Renewed every heartbeat for a while: the fence holds.
+	for range 5 {
+		time.Sleep(a.opts.Heartbeat)
+		a.renewLeases(ctx)
+	}
+	if call.Err() != nil || !leased(pa) {
+		t.Fatal("the fence fell while the lease was renewed")
+	}
+	if b.acquire(ctx, pb) {
+		t.Fatal("b took a renewed lease")
+	}
+
+	// a stops renewing (a pause, a cut): its fence falls first, then the
+	// server expires the lease and b takes it.
+	fellAt := time.Now()
+	select {
+	case <-call.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the fence did not fall without renewals")
+	}
+	if leased(pa) {
+		t.Fatal("leased after the fence fell")
+	}
+	var takenAt time.Time
+	for deadline := time.Now().Add(5 * time.Second); takenAt.IsZero(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("b never took the lapsed lease")
+		}
+		if b.acquire(ctx, pb) {
+			takenAt = time.Now()
+		}
+	}
+	if !takenAt.After(fellAt) {
+		t.Fatalf("b took the lease (%s) before a's fence fell (%s)", takenAt, fellAt)
+	}
+	if !leased(pb) {
+		t.Fatal("b holds the lease but is not leased")
+	}
+
+	// a's next renewal finds the lease gone: it lets go for good.
+	a.renewLeases(ctx)
+	if pa.held() {
+		t.Fatal("a still holds a lease b took")
+	}
+
+	// b releases: a can take it at once.
+	b.release(ctx, pb)
+	if leased(pb) || pb.held() {
+		t.Fatal("b still leased after releasing")
+	}
+	if !a.acquire(ctx, pa) {
+		t.Fatal("a could not take a released lease")
+	}
+}
