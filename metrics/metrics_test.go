@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -24,7 +23,7 @@ import (
 
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/handlers"
-	"github.com/kdsync/kdsync/internal/natsembed"
+	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/kdapi"
 )
 
@@ -529,20 +528,7 @@ func TestSetStatsReadsAtScrape(t *testing.T) {
 
 func TestPollConsumerAgainstJetStream(t *testing.T) {
 	t.Parallel()
-	srv, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, nc, js := harness.NewJetStream(t)
 	ctx := t.Context()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "IDENTITY", Subjects: []string{"identity.employee.>"}}); err != nil {
 		t.Fatal(err)
@@ -892,20 +878,7 @@ func TestLabelsStayBounded(t *testing.T) {
 // gauges are the sums over them.
 func TestPollConsumerSumsPartitions(t *testing.T) {
 	t.Parallel()
-	srv, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, js := harness.NewJetStream(t)
 	ctx := t.Context()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "IDENTITY", Subjects: []string{"identity.employee.>"}}); err != nil {
 		t.Fatal(err)

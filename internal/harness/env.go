@@ -23,22 +23,15 @@ type Env struct {
 	KD   *kdapi.Client
 }
 
-// NewEnv starts an Env for t.
-func NewEnv(t testing.TB, opts kdsim.Options) *Env {
+// NewJetStream starts an embedded JetStream server for t and connects to
+// it with a connection that reconnects forever. Both end with the test.
+func NewJetStream(t testing.TB) (*NATS, *nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	ns, err := StartNATS(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(ns.Stop)
-	if opts.Seed == 0 {
-		opts.Seed = 1
-	}
-	sim, err := StartSim(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sim.Close)
 	nc, err := nats.Connect(ns.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -48,6 +41,21 @@ func NewEnv(t testing.TB, opts kdsim.Options) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ns, nc, js
+}
+
+// NewEnv starts an Env for t.
+func NewEnv(t testing.TB, opts kdsim.Options) *Env {
+	t.Helper()
+	ns, nc, js := NewJetStream(t)
+	if opts.Seed == 0 {
+		opts.Seed = 1
+	}
+	sim, err := StartSim(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Close)
 	kd, err := kdapi.NewClient(kdapi.WithBaseURL(sim.URL),
 		kdapi.WithAppAuth(AppID, AppSecret, APIUserID), kdapi.WithTimeout(2*time.Second))
 	if err != nil {
