@@ -31,6 +31,19 @@ import (
 // then deletes the lease and unpins the consumer: the new holder, waiting
 // to create the lease, starts after the old one has stopped.
 
+// Leads reports whether this instance is the one to run work that must
+// run on one instance only (periodic reconciliation): always without
+// partitions, else while it holds partition 0's lease.
+func (c *Consumer) Leads() bool {
+	if c.parts.n == 0 {
+		return true
+	}
+	c.mu.Lock()
+	srcs := c.sources
+	c.mu.Unlock()
+	return len(srcs) > 0 && leased(srcs[0])
+}
+
 // leaseKey is the members-bucket key of partition p's lease.
 func leaseKey(p int) string { return "p." + strconv.Itoa(p) }
 

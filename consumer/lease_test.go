@@ -59,11 +59,17 @@ func TestLeaseFence(t *testing.T) {
 	if leased(pa) {
 		t.Fatal("a partition never leased reads as leased")
 	}
+	if a.Leads() {
+		t.Fatal("a leads without partition 0's lease")
+	}
 	if !a.acquire(ctx, pa) {
 		t.Fatal("a could not take a free lease")
 	}
 	if b.acquire(ctx, pb) {
 		t.Fatal("b took a lease a holds")
+	}
+	if !a.Leads() || b.Leads() {
+		t.Fatalf("leads: a %v, b %v; want a only", a.Leads(), b.Leads())
 	}
 	call, unfence := fenced(context.Background(), pa)
 	defer unfence()
@@ -103,8 +109,8 @@ func TestLeaseFence(t *testing.T) {
 	if !takenAt.After(fellAt) {
 		t.Fatalf("b took the lease (%s) before a's fence fell (%s)", takenAt, fellAt)
 	}
-	if !leased(pb) {
-		t.Fatal("b holds the lease but is not leased")
+	if !leased(pb) || !b.Leads() || a.Leads() {
+		t.Fatalf("after the takeover: b leased %v, b leads %v, a leads %v", leased(pb), b.Leads(), a.Leads())
 	}
 
 	// a's next renewal finds the lease gone: it lets go for good.

@@ -309,13 +309,11 @@ func (c *Consumer) pull(ctx context.Context) error {
 		case <-c.breaker.opened():
 			c.log.Warn("KooDrive is failing for everyone: pulling paused, probing", "probe_every", c.opts.BreakerProbe)
 			stopAll()
-			select {
-			case <-ctx.Done():
+			if !c.pausedForBreaker(ctx, tick.C) {
 				return nil
-			case <-c.breaker.closed():
-				c.log.Info("KooDrive answers again: pulling resumed")
-				c.wakeParked()
 			}
+			c.log.Info("KooDrive answers again: pulling resumed")
+			c.wakeParked()
 		case s := <-closed:
 			cc := running[s]
 			if cc == nil {
@@ -340,6 +338,28 @@ func (c *Consumer) pull(ctx context.Context) error {
 					c.log.Warn("no event arrived while the stream holds pending ones; restarting the pull", "idle", stallAfter)
 					c.stopPulling(cc)
 					delete(running, c.sources[0])
+				}
+			}
+		}
+	}
+}
+
+// pausedForBreaker waits while the breaker is open, still handing over
+// the partitions membership moves away meanwhile, so that a joining
+// instance is not kept waiting for the outage's end. It returns false when
+// ctx ends.
+func (c *Consumer) pausedForBreaker(ctx context.Context, tick <-chan time.Time) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-c.breaker.closed():
+			return true
+		case <-tick:
+			want := c.owned()
+			for _, s := range c.sources {
+				if !want[s] && s.group != "" && s.held() {
+					c.release(ctx, s)
 				}
 			}
 		}

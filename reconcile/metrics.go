@@ -104,6 +104,9 @@ func (m *Metrics) Observe(res *Result, err error) {
 //
 // This is the body of a periodic mode in kdsync run
 // (KDSYNC_RECONCILE_INTERVAL): see docs/reconcile.md for the hook.
+//
+// When options returns ErrSkip the pass is not run, not exported and not
+// logged above debug: another instance reconciles.
 func Every(ctx context.Context, interval time.Duration, options func() (Options, func(), error), m *Metrics, log *slog.Logger) error {
 	if interval <= 0 {
 		return errors.New("reconcile: the interval must be positive")
@@ -122,6 +125,11 @@ func Every(ctx context.Context, interval time.Duration, options func() (Options,
 		res, err := pass(ctx, options)
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if errors.Is(err, ErrSkip) {
+			log.Debug("reconciliation skipped", "reason", err)
+			t.Reset(interval)
+			continue
 		}
 		if m != nil {
 			m.Observe(res, err)
@@ -143,6 +151,9 @@ func Every(ctx context.Context, interval time.Duration, options func() (Options,
 		t.Reset(interval)
 	}
 }
+
+// ErrSkip, returned (or wrapped) by Every's options, skips a pass.
+var ErrSkip = errors.New("reconcile: pass skipped")
 
 func pass(ctx context.Context, options func() (Options, func(), error)) (*Result, error) {
 	o, done, err := options()

@@ -3,6 +3,7 @@ package reconcile_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -95,21 +96,36 @@ func TestEvery(t *testing.T) {
 	passes, closed := 0, 0
 	err = reconcile.Every(ctx, 10*time.Millisecond, func() (reconcile.Options, func(), error) {
 		passes++
-		if passes == 3 {
+		if passes == 4 {
 			cancel()
 		}
 		if passes == 2 {
 			return reconcile.Options{}, nil, errors.New("source not readable")
+		}
+		if passes == 3 {
+			// Skipped: not counted as a failure, nothing opened.
+			return reconcile.Options{}, nil, fmt.Errorf("not the leader: %w", reconcile.ErrSkip)
 		}
 		return reconcile.Options{Source: strings.NewReader("userId,role\n1,5\n"), KooDrive: kd}, func() { closed++ }, nil
 	}, m, nil)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Every returned %v", err)
 	}
-	if passes != 3 || closed != 2 {
+	if passes != 4 || closed != 2 {
 		t.Errorf("%d passes, %d sources closed", passes, closed)
 	}
 	if v := gauge(t, reg, "kdsync_drift_users", "role"); v != 1 {
 		t.Errorf("role drift %v, want 1", v)
+	}
+	// One pass ran, one failed to open its source, one was skipped (not
+	// counted), the last was cut short by the cancel (not counted).
+	want := `
+# HELP kdsync_reconcile_runs_total Reconciliation passes, by result (ok, error).
+# TYPE kdsync_reconcile_runs_total counter
+kdsync_reconcile_runs_total{result="error"} 1
+kdsync_reconcile_runs_total{result="ok"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "kdsync_reconcile_runs_total"); err != nil {
+		t.Error(err)
 	}
 }
