@@ -349,15 +349,19 @@ func (c *Consumer) Stats() Stats {
 	return s
 }
 
-// JetStreamConsumers returns the bound consumers, one per partition (none
-// before Run binds them), for lag gauges from their Info.
+// JetStreamConsumers returns the bound consumers this instance works, for
+// lag gauges from their Info: the only one, or with partitions those whose
+// lease it holds (so that each instance reports its own share, and the
+// instances' figures add up). None before Run binds them.
 func (c *Consumer) JetStreamConsumers() []jetstream.Consumer {
 	c.mu.Lock()
 	srcs := c.sources
 	c.mu.Unlock()
 	out := make([]jetstream.Consumer, 0, len(srcs))
 	for _, s := range srcs {
-		out = append(out, s.consumer())
+		if s.group == "" || s.held() {
+			out = append(out, s.consumer())
+		}
 	}
 	return out
 }

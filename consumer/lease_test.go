@@ -62,6 +62,9 @@ func TestLeaseFence(t *testing.T) {
 	if a.Leads() {
 		t.Fatal("a leads without partition 0's lease")
 	}
+	if n := len(a.JetStreamConsumers()); n != 0 {
+		t.Fatalf("a reports %d consumers for lag while holding no lease", n)
+	}
 	if !a.acquire(ctx, pa) {
 		t.Fatal("a could not take a free lease")
 	}
@@ -70,6 +73,9 @@ func TestLeaseFence(t *testing.T) {
 	}
 	if !a.Leads() || b.Leads() {
 		t.Fatalf("leads: a %v, b %v; want a only", a.Leads(), b.Leads())
+	}
+	if n := len(a.JetStreamConsumers()); n != 1 {
+		t.Fatalf("a reports %d consumers for lag; want the 1 it holds", n)
 	}
 	call, unfence := fenced(context.Background(), pa)
 	defer unfence()

@@ -83,9 +83,8 @@ const maxInfoTimeout = 10 * time.Second
 
 // PollConsumer sets kdsync_consumer_pending_events,
 // kdsync_consumer_ack_pending_events and kdsync_consumer_redelivered_events
-// from the Info of the consumers get returns, summed (one per partition
-// when the stream is partitioned: every instance reports the whole
-// backlog, so aggregate instances with max, not sum), at once and then every every
+// from the Info of the consumers get returns, summed (with partitions, the
+// ones this instance works), at once and then every every
 // (DefaultPollInterval when not positive), until ctx ends. A nil consumer
 // (not bound yet) is skipped; a failed Info counts in
 // kdsync_consumer_info_errors_total and leaves the gauges as they were. Run
