@@ -219,7 +219,7 @@ func Run(ctx context.Context, o Options) error {
 	go m.PollConsumer(pctx, 5*time.Second, c.JetStreamConsumers)
 
 	if o.Reconcile.Interval > 0 {
-		if err := startReconcile(ctx, o, nc, reg, c.Leads, log.With("component", "reconcile")); err != nil {
+		if err := startReconcile(ctx, o, nc, reg, c.Ready, c.Leads, log.With("component", "reconcile")); err != nil {
 			return err
 		}
 	}
@@ -279,9 +279,10 @@ kdsync: /metrics (Prometheus), /healthz (alive), /readyz (NATS connected, consum
 // startReconcile runs reconciliation passes on a timer, with their own
 // KooDrive client so that their request rate is bounded apart from the
 // pipeline's calls.
-// With several instances only the one leading (holding partition 0)
-// reconciles; the others skip their passes.
-func startReconcile(ctx context.Context, o Options, nc *nats.Conn, reg prometheus.Registerer, leads func() bool, log *slog.Logger) error {
+// The first pass waits until the consumer is ready (its state bucket
+// exists). With several instances only the one leading (holding partition
+// 0) reconciles; the others skip their passes.
+func startReconcile(ctx context.Context, o Options, nc *nats.Conn, reg prometheus.Registerer, ready, leads func() bool, log *slog.Logger) error {
 	r := o.Reconcile
 	if r.Rate <= 0 {
 		r.Rate = 5
@@ -305,6 +306,13 @@ func startReconcile(ctx context.Context, o Options, nc *nats.Conn, reg prometheu
 	log.Info("periodic reconciliation on", "every", r.Interval, "source", cmpOr(r.Source, "kdsync's records"),
 		"apply", r.Apply, "rate", r.Rate)
 	go func() {
+		for !ready() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
 		_ = reconcile.Every(ctx, r.Interval, func() (reconcile.Options, func(), error) {
 			if !leads() {
 				return reconcile.Options{}, nil, fmt.Errorf("another instance holds partition 0: %w", reconcile.ErrSkip)

@@ -115,6 +115,9 @@ Stop with Ctrl-C.
 			RetryInitial:     100 * time.Millisecond,
 			RetryMax:         5 * time.Second,
 		},
+		// Report-only reconciliation against kdsync's own records, so
+		// that the reconcile metrics (and their alerts) have figures.
+		Reconcile:  service.ReconcileOptions{Interval: time.Minute},
 		APIBaseURL: sim.URL,
 		AppID:      harness.AppID,
 		AppSecret:  harness.AppSecret,
