@@ -357,6 +357,9 @@ func (c *Consumer) JetStreamConsumers() []jetstream.Consumer {
 	c.mu.Lock()
 	srcs := c.sources
 	c.mu.Unlock()
+	if len(srcs) == 0 {
+		return nil
+	}
 	out := make([]jetstream.Consumer, 0, len(srcs))
 	for _, s := range srcs {
 		if s.group == "" || s.held() {

@@ -904,9 +904,19 @@ func TestPollConsumerSumsPartitions(t *testing.T) {
 		}
 	}
 	m, reg := newMetrics(t)
-	stop := pollInBackground(t, m, 10*time.Millisecond, func() []jetstream.Consumer { return parts })
+	var holdNone atomic.Bool
+	stop := pollInBackground(t, m, 10*time.Millisecond, func() []jetstream.Consumer {
+		if holdNone.Load() {
+			return []jetstream.Consumer{} // an instance that holds no partition now
+		}
+		return parts
+	})
 	defer stop()
 	eventually(t, "pending = 3 + 4", func() bool {
 		return value(t, reg, "kdsync_consumer_pending_events") == 7
+	})
+	holdNone.Store(true)
+	eventually(t, "pending = 0 once no partition is held", func() bool {
+		return value(t, reg, "kdsync_consumer_pending_events") == 0
 	})
 }

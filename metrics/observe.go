@@ -84,7 +84,7 @@ const maxInfoTimeout = 10 * time.Second
 // PollConsumer sets kdsync_consumer_pending_events,
 // kdsync_consumer_ack_pending_events and kdsync_consumer_redelivered_events
 // from the Info of the consumers get returns, summed (with partitions, the
-// ones this instance works), at once and then every every
+// ones this instance works; none gives zeros), at once and then every every
 // (DefaultPollInterval when not positive), until ctx ends. A nil consumer
 // (not bound yet) is skipped; a failed Info counts in
 // kdsync_consumer_info_errors_total and leaves the gauges as they were. Run
@@ -109,11 +109,15 @@ func (m *Metrics) pollConsumer(ctx context.Context, timeout time.Duration, get f
 	if get == nil {
 		return
 	}
+	cs := get()
+	if cs == nil {
+		return // not bound yet
+	}
+	// An empty list is an instance working no partition now: zeros.
 	var pending, ackPending, redelivered uint64
-	polled := 0
-	for _, c := range get() {
+	for _, c := range cs {
 		if c == nil {
-			continue
+			return
 		}
 		ictx, cancel := context.WithTimeout(ctx, timeout)
 		info, err := c.Info(ictx)
@@ -127,10 +131,6 @@ func (m *Metrics) pollConsumer(ctx context.Context, timeout time.Duration, get f
 		pending += info.NumPending
 		ackPending += uint64(info.NumAckPending)
 		redelivered += uint64(info.NumRedelivered)
-		polled++
-	}
-	if polled == 0 {
-		return
 	}
 	m.pending.Set(float64(pending))
 	m.ackPending.Set(float64(ackPending))
