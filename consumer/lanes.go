@@ -203,9 +203,19 @@ func (c *Consumer) work(l *lane) {
 		defer it.src.lease.busy.Add(-1)
 	}
 	if it.stage != stageFinish && !leased(it.src) {
-		// The partition's lease is gone or going: another instance works
-		// these events. Return them to the stream, in order, so that
-		// this instance applies nothing more of the partition.
+		if it.src.held() {
+			// The fence fell but the lease may yet be renewed: wait,
+			// keeping the user's events here and in order. (Returning
+			// them now would let a newer event pulled meanwhile overtake
+			// them.)
+			c.park(l, fenceWait, false)
+			c.mu.Unlock()
+			return
+		}
+		// The partition's lease is gone: another instance works these
+		// events, or this one after taking the lease again and scanning
+		// for them. Return them to the stream, in order, so that this
+		// instance applies nothing more of the partition.
 		rest := l.queue
 		l.queue = nil
 		c.inflight -= len(rest)

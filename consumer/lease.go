@@ -44,6 +44,10 @@ func (c *Consumer) Leads() bool {
 	return len(srcs) > 0 && leased(srcs[0])
 }
 
+// fenceWait is how long a lane waits, keeping its events, while its
+// partition's fence is down but the lease still held.
+const fenceWait = 50 * time.Millisecond
+
 // leaseKey is the members-bucket key of partition p's lease.
 func leaseKey(p int) string { return "p." + strconv.Itoa(p) }
 
@@ -156,6 +160,11 @@ func (c *Consumer) acquire(ctx context.Context, s *source) bool {
 	}
 	s.mu.Lock()
 	c.setLease(s, rev, start)
+	// Its first message counts as a new pin, also when the server kept
+	// this instance's pin: events this instance returned to the stream
+	// when it lost the lease are scanned for and awaited, and the
+	// watermarks another holder may have moved are read afresh.
+	s.pin = ""
 	s.mu.Unlock()
 	c.log.Info("partition leased", "consumer", s.name)
 	return true
@@ -204,10 +213,13 @@ func (c *Consumer) renewLeases(ctx context.Context) {
 func (c *Consumer) release(ctx context.Context, s *source) {
 	s.mu.Lock()
 	rev := s.lease.rev
+	// Not renewed any more, and the lanes return the partition's events
+	// from here on.
+	s.lease.rev = 0
 	s.fenceOff()
 	s.mu.Unlock()
 	if rev == 0 {
-		return
+		return // lost already: the pin may be another instance's now
 	}
 	deadline := time.Now().Add(c.opts.ShutdownTimeout)
 	for s.lease.busy.Load() > 0 && time.Now().Before(deadline) {
@@ -222,13 +234,6 @@ func (c *Consumer) release(ctx context.Context, s *source) {
 	c.dropPartition(s)
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	s.mu.Lock()
-	still := s.lease.rev == rev
-	s.lease.rev = 0
-	s.mu.Unlock()
-	if !still {
-		return // lost meanwhile: the pin may be another instance's now
-	}
 	if err := c.membersKV.Delete(dctx, leaseKey(s.part), jetstream.LastRevision(rev)); err != nil {
 		c.log.Warn("deleting a partition's lease failed; it lapses after the members TTL", "consumer", s.name, "err", err)
 	}
