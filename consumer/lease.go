@@ -234,7 +234,15 @@ func (c *Consumer) release(ctx context.Context, s *source) {
 	c.dropPartition(s)
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := c.membersKV.Delete(dctx, leaseKey(s.part), jetstream.LastRevision(rev)); err != nil {
+	err := c.membersKV.Delete(dctx, leaseKey(s.part), jetstream.LastRevision(rev))
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		// A renewal under way when the release began moved the revision:
+		// still ours if it still names this instance.
+		if e, gerr := c.membersKV.Get(dctx, leaseKey(s.part)); gerr == nil && string(e.Value()) == c.opts.InstanceID {
+			err = c.membersKV.Delete(dctx, leaseKey(s.part), jetstream.LastRevision(e.Revision()))
+		}
+	}
+	if err != nil {
 		c.log.Warn("deleting a partition's lease failed; it lapses after the members TTL", "consumer", s.name, "err", err)
 	}
 	c.unpin(dctx, s)
