@@ -16,7 +16,7 @@ import (
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/dlq"
 	"github.com/kdsync/kdsync/handlers"
-	"github.com/kdsync/kdsync/internal/natsembed"
+	"github.com/kdsync/kdsync/internal/harness"
 )
 
 // fixture is an embedded JetStream server with kdsync's streams.
@@ -29,20 +29,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	ns, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Stop)
-	nc, err := nats.Connect(ns.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, nc, js := harness.NewJetStream(t)
 	for name, subj := range map[string]string{"IDENTITY": "identity.>", "KDSYNC_DLQ": "kdsync.dlq.>", "KDSYNC_OUTCOMES": "kdsync.outcome.>"} {
 		if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{
 			Name: name, Subjects: []string{subj}, Storage: jetstream.FileStorage, Duplicates: time.Minute,

@@ -9,32 +9,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/handlers"
-	"github.com/kdsync/kdsync/internal/natsembed"
+	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/reconcile"
 )
 
 func jetStream(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	ns, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Stop)
-	nc, err := nats.Connect(ns.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, js := harness.NewJetStream(t)
 	return js
 }
 

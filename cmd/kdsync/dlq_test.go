@@ -13,27 +13,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kdsync/kdsync/consumer"
-	"github.com/kdsync/kdsync/internal/natsembed"
+	"github.com/kdsync/kdsync/internal/harness"
 )
 
 // natsWithStreams runs an embedded JetStream server with kdsync's streams
 // and returns its URL and a JetStream context.
 func natsWithStreams(t *testing.T) (string, jetstream.JetStream) {
 	t.Helper()
-	ns, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Stop)
-	nc, err := nats.Connect(ns.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns, _, js := harness.NewJetStream(t)
 	for name, subj := range map[string]string{"IDENTITY": "identity.>", "KDSYNC_DLQ": "kdsync.dlq.>", "KDSYNC_OUTCOMES": "kdsync.outcome.>"} {
 		if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: name, Subjects: []string{subj}, Duplicates: time.Minute}); err != nil {
 			t.Fatal(err)
