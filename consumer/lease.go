@@ -125,19 +125,14 @@ func fenced(ctx context.Context, s *source) (context.Context, func()) {
 	s.mu.Lock()
 	fence := s.lease.fence
 	s.mu.Unlock()
-	if fence == nil {
-		fence = canceledCtx
-	}
 	ctx, cancel := context.WithCancel(ctx)
+	if fence == nil {
+		cancel() // never leased: no call may run
+		return ctx, cancel
+	}
 	stop := context.AfterFunc(fence, cancel)
 	return ctx, func() { stop(); cancel() }
 }
-
-var canceledCtx = func() context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	return ctx
-}()
 
 // acquire tries to take s's lease: it succeeds when no other instance
 // holds it.

@@ -11,9 +11,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/wait"
-
-	"github.com/kdsync/kdsync/internal/harness"
-	"github.com/kdsync/kdsync/workload"
 )
 
 // clusterConf is one node's configuration: JetStream with fsync before
@@ -98,16 +95,8 @@ func TestContainersClusterNodeStop(t *testing.T) {
 	env["KDSYNC_ACK_WAIT"] = "5s"
 	start := time.Now()
 	s.startKdsync(ctx, env)
-	evs, err := workload.Generate(workload.Options{Users: 300, EventsPerUser: 5, Departments: defaultDepartments(), Seed: seed})
-	if err != nil {
-		t.Fatal(err)
-	}
-	outcomes, err := harness.CollectOutcomes(ctx, nc, "KDSYNC_OUTCOMES")
-	if err != nil {
-		t.Fatal(err)
-	}
+	evs, outcomes, feedDone := streamEvents(t, ctx, nc, 300, seed)
 	defer outcomes.Stop()
-	feedDone := runFeed(ctx, nc, evs, 10*time.Second)
 	if err := outcomes.WaitFor(ctx, len(evs)/4); err != nil {
 		t.Fatal(err, logs(ctx, s.kdsync))
 	}

@@ -8,9 +8,6 @@ import (
 
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/wait"
-
-	"github.com/kdsync/kdsync/internal/harness"
-	"github.com/kdsync/kdsync/workload"
 )
 
 // TestContainersThreeInstances runs three kdsync containers sharing a
@@ -42,16 +39,8 @@ func TestContainersThreeInstances(t *testing.T) {
 	ins["b"], ins["c"] = instance("b"), instance("c")
 	s.kdsync = ins["a"]
 	nc := s.connectNATS()
-	evs, err := workload.Generate(workload.Options{Users: 400, EventsPerUser: 5, Departments: defaultDepartments(), Seed: seed})
-	if err != nil {
-		t.Fatal(err)
-	}
-	outcomes, err := harness.CollectOutcomes(ctx, nc, "KDSYNC_OUTCOMES")
-	if err != nil {
-		t.Fatal(err)
-	}
+	evs, outcomes, feedDone := streamEvents(t, ctx, nc, 400, seed)
 	defer outcomes.Stop()
-	feedDone := runFeed(ctx, nc, evs, 10*time.Second)
 	if err := outcomes.WaitFor(ctx, len(evs)/3); err != nil {
 		t.Fatal(err, tailString(logs(ctx, ins["b"]), 3000))
 	}

@@ -530,16 +530,8 @@ func TestContainersNATSRestart(t *testing.T) {
 	env["KDSYNC_ACK_WAIT"] = "5s" // events held by a broken connection come back sooner
 	s.startKdsync(ctx, env)
 	nc := s.connectNATS()
-	evs, err := workload.Generate(workload.Options{Users: 300, EventsPerUser: 5, Departments: defaultDepartments(), Seed: seed})
-	if err != nil {
-		t.Fatal(err)
-	}
-	outcomes, err := harness.CollectOutcomes(ctx, nc, "KDSYNC_OUTCOMES")
-	if err != nil {
-		t.Fatal(err)
-	}
+	evs, outcomes, feedDone := streamEvents(t, ctx, nc, 300, seed)
 	defer outcomes.Stop()
-	feedDone := runFeed(ctx, nc, evs, 10*time.Second)
 	if err := outcomes.WaitFor(ctx, len(evs)/4); err != nil {
 		t.Fatal(err, logs(ctx, s.kdsync))
 	}

@@ -381,6 +381,22 @@ func feed(ctx context.Context, nc *nats.Conn, stream string, evs []workload.Even
 	return resent, nil
 }
 
+// streamEvents generates users×5 events of defaultDepartments from seed,
+// starts collecting outcomes, and feeds the events in the background over
+// 10s. The caller stops the collector (defer outcomes.Stop()).
+func streamEvents(t *testing.T, ctx context.Context, nc *nats.Conn, users int, seed uint64) ([]workload.Event, *harness.Outcomes, func() (int, error)) {
+	t.Helper()
+	evs, err := workload.Generate(workload.Options{Users: users, EventsPerUser: 5, Departments: defaultDepartments(), Seed: seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outcomes, err := harness.CollectOutcomes(ctx, nc, "KDSYNC_OUTCOMES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs, outcomes, runFeed(ctx, nc, evs, 10*time.Second)
+}
+
 // runFeed runs feed in the background; the returned function waits for it.
 func runFeed(ctx context.Context, nc *nats.Conn, evs []workload.Event, spread time.Duration) (wait func() (int, error)) {
 	type res struct {

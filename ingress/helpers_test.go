@@ -18,7 +18,7 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/kdsync/kdsync/handlers"
-	"github.com/kdsync/kdsync/internal/natsembed"
+	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/kdapi"
 )
 
@@ -33,7 +33,7 @@ const (
 // env is an ingress in front of an embedded JetStream server.
 type env struct {
 	t   testing.TB
-	ns  *natsembed.Server
+	ns  *harness.NATS
 	nc  *nats.Conn
 	js  jetstream.JetStream
 	h   *Handler
@@ -43,20 +43,7 @@ type env struct {
 
 func newEnv(t testing.TB, modify func(*Options)) *env {
 	t.Helper()
-	ns, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Stop)
-	nc, err := nats.Connect(ns.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns, nc, js := harness.NewJetStream(t)
 	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{
 		Name: "IDENTITY", Subjects: []string{"identity.>"}, Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute,
 	}); err != nil {
