@@ -20,17 +20,29 @@
   ci_checks.py queries PROMETHEUS_URL RULES_GROUPS
       Runs every dashboard query against PROMETHEUS_URL (template variables
       substituted), prints query -> series, and fails on any error or empty
-      result; checks that /api/v1/rules has loaded RULES_GROUPS
+      result; asks for the key series by name (KEY_SERIES) and checks their
+      values are plausible for a demo that applies events; checks that /api/v1/rules has loaded RULES_GROUPS
       (comma-separated) with all of rules.yml's alerts.
+
+  ci_checks.py mutants
+      The rule tests can fail: for each alert, a copy of rules.yml whose
+      expression for that alert never fires (`vector(0) > 1`) and one
+      where it always fires (`vector(1)`, no labels) must each make
+      `promtool test rules` fail; prints promtool's complaint for the first.
 
 Needs PyYAML. Exit status 1 on the first failed check group, with every
 problem of that group listed.
 """
 
+import concurrent.futures
 import json
+import os
 import pathlib
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import urllib.parse
 import urllib.request
 
@@ -59,6 +71,20 @@ SUBSTITUTIONS = {
 # ship: the Go runtime's.
 NON_FLAG_VARS = {"GOMEMLIMIT", "GOMAXPROCS", "GOGC"}
 SECRET_VARS = {"KDSYNC_APP_SECRET", "KDSYNC_API_TOKEN", "KDSYNC_NATS_PASSWORD", "KDSYNC_NATS_TOKEN"}
+
+
+# Key series and what a demo that applies events must show for them.
+KEY_SERIES = [
+    ('sum(kdsync_events_finished_total{result="applied"})', lambda v: v > 0),
+    ('sum(kdsync_events_received_total)', lambda v: v > 0),
+    ('sum(rate(kdsync_event_latency_seconds_count[1m]))', lambda v: v > 0),
+    ('sum(kdsync_koodrive_requests_total{code_class="ok"})', lambda v: v > 0),
+    ('kdsync_consumer_pending_events', lambda v: v >= 0),
+    ('kdsync_nats_connected', lambda v: v == 1),
+    ('kdsync_breaker_state', lambda v: v in (0, 1, 2)),
+    ('kdsync_build_info', lambda v: v == 1),
+    ('up{job="kdsync"}', lambda v: v == 1),
+]
 
 
 def fail(title, problems):
@@ -350,6 +376,18 @@ def check_queries(prom, groups):
             problems.append(f"{q['panel']} [{q['ref']}]: {e}: status {r.get('status')}, {n} series")
     fail(f"all {len(qs)} dashboard queries return series", problems)
 
+    # The key series, asked for by name, whatever the dashboard shows: the
+    # demo applies events, so these must be there with these values.
+    problems = []
+    for e, want in KEY_SERIES:
+        r = get(prom + "/api/v1/query?" + urllib.parse.urlencode({"query": e}))
+        res = r.get("data", {}).get("result", [])
+        got = [float(x["value"][1]) for x in res]
+        print(f"{e}  {got}")
+        if not got or not all(want(v) for v in got):
+            problems.append(f"{e}: got {got}")
+    fail(f"{len(KEY_SERIES)} key series present with plausible values", problems)
+
     r = get(prom + "/api/v1/rules")
     loaded = {g["name"]: g for g in r["data"]["groups"]}
     problems = []
@@ -368,6 +406,40 @@ def check_queries(prom, groups):
     fail(f"Prometheus loaded rule groups {groups} ({len(got)} rules, all healthy)", problems)
 
 
+def check_mutants():
+    """Every alert's tests catch a broken expression, both ways."""
+    names = [r["alert"] for g in load_yaml(RULES)["groups"] for r in g["rules"] if "alert" in r]
+    kinds = (("never fires", "vector(0) > 1"), ("always fires", "vector(1)"))
+
+    def run(job):
+        name, kind, expr = job
+        mutant = load_yaml(RULES)
+        for g in mutant["groups"]:
+            for r in g["rules"]:
+                if r.get("alert") == name:
+                    r["expr"] = expr
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copy(RULES_TEST, pathlib.Path(tmp) / RULES_TEST.name)
+            with open(pathlib.Path(tmp) / RULES.name, "w") as f:
+                yaml.safe_dump(mutant, f, sort_keys=False)
+            res = subprocess.run(["promtool", "test", "rules", RULES_TEST.name],
+                                 cwd=tmp, capture_output=True, text=True)
+        return job, res
+
+    jobs = [(n, k, e) for n in names for k, e in kinds]
+    problems, shown = [], False
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        for (name, kind, expr), res in pool.map(run, jobs):
+            if res.returncode == 0:
+                problems.append(f"{name}: expression replaced by `{expr}` ({kind}), yet promtool test rules passes")
+            elif not shown:
+                shown = True
+                out = [l for l in (res.stdout + res.stderr).splitlines() if l.strip()]
+                print(f"e.g. {name} with `{expr}` ({kind}): promtool test rules exits {res.returncode}:")
+                for line in out[:6]:
+                    print(f"    {line[:160]}")
+    fail(f"rule tests fail for each of {len(names)} alerts broken both ways ({len(jobs)} mutants)", problems)
+
 def main(argv):
     if len(argv) < 2:
         raise SystemExit(__doc__)
@@ -379,6 +451,8 @@ def main(argv):
     elif cmd == "exprs" and len(argv) == 2:
         for q in dashboard_queries()[1]:
             print(json.dumps(q))
+    elif cmd == "mutants" and len(argv) == 2:
+        check_mutants()
     elif cmd == "names" and len(argv) == 3:
         check_names(argv[2])
     elif cmd == "queries" and len(argv) == 4:

@@ -147,7 +147,9 @@ func (s *Server) verifySignature(r *http.Request, h string, body []byte) string 
 		if s.debug {
 			s.log.Debug("signature mismatch", "canonical_request", kdapi.CanonicalRequest(in))
 		}
-		return "signature mismatch"
+		// HMAC cannot tell which part differs: name everything it covers.
+		return "signature mismatch: the signature does not match this request's method, path, query, signed headers (" +
+			truncate(signed, 80) + ") and body under the AppId's secret"
 	}
 	return ""
 }

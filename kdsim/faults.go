@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -19,10 +21,16 @@ type Faults struct {
 	Jitter  time.Duration
 
 	// ErrorRate is the probability (0..1) that a request is answered with an
-	// error instead of being handled. Its status is drawn from
+	// error instead of being handled. Its status is drawn uniformly from
 	// ErrorStatuses: any of 429, 500 and 503; empty means 500.
 	ErrorRate     float64
 	ErrorStatuses []int
+	// ErrorRates gives a probability per status (429, 500 or 503), e.g.
+	// {503: 0.05, 429: 0.01}: that share of requests is answered with that
+	// status instead of being handled. It adds to ErrorRate: a status's
+	// rate is its ErrorRates entry plus its share of ErrorRate, and the
+	// rates together must not exceed 1.
+	ErrorRates map[int]float64
 	// RetryAfter is sent in whole seconds (rounded up) as Retry-After on
 	// injected 429 and 503 answers. Zero means one second.
 	RetryAfter time.Duration
@@ -66,9 +74,23 @@ func (f Faults) Validate() error {
 		}
 	}
 	for _, st := range f.ErrorStatuses {
-		if st != 429 && st != 500 && st != 503 {
+		if !injectable(st) {
 			return fmt.Errorf("faults: error status %d: want 429, 500 or 503", st)
 		}
+	}
+	total := f.ErrorRate
+	for _, st := range slices.Sorted(maps.Keys(f.ErrorRates)) {
+		r := f.ErrorRates[st]
+		if !injectable(st) {
+			return fmt.Errorf("faults: errorRates: status %d: want 429, 500 or 503", st)
+		}
+		if math.IsNaN(r) || r < 0 || r > 1 {
+			return fmt.Errorf("faults: errorRates: rate of %d must be within 0..1", st)
+		}
+		total += r
+	}
+	if total > 1+1e-9 {
+		return fmt.Errorf("faults: errorRate and errorRates add up to %g, more than 1", total)
 	}
 	if f.SlowRate > 0 && f.SlowFor == 0 {
 		return errors.New("faults: slowRate needs slowFor")
@@ -79,30 +101,37 @@ func (f Faults) Validate() error {
 	return nil
 }
 
+// injectable reports whether an error of this status can be injected.
+func injectable(status int) bool { return status == 429 || status == 500 || status == 503 }
+
 // faultsJSON is the JSON form of Faults: durations as Go duration strings
 // ("250ms"), times in RFC 3339.
 type faultsJSON struct {
-	Latency            string     `json:"latency"`
-	Jitter             string     `json:"jitter"`
-	ErrorRate          float64    `json:"errorRate"`
-	ErrorStatuses      []int      `json:"errorStatuses"`
-	RetryAfter         string     `json:"retryAfter"`
-	OutageFrom         *time.Time `json:"outageFrom,omitempty"`
-	OutageUntil        *time.Time `json:"outageUntil,omitempty"`
-	SlowRate           float64    `json:"slowRate"`
-	SlowFor            string     `json:"slowFor"`
-	FailAfterWriteRate float64    `json:"failAfterWriteRate"`
+	Latency            string          `json:"latency"`
+	Jitter             string          `json:"jitter"`
+	ErrorRate          float64         `json:"errorRate"`
+	ErrorStatuses      []int           `json:"errorStatuses"`
+	ErrorRates         map[int]float64 `json:"errorRates"`
+	RetryAfter         string          `json:"retryAfter"`
+	OutageFrom         *time.Time      `json:"outageFrom,omitempty"`
+	OutageUntil        *time.Time      `json:"outageUntil,omitempty"`
+	SlowRate           float64         `json:"slowRate"`
+	SlowFor            string          `json:"slowFor"`
+	FailAfterWriteRate float64         `json:"failAfterWriteRate"`
 }
 
 // MarshalJSON writes durations as strings such as "250ms".
 func (f Faults) MarshalJSON() ([]byte, error) {
 	j := faultsJSON{
 		Latency: f.Latency.String(), Jitter: f.Jitter.String(),
-		ErrorRate: f.ErrorRate, ErrorStatuses: f.ErrorStatuses, RetryAfter: f.RetryAfter.String(),
+		ErrorRate: f.ErrorRate, ErrorStatuses: f.ErrorStatuses, ErrorRates: f.ErrorRates, RetryAfter: f.RetryAfter.String(),
 		SlowRate: f.SlowRate, SlowFor: f.SlowFor.String(), FailAfterWriteRate: f.FailAfterWriteRate,
 	}
 	if j.ErrorStatuses == nil {
 		j.ErrorStatuses = []int{}
+	}
+	if j.ErrorRates == nil {
+		j.ErrorRates = map[int]float64{}
 	}
 	if !f.OutageFrom.IsZero() {
 		j.OutageFrom = &f.OutageFrom
@@ -138,6 +167,9 @@ func (f *Faults) UnmarshalJSON(b []byte) error {
 		*d.dst = v
 	}
 	out.ErrorRate, out.ErrorStatuses, out.SlowRate, out.FailAfterWriteRate = j.ErrorRate, j.ErrorStatuses, j.SlowRate, j.FailAfterWriteRate
+	if len(j.ErrorRates) > 0 {
+		out.ErrorRates = j.ErrorRates
+	}
 	if j.OutageFrom != nil {
 		out.OutageFrom = *j.OutageFrom
 	}
@@ -151,25 +183,63 @@ func (f *Faults) UnmarshalJSON(b []byte) error {
 // faultState is a validated Faults with what the hot path needs.
 type faultState struct {
 	f          Faults
-	active     bool     // some fault may apply
-	statuses   []int    // never empty
-	retryAfter []string // the Retry-After header of injected 429/503
+	active     bool       // some fault may apply
+	errTotal   float64    // probability of an injected error
+	errCuts    []errorCut // cumulative, ending at errTotal
+	retryAfter []string   // the Retry-After header of injected 429/503
+}
+
+// errorCut maps one draw u in [0, errTotal) to a status: the first cut
+// with u < upTo.
+type errorCut struct {
+	upTo   float64
+	status int
 }
 
 func newFaultState(f Faults) *faultState {
-	f.ErrorStatuses = append([]int(nil), f.ErrorStatuses...)
-	fs := &faultState{f: f, statuses: f.ErrorStatuses}
-	if len(fs.statuses) == 0 {
-		fs.statuses = []int{500}
+	f.ErrorStatuses = slices.Clone(f.ErrorStatuses)
+	f.ErrorRates = maps.Clone(f.ErrorRates)
+	fs := &faultState{f: f}
+	add := func(rate float64, status int) {
+		if rate > 0 {
+			fs.errTotal += rate
+			fs.errCuts = append(fs.errCuts, errorCut{upTo: fs.errTotal, status: status})
+		}
+	}
+	if f.ErrorRate > 0 {
+		statuses := f.ErrorStatuses
+		if len(statuses) == 0 {
+			statuses = []int{500}
+		}
+		for _, st := range statuses {
+			add(f.ErrorRate/float64(len(statuses)), st)
+		}
+	}
+	for _, st := range slices.Sorted(maps.Keys(f.ErrorRates)) {
+		add(f.ErrorRates[st], st)
+	}
+	if n := len(fs.errCuts); n > 0 {
+		fs.errCuts[n-1].upTo = math.Inf(1) // no gap from rounding
 	}
 	ra := f.RetryAfter
 	if ra <= 0 {
 		ra = time.Second
 	}
 	fs.retryAfter = []string{strconv.FormatInt(ceilSeconds(ra), 10)}
-	fs.active = f.Latency > 0 || f.Jitter > 0 || f.ErrorRate > 0 || !f.OutageUntil.IsZero() ||
+	fs.active = f.Latency > 0 || f.Jitter > 0 || fs.errTotal > 0 || !f.OutageUntil.IsZero() ||
 		f.SlowRate > 0 || f.FailAfterWriteRate > 0
 	return fs
+}
+
+// errorStatus returns the status of an injected error for a draw u below
+// errTotal.
+func (fs *faultState) errorStatus(u float64) int {
+	for _, c := range fs.errCuts {
+		if u < c.upTo {
+			return c.status
+		}
+	}
+	return fs.errCuts[len(fs.errCuts)-1].status // not reached
 }
 
 // outageLeft returns how long the outage lasts from now, zero when none.
@@ -201,9 +271,13 @@ func (s *Server) decide(fs *faultState, isWrite bool) decision {
 	if f.Jitter > 0 {
 		d.delay += time.Duration(s.rng.Int64N(int64(f.Jitter)))
 	}
-	if f.ErrorRate > 0 && s.rng.Float64() < f.ErrorRate {
-		d.errStatus = fs.statuses[s.rng.IntN(len(fs.statuses))]
-		return d
+	if fs.errTotal > 0 {
+		// One draw decides both whether and which: below errTotal, u is
+		// uniform, so each status gets its own rate.
+		if u := s.rng.Float64(); u < fs.errTotal {
+			d.errStatus = fs.errorStatus(u)
+			return d
+		}
 	}
 	if f.SlowRate > 0 && s.rng.Float64() < f.SlowRate {
 		d.after = faultSlow
@@ -230,7 +304,8 @@ func (s *Server) SetFaults(f Faults) error {
 // Faults returns the current fault configuration.
 func (s *Server) Faults() Faults {
 	f := s.faults.Load().f
-	f.ErrorStatuses = append([]int(nil), f.ErrorStatuses...)
+	f.ErrorStatuses = slices.Clone(f.ErrorStatuses)
+	f.ErrorRates = maps.Clone(f.ErrorRates)
 	return f
 }
 

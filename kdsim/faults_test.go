@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -31,6 +33,13 @@ func TestFaultsValidate(t *testing.T) {
 		"status 502":           {kdsim.Faults{ErrorStatuses: []int{502}}, "error status 502"},
 		"slow without slowFor": {kdsim.Faults{SlowRate: 0.1}, "slowRate needs slowFor"},
 		"outage backwards":     {kdsim.Faults{OutageFrom: t0, OutageUntil: t0}, "outageFrom must be before outageUntil"},
+		"rates per status":     {kdsim.Faults{ErrorRates: map[int]float64{503: 0.05, 429: 0.01, 500: 0.02}}, ""},
+		"rates add up to 1":    {kdsim.Faults{ErrorRate: 0.5, ErrorRates: map[int]float64{503: 0.25, 429: 0.25}}, ""},
+		"rate of 502":          {kdsim.Faults{ErrorRates: map[int]float64{502: 0.1}}, "errorRates: status 502"},
+		"rate of 503 above 1":  {kdsim.Faults{ErrorRates: map[int]float64{503: 1.5}}, "rate of 503 must be within 0..1"},
+		"negative rate of 429": {kdsim.Faults{ErrorRates: map[int]float64{429: -0.1}}, "rate of 429"},
+		"NaN rate of 500":      {kdsim.Faults{ErrorRates: map[int]float64{500: math.NaN()}}, "rate of 500"},
+		"rates above 1":        {kdsim.Faults{ErrorRate: 0.5, ErrorRates: map[int]float64{503: 0.3, 429: 0.3}}, "add up to 1.1, more than 1"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -45,12 +54,12 @@ func TestFaultsValidate(t *testing.T) {
 func TestFaultsJSON(t *testing.T) {
 	t.Parallel()
 	in := kdsim.Faults{Latency: 5 * time.Millisecond, Jitter: time.Millisecond, ErrorRate: 0.25, ErrorStatuses: []int{503},
-		RetryAfter: 2 * time.Second, OutageFrom: t0, OutageUntil: t0.Add(time.Hour), SlowRate: 0.5, SlowFor: 30 * time.Second, FailAfterWriteRate: 0.125}
+		ErrorRates: map[int]float64{503: 0.05, 429: 0.01}, RetryAfter: 2 * time.Second, OutageFrom: t0, OutageUntil: t0.Add(time.Hour), SlowRate: 0.5, SlowFor: 30 * time.Second, FailAfterWriteRate: 0.125}
 	b, err := json.Marshal(in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, part := range []string{`"latency":"5ms"`, `"slowFor":"30s"`, `"retryAfter":"2s"`, `"outageFrom":"2026-03-01T10:00:00Z"`} {
+	for _, part := range []string{`"latency":"5ms"`, `"slowFor":"30s"`, `"retryAfter":"2s"`, `"outageFrom":"2026-03-01T10:00:00Z"`, `"errorRates":{"429":0.01,"503":0.05}`} {
 		if !strings.Contains(string(b), part) {
 			t.Errorf("JSON %s lacks %s", b, part)
 		}
@@ -62,7 +71,15 @@ func TestFaultsJSON(t *testing.T) {
 	if diff := cmp.Diff(in, out); diff != "" {
 		t.Errorf("round trip (-in +out):\n%s", diff)
 	}
-	for _, bad := range []string{`{"latencyy":"1s"}`, `{"latency":"fast"}`, `{"latency":5}`, `[]`} {
+	// No rates per status: written as {}, read back as nil.
+	b, err = json.Marshal(kdsim.Faults{})
+	if err != nil || !strings.Contains(string(b), `"errorRates":{}`) {
+		t.Errorf("Marshal(Faults{}) = %s, %v; want errorRates {}", b, err)
+	}
+	if err := json.Unmarshal(b, &out); err != nil || out.ErrorRates != nil {
+		t.Errorf("Unmarshal(%s): ErrorRates %v, %v; want nil", b, out.ErrorRates, err)
+	}
+	for _, bad := range []string{`{"latencyy":"1s"}`, `{"latency":"fast"}`, `{"latency":5}`, `[]`, `{"errorRates":{"5xx":0.1}}`, `{"errorRates":{"503":"5%"}}`} {
 		if err := json.Unmarshal([]byte(bad), &out); err == nil {
 			t.Errorf("Unmarshal(%s) accepted", bad)
 		}
@@ -137,6 +154,171 @@ func TestInjectedErrors(t *testing.T) {
 	if !errors.Is(err, kdapi.ErrRetryable) || kdapi.RetryAfterOf(err) != 2*time.Second {
 		t.Errorf("err = %v (retry after %s), want retryable after 2s", err, kdapi.RetryAfterOf(err))
 	}
+}
+
+// TestErrorRates checks that each status is injected at its own rate, alone
+// and together with the older ErrorRate, and that 429 and 503 carry
+// Retry-After.
+func TestErrorRates(t *testing.T) {
+	t.Parallel()
+	const n = 4000
+	tests := map[string]struct {
+		faults kdsim.Faults
+		want   map[int]float64 // expected share of each status; 200 is the rest
+	}{
+		"one status": {
+			kdsim.Faults{ErrorRates: map[int]float64{503: 0.1}},
+			map[int]float64{503: 0.1},
+		},
+		"three statuses": {
+			kdsim.Faults{ErrorRates: map[int]float64{503: 0.05, 429: 0.01, 500: 0.02}},
+			map[int]float64{503: 0.05, 429: 0.01, 500: 0.02},
+		},
+		"uneven and large": {
+			kdsim.Faults{ErrorRates: map[int]float64{429: 0.5, 500: 0.25}},
+			map[int]float64{429: 0.5, 500: 0.25},
+		},
+		"every request fails": {
+			kdsim.Faults{ErrorRates: map[int]float64{503: 0.75, 500: 0.25}},
+			map[int]float64{503: 0.75, 500: 0.25},
+		},
+		"zero rate is no rate": {
+			kdsim.Faults{ErrorRates: map[int]float64{503: 0, 429: 0.2}},
+			map[int]float64{429: 0.2},
+		},
+		"errorRate alone, as before": {
+			kdsim.Faults{ErrorRate: 0.3, ErrorStatuses: []int{500, 503, 429}},
+			map[int]float64{500: 0.1, 503: 0.1, 429: 0.1},
+		},
+		"errorRate without statuses means 500": {
+			kdsim.Faults{ErrorRate: 0.2},
+			map[int]float64{500: 0.2},
+		},
+		"errorRate plus rates per status": {
+			kdsim.Faults{ErrorRate: 0.1, ErrorStatuses: []int{503}, ErrorRates: map[int]float64{503: 0.05, 429: 0.1}},
+			map[int]float64{503: 0.15, 429: 0.1},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			srv, err := kdsim.New(kdsim.Options{Token: testToken, Seed: 11, Faults: tc.faults})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := countStatuses(t, srv, n)
+			want := maps.Clone(tc.want)
+			want[200] = 1
+			for _, p := range tc.want {
+				want[200] -= p
+			}
+			for st, p := range want {
+				// Binomial: allow 4.5 standard deviations (the seed is
+				// fixed, so this is deterministic; the margin only keeps
+				// a change of the random source from failing it).
+				mean, sd := n*p, math.Sqrt(n*p*(1-p))
+				if d := math.Abs(float64(got[st]) - mean); d > 4.5*sd+0.5 {
+					t.Errorf("status %d: %d of %d, want about %.0f (±%.0f)", st, got[st], n, mean, 4.5*sd)
+				}
+			}
+			for st := range got {
+				if _, ok := want[st]; !ok {
+					t.Errorf("status %d answered %d times, want none", st, got[st])
+				}
+			}
+			faults := srv.Stats().Faults
+			for _, st := range []int{429, 500, 503} {
+				if c := faults[fmt.Sprintf("error%d", st)]; c != int64(got[st]) {
+					t.Errorf("counter error%d = %d, answered %d", st, c, got[st])
+				}
+			}
+		})
+	}
+}
+
+// countStatuses sends n bearer requests straight to srv and counts the
+// statuses. It checks each injected answer's envelope and Retry-After.
+func countStatuses(t *testing.T, srv *kdsim.Server, n int) map[int]int {
+	t.Helper()
+	got := map[int]int{}
+	for range n {
+		r := httptest.NewRequest(http.MethodGet, kdapi.APIPath+"/users/count", nil)
+		r.Header.Set("Authorization", "Bearer+"+testToken.Reveal())
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, r)
+		got[w.Code]++
+		ra := w.Header().Get("Retry-After")
+		switch w.Code {
+		case 429, 503:
+			if ra != "1" {
+				t.Fatalf("status %d: Retry-After %q, want 1", w.Code, ra)
+			}
+		case 200, 500:
+			if ra != "" {
+				t.Fatalf("status %d: Retry-After %q, want none", w.Code, ra)
+			}
+		}
+		if w.Code != 200 && !strings.Contains(w.Body.String(), "(injected)") {
+			t.Fatalf("status %d: %s", w.Code, w.Body)
+		}
+	}
+	return got
+}
+
+// TestAdminErrorRates sets rates per status through PUT /_admin/faults.
+func TestAdminErrorRates(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, kdsim.Options{Token: testToken, Seed: 5})
+	var fl kdsim.Faults
+	if code := f.admin(t, "PUT", "faults", `{"errorRates":{"503":0.5,"429":0.25},"retryAfter":"4s"}`, &fl); code != 200 {
+		t.Fatalf("PUT faults: %d %+v", code, fl)
+	}
+	want := map[int]float64{503: 0.5, 429: 0.25}
+	if !maps.Equal(fl.ErrorRates, want) || !maps.Equal(f.srv.Faults().ErrorRates, want) {
+		t.Errorf("PUT answered %v, Faults() = %v; want %v", fl.ErrorRates, f.srv.Faults().ErrorRates, want)
+	}
+	var raw map[string]json.RawMessage
+	f.admin(t, "GET", "faults", "", &raw)
+	if got := string(raw["errorRates"]); got != `{"429":0.25,"503":0.5}` {
+		t.Errorf("GET faults: errorRates %s", got)
+	}
+	seen := map[int]int{}
+	for range 200 {
+		rp := f.bearer(t, http.MethodGet, "/users/count", nil)
+		seen[rp.status]++
+		if (rp.status == 429 || rp.status == 503) && rp.header.Get("Retry-After") != "4" {
+			t.Errorf("status %d: Retry-After %q, want 4", rp.status, rp.header.Get("Retry-After"))
+		}
+	}
+	// 200 draws at 0.5/0.25/0.25: each within about four standard
+	// deviations.
+	for st, r := range map[int][2]int{503: {70, 130}, 429: {25, 75}, 200: {25, 75}} {
+		if seen[st] < r[0] || seen[st] > r[1] {
+			t.Errorf("statuses %v: %d answered %d times, want %d..%d", seen, st, seen[st], r[0], r[1])
+		}
+	}
+	if seen[500] != 0 {
+		t.Errorf("statuses %v: 500 was not configured", seen)
+	}
+
+	// Refused settings leave the rates as they were.
+	for _, bad := range []string{`{"errorRates":{"502":0.1}}`, `{"errorRates":{"503":0.7,"500":0.7}}`, `{"errorRates":{"x":1}}`} {
+		var env struct {
+			Code string `json:"code"`
+			Msg  string `json:"msg"`
+		}
+		if code := f.admin(t, "PUT", "faults", bad, &env); code != 400 || env.Code != kdsim.CodeInvalid {
+			t.Errorf("PUT faults %s: %d %+v", bad, code, env)
+		}
+	}
+	if got := f.srv.Faults().ErrorRates; !maps.Equal(got, want) {
+		t.Errorf("a refused PUT changed the rates: %v", got)
+	}
+	// PUT replaces everything: no rates any more.
+	if code := f.admin(t, "PUT", "faults", `{}`, &fl); code != 200 || fl.ErrorRates != nil {
+		t.Errorf("PUT {}: %d %v", code, fl.ErrorRates)
+	}
+	f.bearer(t, http.MethodGet, "/users/count", nil).expect(t, 200, "0", "success")
 }
 
 func TestOutage(t *testing.T) {

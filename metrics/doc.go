@@ -20,7 +20,7 @@
 //   - kdsync_events_finished_total{action,result,reason}: how did events
 //     end: how many were applied, skipped (and why) or dead-lettered (and
 //     why)? result is applied, skipped or deadlettered; reason is "none"
-//     for applied, duplicate/stale/noop for skipped, and for dead letters a
+//     for applied, duplicate/stale/noop/guard_rejected for skipped, and for dead letters a
 //     bad-input reason (too_large, invalid_utf8, malformed_json,
 //     unsupported_specversion, unknown_type, missing_field, invalid_field,
 //     mismatch, bad_input), a KooDrive class (permanent, retryable, auth,

@@ -78,6 +78,9 @@ type config struct {
 	addr  string
 	level slog.Level
 	opts  kdsim.Options
+	// outageAfter and outageFor schedule an outage relative to the start;
+	// outageFor zero means none.
+	outageAfter, outageFor time.Duration
 }
 
 func parseConfig(args []string, out io.Writer) (config, error) {
@@ -95,10 +98,13 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 		jitter      = fs.Duration("jitter", 0, "random extra delay, uniform in [0, jitter)")
 		failRate    = fs.Float64("fail-rate", 0, "probability (0..1) that a request is answered with an injected error")
 		failStat    = fs.String("fail-statuses", "500,503,429", "statuses of injected errors, comma-separated: 429, 500, 503")
+		failRates   = fs.String("fail-rates", "", "probability per status of an injected error, e.g. 503=0.05,429=0.01; adds to -fail-rate")
 		retryAfter  = fs.Duration("retry-after", time.Second, "Retry-After of injected 429 and 503 answers")
 		slowRate    = fs.Float64("slow-rate", 0, "probability that a request is handled but answered only after -slow-for")
 		slowFor     = fs.Duration("slow-for", 30*time.Second, "delay of slow answers; choose it above the client's timeout")
 		failAfterWr = fs.Float64("fail-after-write-rate", 0, "probability that a write is applied and then answered 500")
+		outageAfter = fs.Duration("outage-after", 0, "start an outage (every API request 503) this long after start; needs -outage-for")
+		outageFor   = fs.Duration("outage-for", 0, "length of the outage that -outage-after schedules (from start when -outage-after is 0)")
 		seed        = fs.Uint64("seed", 0, "seed of the fault-injection random source (0: random)")
 		logLevel    = fs.String("log-level", "info", "log level: debug, info, warn, error")
 	)
@@ -108,13 +114,23 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	cfg := config{addr: *addr}
+	if *outageAfter < 0 || *outageFor < 0 {
+		return config{}, errors.New("-outage-after and -outage-for must not be negative")
+	}
+	if *outageAfter > 0 && *outageFor == 0 {
+		return config{}, errors.New("-outage-after needs -outage-for")
+	}
+	cfg := config{addr: *addr, outageAfter: *outageAfter, outageFor: *outageFor}
 	if err := cfg.level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return config{}, fmt.Errorf("-log-level: %w", err)
 	}
 	statuses, err := parseStatuses(*failStat)
 	if err != nil {
 		return config{}, fmt.Errorf("-fail-statuses: %w", err)
+	}
+	rates, err := parseRates(*failRates)
+	if err != nil {
+		return config{}, fmt.Errorf("-fail-rates: %w", err)
 	}
 	cfg.opts = kdsim.Options{
 		AppID:      *appID,
@@ -125,7 +141,7 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 		Seed:       *seed,
 		Faults: kdsim.Faults{
 			Latency: *latency, Jitter: *jitter,
-			ErrorRate: *failRate, ErrorStatuses: statuses, RetryAfter: *retryAfter,
+			ErrorRate: *failRate, ErrorStatuses: statuses, ErrorRates: rates, RetryAfter: *retryAfter,
 			SlowRate: *slowRate, SlowFor: *slowFor, FailAfterWriteRate: *failAfterWr,
 		},
 	}
@@ -160,10 +176,47 @@ func parseStatuses(s string) ([]int, error) {
 	return out, nil
 }
 
+// parseRates parses "503=0.05,429=0.01" into rates per status. The
+// statuses and ranges are checked by kdsim.Faults.Validate.
+func parseRates(s string) (map[int]float64, error) {
+	var out map[int]float64
+	for part := range strings.SplitSeq(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		st, rate, ok := strings.Cut(part, "=")
+		if !ok {
+			return nil, fmt.Errorf("%q: want status=rate, e.g. 503=0.05", part)
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(st))
+		if err != nil {
+			return nil, fmt.Errorf("%q: %q is not a status", part, st)
+		}
+		r, err := strconv.ParseFloat(strings.TrimSpace(rate), 64)
+		if err != nil {
+			return nil, fmt.Errorf("%q: %q is not a rate", part, rate)
+		}
+		if _, dup := out[n]; dup {
+			return nil, fmt.Errorf("status %d given twice", n)
+		}
+		if out == nil {
+			out = make(map[int]float64)
+		}
+		out[n] = r
+	}
+	return out, nil
+}
+
 // listenAndServe serves the simulator on cfg.addr until ctx ends, then
 // shuts down: waits that faults inject are cut short, and requests in flight
 // get up to shutdownTimeout to finish.
 func listenAndServe(ctx context.Context, logger *slog.Logger, cfg config, ready func(string)) error {
+	if cfg.outageFor > 0 {
+		// The same outage as POST /_admin/outage, scheduled from now.
+		from := time.Now().Add(cfg.outageAfter)
+		cfg.opts.Faults.OutageFrom, cfg.opts.Faults.OutageUntil = from, from.Add(cfg.outageFor)
+	}
 	srv, err := kdsim.New(cfg.opts)
 	if err != nil {
 		return usageError{err}

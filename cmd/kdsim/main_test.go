@@ -163,6 +163,126 @@ func TestServeFromEnvironment(t *testing.T) { // t.Setenv: not parallel
 	}
 }
 
+// TestServeFaultFlags checks -fail-rates and the outage flags, given as
+// flags or as environment variables.
+func TestServeFaultFlags(t *testing.T) { // t.Setenv: not parallel
+	tests := map[string]struct {
+		args       []string
+		env        map[string]string
+		status     int
+		retryAfter string
+		msg        string
+		faults     []string // parts of GET /_admin/faults
+	}{
+		"fail-rates flag": {
+			args:   []string{"-fail-rates", "503=1", "-retry-after", "3s"},
+			status: 503, retryAfter: "3", msg: "(injected)",
+			faults: []string{`"errorRate":0,`, `"errorRates":{"503":1}`},
+		},
+		"fail-rates from the environment": {
+			env:    map[string]string{"KDSIM_FAIL_RATES": " 429 = 0.75 , 500=0.25"},
+			status: 0, msg: "(injected)", // 429 or 500
+			faults: []string{`"errorRates":{"429":0.75,"500":0.25}`},
+		},
+		"fail-rate alone still works": {
+			args:   []string{"-fail-rate", "1", "-fail-statuses", "500"},
+			status: 500, msg: "(injected)",
+			faults: []string{`"errorRate":1,`, `"errorStatuses":[500]`, `"errorRates":{}`},
+		},
+		"zero rates inject nothing": {
+			args:   []string{"-fail-rates", "503=0,429=0"},
+			status: 200, msg: "success",
+		},
+		"outage from start": {
+			args:   []string{"-outage-for", "1h"},
+			status: 503, retryAfter: "3600", msg: "outage",
+			faults: []string{`"outageFrom":`, `"outageUntil":`},
+		},
+		"outage from the environment": {
+			env:    map[string]string{"KDSIM_OUTAGE_AFTER": "0s", "KDSIM_OUTAGE_FOR": "90s"},
+			status: 503, retryAfter: "90", msg: "outage",
+		},
+		"outage later": {
+			args:   []string{"-outage-after", "1h", "-outage-for", "1m"},
+			status: 200, msg: "success",
+			faults: []string{`"outageFrom":`, `"outageUntil":`},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			s := start(t, append([]string{"-token", "t"}, tc.args...)...)
+			resp, body := s.get(t, kdapi.APIPath+"/users/count", "Bearer+t")
+			if tc.status != 0 && resp.StatusCode != tc.status || tc.status == 0 && resp.StatusCode != 429 && resp.StatusCode != 500 {
+				t.Errorf("status %d, want %d: %s", resp.StatusCode, tc.status, body)
+			}
+			if got := resp.Header.Get("Retry-After"); tc.status != 0 && got != tc.retryAfter {
+				t.Errorf("Retry-After %q, want %q", got, tc.retryAfter)
+			}
+			if !strings.Contains(string(body), tc.msg) {
+				t.Errorf("body %s lacks %q", body, tc.msg)
+			}
+			_, fb := s.get(t, "/_admin/faults", "")
+			for _, part := range tc.faults {
+				if !strings.Contains(string(fb), part) {
+					t.Errorf("faults %s lack %s", fb, part)
+				}
+			}
+		})
+	}
+}
+
+// TestServeOutageWindow checks that -outage-after and -outage-for start an
+// outage at that time after start and end it after that long, as POST
+// /_admin/outage does.
+func TestServeOutageWindow(t *testing.T) {
+	t.Parallel()
+	begin := time.Now()
+	s := start(t, "-token", "t", "-outage-after", "1500ms", "-outage-for", "2s")
+	count := func() (int, string, string) {
+		resp, body := s.get(t, kdapi.APIPath+"/users/count", "Bearer+t")
+		return resp.StatusCode, resp.Header.Get("Retry-After"), string(body)
+	}
+	var fl struct {
+		OutageFrom, OutageUntil time.Time
+	}
+	_, fb := s.get(t, "/_admin/faults", "")
+	if err := json.Unmarshal(fb, &fl); err != nil {
+		t.Fatalf("faults %s: %v", fb, err)
+	}
+	if d := fl.OutageUntil.Sub(fl.OutageFrom); d != 2*time.Second {
+		t.Errorf("outage lasts %s, want 2s: %s", d, fb)
+	}
+	if after := fl.OutageFrom.Sub(begin); after < 1500*time.Millisecond || after > 1500*time.Millisecond+time.Since(begin) {
+		t.Errorf("outage starts %s after start, want 1.5s: %s", after, fb)
+	}
+	if time.Now().Before(fl.OutageFrom) {
+		if st, _, body := count(); st != 200 {
+			t.Errorf("before the outage: %d %s", st, body)
+		}
+	}
+	// During the outage: 503 with the time left.
+	var st int
+	var ra, body string
+	for st != 503 {
+		if time.Now().After(fl.OutageUntil) {
+			t.Fatalf("no 503 during the outage; last answer %d %s", st, body)
+		}
+		st, ra, body = count()
+		time.Sleep(20 * time.Millisecond)
+	}
+	if ra != "1" && ra != "2" || !strings.Contains(body, "outage") {
+		t.Errorf("during the outage: Retry-After %q, body %s", ra, body)
+	}
+	// After it: served again.
+	time.Sleep(time.Until(fl.OutageUntil))
+	if st, _, body := count(); st != 200 {
+		t.Errorf("after the outage: %d %s", st, body)
+	}
+}
+
 // TestShutdownCutsSlowAnswers checks that a slow answer does not hold the
 // shutdown up.
 func TestShutdownCutsSlowAnswers(t *testing.T) {
@@ -228,6 +348,15 @@ func TestServeRefusesBadSettings(t *testing.T) {
 		"bad status":           {[]string{"-token", "t", "-fail-statuses", "502"}, 2, "error status 502"},
 		"status not a number":  {[]string{"-token", "t", "-fail-statuses", "5xx"}, 2, "is not a status"},
 		"rate above 1":         {[]string{"-token", "t", "-fail-rate", "1.5"}, 2, "errorRate"},
+		"fail-rates status":    {[]string{"-token", "t", "-fail-rates", "502=0.1"}, 2, "errorRates: status 502"},
+		"fail-rates no rate":   {[]string{"-token", "t", "-fail-rates", "503"}, 2, "want status=rate"},
+		"fail-rates bad rate":  {[]string{"-token", "t", "-fail-rates", "503=5%"}, 2, "is not a rate"},
+		"fail-rates bad code":  {[]string{"-token", "t", "-fail-rates", "5xx=0.1"}, 2, "is not a status"},
+		"fail-rates twice":     {[]string{"-token", "t", "-fail-rates", "503=0.1,503=0.2"}, 2, "status 503 given twice"},
+		"fail-rates above 1":   {[]string{"-token", "t", "-fail-rates", "503=0.6,429=0.6"}, 2, "more than 1"},
+		"rates with fail-rate": {[]string{"-token", "t", "-fail-rate", "0.5", "-fail-rates", "503=0.6"}, 2, "more than 1"},
+		"outage-after alone":   {[]string{"-token", "t", "-outage-after", "1s"}, 2, "-outage-after needs -outage-for"},
+		"negative outage":      {[]string{"-token", "t", "-outage-for", "-1s"}, 2, "must not be negative"},
 		"bad log level":        {[]string{"-token", "t", "-log-level", "loud"}, 2, "-log-level"},
 		"unknown flag":         {[]string{"-token", "t", "-nope"}, 2, "flag provided but not defined"},
 		"stray argument":       {[]string{"-token", "t", "extra"}, 2, "unexpected arguments"},
