@@ -130,3 +130,25 @@ func ConnectRetrying(ctx context.Context, o ConnectOptions, log *slog.Logger, on
 		wait = min(2*wait, 15*time.Second)
 	}
 }
+
+// Drain drains nc (subscriptions end, pending publishes and acks are
+// flushed) and waits until it is closed or timeout passes. nats.Conn.Drain
+// alone returns at once, so a process that exits right after it may lose
+// its last acknowledgements and Naks.
+func Drain(nc *nats.Conn, timeout time.Duration) error {
+	if err := nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		return fmt.Errorf("nats: drain: %w", err)
+	}
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(timeout)
+	for !nc.IsClosed() {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			nc.Close()
+			return fmt.Errorf("nats: drain: not done after %s; closed", timeout)
+		}
+	}
+	return nil
+}

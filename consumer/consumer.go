@@ -210,6 +210,17 @@ func (o *Options) setDefaults() {
 	}
 }
 
+// Check reports every problem with o's settings, with New's defaults
+// filled in, needing neither a connection nor a handler: kdsync run calls
+// it before it dials NATS, so a bad setting fails at once.
+func (o Options) Check() error {
+	o.setDefaults()
+	if err := errors.Join(o.settingErrors()...); err != nil {
+		return fmt.Errorf("consumer: invalid options: %w", err)
+	}
+	return nil
+}
+
 func (o *Options) validate() error {
 	var errs []error
 	if o.Conn == nil {
@@ -220,6 +231,16 @@ func (o *Options) validate() error {
 	} else if _, ok := o.Handler.Users.(handlers.Shadow); ok != o.Shadow {
 		errs = append(errs, errors.New("shadow mode and a handlers.Shadow go together"))
 	}
+	errs = append(errs, o.settingErrors()...)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("consumer: invalid options: %w", err)
+	}
+	return nil
+}
+
+// settingErrors checks the settings that need no connection.
+func (o *Options) settingErrors() []error {
+	var errs []error
 	if o.Concurrency < 1 {
 		errs = append(errs, fmt.Errorf("concurrency %d: must be at least 1", o.Concurrency))
 	}
@@ -253,10 +274,7 @@ func (o *Options) validate() error {
 	if o.BreakerFailureRatio <= 0 || o.BreakerFailureRatio > 1 {
 		errs = append(errs, fmt.Errorf("breaker failure ratio %g: must be in (0, 1]", o.BreakerFailureRatio))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("consumer: invalid options: %w", err)
-	}
-	return nil
+	return errs
 }
 
 // Consumer is kdsync's pipeline. Create it with New, run it with Run.

@@ -64,6 +64,27 @@ func (c *Consumer) setup(ctx context.Context) error {
 		}
 		c.kv = kv
 	} else {
+		// Binding only: what kdsync will publish to must be stored by
+		// someone, or every event would wait forever on its outcome.
+		need := [][2]string{{o.OutcomePrefix + ".applied.hired", o.OutcomeStream}}
+		if !o.Shadow {
+			need = append(need, [2]string{o.DLQPrefix + ".permanent.hired", o.DLQStream})
+		}
+		var errs []error
+		for _, n := range need {
+			subj, want := n[0], n[1]
+			name, err := c.js.StreamNameBySubject(ctx, subj)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("no stream stores %s (expected %s): %w", subj, want, err))
+				continue
+			}
+			if name != want {
+				c.log.Warn("a stream of another name stores kdsync's subjects", "subject", subj, "stream", name, "expected", want)
+			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("consumer: not managing streams (create them, or let kdsync manage them): %w", err)
+		}
 		kv, err := c.js.KeyValue(ctx, o.StateBucket)
 		if err != nil {
 			return fmt.Errorf("consumer: bind state bucket %s: %w", o.StateBucket, err)

@@ -10,8 +10,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kdsync/kdsync/handlers"
@@ -89,6 +91,10 @@ type source struct {
 	pin  string // Nats-Pin-Id of the last message: a new one means a new pin
 
 	lease lease // partitions only
+
+	// checking is set while a consume error is being checked for a
+	// deleted consumer.
+	checking atomic.Bool
 }
 
 func (s *source) consumer() jetstream.Consumer {
@@ -393,12 +399,18 @@ func (c *Consumer) consume(s *source) (jetstream.ConsumeContext, error) {
 		// (seen at high concurrency, nats-io/nats.go#1622) is noticed and
 		// re-issued within ~2s instead of two 5s heartbeats.
 		jetstream.PullHeartbeat(pullHeartbeat),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
-				c.log.Error("consumer deleted on the server", "consumer", s.name, "err", err)
-				return
-			}
+		jetstream.ConsumeErrHandler(func(cc jetstream.ConsumeContext, err error) {
 			c.log.Warn("consume error", "consumer", s.name, "err", err)
+			// A deleted consumer shows as ErrConsumerDeleted, or only as
+			// pulls nobody answers; Consume then retries forever. Ask the
+			// server, and if the consumer is gone end this Consume: the
+			// pull loop rebinds (recreates) it.
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
+				errors.Is(err, nats.ErrNoResponders) {
+				if s.checking.CompareAndSwap(false, true) {
+					go c.checkDeleted(s, cc)
+				}
+			}
 		}),
 	}
 	if s.group != "" {
@@ -409,6 +421,24 @@ func (c *Consumer) consume(s *source) (jetstream.ConsumeContext, error) {
 		return nil, fmt.Errorf("consumer: consume %s: %w", s.name, err)
 	}
 	return cc, nil
+}
+
+// checkDeleted stops cc when s's consumer no longer exists on the server,
+// so that the pull loop recreates it (when managing) and pulls again.
+func (c *Consumer) checkDeleted(s *source, cc jetstream.ConsumeContext) {
+	defer s.checking.Store(false)
+	ctx, cancel := context.WithTimeout(c.stopping, 5*time.Second)
+	defer cancel()
+	_, err := c.js.Consumer(ctx, c.opts.Stream, s.name)
+	if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return // there, or the server cannot tell now: Consume retries
+	}
+	if !c.opts.Manage {
+		c.log.Error("the durable consumer was deleted on the server and kdsync does not manage it: recreate it", "consumer", s.name)
+		return
+	}
+	c.log.Error("the durable consumer was deleted on the server; recreating it", "consumer", s.name)
+	cc.Stop()
 }
 
 // receive is a source's message handler. A partition newly pinned to this

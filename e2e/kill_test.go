@@ -85,6 +85,23 @@ func (p *proc) term(t *testing.T) {
 // each time. The simulator's final state must equal what the events imply,
 // per-user order kept, and every event must have exactly one outcome.
 func TestKilledTwice(t *testing.T) {
+	runWorkload(t, kdsim.Faults{
+		Latency: 500 * time.Microsecond, Jitter: time.Millisecond,
+		ErrorRate: 0.03, ErrorStatuses: []int{429, 500, 503}, RetryAfter: time.Millisecond,
+		FailAfterWriteRate: 0.02,
+	}, 2)
+}
+
+// TestSameWorkloadNoFaults is TestKilledTwice's workload with no fault and
+// no kill: the baseline its events/s compare with.
+func TestSameWorkloadNoFaults(t *testing.T) {
+	runWorkload(t, kdsim.Faults{Latency: 500 * time.Microsecond, Jitter: time.Millisecond}, 0)
+}
+
+// runWorkload publishes 2,000 users × 5 events, runs kdsync as a process
+// against the simulator with faults, SIGKILLs it kills times mid-run
+// (restarting it each time), and checks the result.
+func runWorkload(t *testing.T, faults kdsim.Faults, kills int) {
 	if testing.Short() {
 		t.Skip("builds and runs kdsync as a process")
 	}
@@ -103,11 +120,7 @@ func TestKilledTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ns.Stop()
-	sim, err := harness.StartSim(kdsim.Options{Seed: seed, Faults: kdsim.Faults{
-		Latency: 500 * time.Microsecond, Jitter: time.Millisecond,
-		ErrorRate: 0.03, ErrorStatuses: []int{429, 500, 503}, RetryAfter: time.Millisecond,
-		FailAfterWriteRate: 0.02,
-	}})
+	sim, err := harness.StartSim(kdsim.Options{Seed: seed, Faults: faults})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,16 +159,20 @@ func TestKilledTwice(t *testing.T) {
 	logPath := filepath.Join(dir, "kdsync.log")
 	var outcomes *harness.Outcomes
 	start = time.Now()
-	for kill := range 2 {
-		p := startKdsync(t, bin, env, logPath)
-		if outcomes == nil {
-			outcomes, err = harness.CollectOutcomes(ctx, nc, "KDSYNC_OUTCOMES")
-			if err != nil {
-				p.kill(t)
-				t.Fatal(err)
-			}
-			defer outcomes.Stop()
+	collect := func(p *proc) {
+		if outcomes != nil {
+			return
 		}
+		outcomes, err = harness.CollectOutcomes(ctx, nc, "KDSYNC_OUTCOMES")
+		if err != nil {
+			p.kill(t)
+			t.Fatal(err)
+		}
+		t.Cleanup(outcomes.Stop)
+	}
+	for kill := range kills {
+		p := startKdsync(t, bin, env, logPath)
+		collect(p)
 		// Kill at a random point of the second and third fifths.
 		target := len(evs)*(kill+1)/5 + rng.IntN(len(evs)/5)
 		if err := outcomes.WaitFor(ctx, target); err != nil {
@@ -166,6 +183,7 @@ func TestKilledTwice(t *testing.T) {
 		t.Logf("SIGKILL %d after %d outcomes (%s)", kill+1, outcomes.Distinct(), time.Since(start).Round(time.Millisecond))
 	}
 	p := startKdsync(t, bin, env, logPath)
+	collect(p)
 	if err := outcomes.WaitFor(ctx, len(evs)); err != nil {
 		p.kill(t)
 		t.Fatal(err, logTail(logPath))
@@ -181,8 +199,8 @@ func TestKilledTwice(t *testing.T) {
 		Final:    sim.Final(),
 	})
 	st := sim.Stats()
-	t.Logf("%d events in %s (%.0f events/s with two kills and restarts); simulator: %d requests, faults %v",
-		len(evs), elapsed.Round(time.Millisecond), float64(len(evs))/elapsed.Seconds(), st.Requests, st.Faults)
+	t.Logf("%d events in %s (%.0f events/s with %d kills and restarts); simulator: %d requests, faults %v",
+		len(evs), elapsed.Round(time.Millisecond), float64(len(evs))/elapsed.Seconds(), kills, st.Requests, st.Faults)
 	t.Log(r)
 	if !r.OK() {
 		t.Fatalf("checker: %s\n%s", r, logTail(logPath))

@@ -23,9 +23,7 @@ import (
 func cmdPublish(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("kdsync publish", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var co consumer.ConnectOptions
-	fs.StringVar(&co.URLs, "nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma-separated")
-	fs.StringVar(&co.CredsFile, "nats-creds", "", "NATS credentials file")
+	connectOpts := natsFlags(fs)
 	prefix := fs.String("subject-prefix", "identity.employee", "subject prefix: <prefix>.<action>.<userId>")
 	file := fs.String("file", "", "a structured CloudEvent (JSON) to send as it is; - reads standard input")
 	action := fs.String("type", "", "action: hired, changed, disabled, enabled or deleted")
@@ -44,7 +42,7 @@ func cmdPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	nc, err := consumer.Connect(co, nil, nil)
+	nc, err := consumer.Connect(connectOpts(), nil, nil)
 	if err != nil {
 		return err
 	}
