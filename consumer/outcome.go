@@ -1,8 +1,12 @@
 package consumer
 
 import (
+	"bytes"
+	"encoding/json"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kdsync/kdsync/handlers"
 )
@@ -69,6 +73,10 @@ type Outcome struct {
 	// Instance is the kdsync instance that finished the event.
 	Instance string    `json:"instance,omitempty"`
 	Time     time.Time `json:"time"`
+
+	// failed records the failed attempts for the dead letter; nil until
+	// an attempt fails, so that the success path allocates nothing.
+	failed *attemptLog
 }
 
 // OutcomeMsgID is the Nats-Msg-Id of the outcome of the message at seq of
@@ -90,9 +98,135 @@ const (
 	HdrEventID         = "Kdsync-Event-Id"
 	HdrUserID          = "Kdsync-User-Id"
 	HdrDeadAt          = "Kdsync-Dead-At"
+	// HdrAttemptLog holds the attempts that failed, with their errors, as
+	// compact JSON: an array of Attempt, oldest first. It is bounded: the
+	// first AttemptLogFirst and the last AttemptLogLast attempts are kept,
+	// each error clipped to AttemptLogErrorMax bytes; Kdsync-Attempts says
+	// how many there were, and gaps in the numbers show where some were
+	// left out. Absent when the event died before any attempt (bad input).
+	HdrAttemptLog = "Kdsync-Attempt-Log"
 	// HdrReplayOf names the dead letter a replayed event came from.
 	HdrReplayOf = "Kdsync-Replay-Of"
 	// HdrReplayForce on a replayed event applies it even when it is older
 	// than what was applied since for its user.
 	HdrReplayForce = "Kdsync-Replay-Force"
 )
+
+// Attempt is one failed attempt at an event's KooDrive calls, as the dead
+// letter's Kdsync-Attempt-Log header records it.
+type Attempt struct {
+	// N numbers the attempt from 1.
+	N  int       `json:"n"`
+	At time.Time `json:"at"`
+	// Class is how the failure was judged: retryable, auth, permanent,
+	// not_found, ... (the kdapi classes and handlers reasons), panic, or
+	// fenced (the call was abandoned when the partition's lease went).
+	Class string `json:"class"`
+	Error string `json:"error"`
+}
+
+// Bounds of the attempt log: an event can be retried for hours.
+const (
+	// AttemptLogFirst and AttemptLogLast are how many of the first and of
+	// the last failed attempts are kept.
+	AttemptLogFirst = 5
+	AttemptLogLast  = 20
+	// AttemptLogErrorMax bounds each error, in bytes.
+	AttemptLogErrorMax = 256
+	// AttemptLogMax bounds the encoded header value, in bytes; past it
+	// the oldest of the last attempts are left out first.
+	AttemptLogMax = 16 << 10
+)
+
+// attemptLog keeps the first and the last failed attempts of one event.
+type attemptLog struct {
+	first []Attempt // the first AttemptLogFirst
+	last  []Attempt // a ring of the last AttemptLogLast after those
+	next  int       // where the next entry goes in last once it is full
+	total int       // failed attempts recorded
+}
+
+// add records a failed attempt. The error is clipped, and its text made
+// one line, as it is stored.
+func (l *attemptLog) add(a Attempt) {
+	a.Error = clipAttemptError(a.Error)
+	l.total++
+	switch {
+	case len(l.first) < AttemptLogFirst:
+		l.first = append(l.first, a)
+	case len(l.last) < AttemptLogLast:
+		l.last = append(l.last, a)
+	default:
+		l.last[l.next] = a
+		l.next = (l.next + 1) % AttemptLogLast
+	}
+}
+
+// attempts returns the kept attempts, oldest first.
+func (l *attemptLog) attempts() []Attempt {
+	out := make([]Attempt, 0, len(l.first)+len(l.last))
+	out = append(out, l.first...)
+	out = append(out, l.last[l.next:]...)
+	return append(out, l.last[:l.next]...)
+}
+
+// encodeAttempts encodes as for HdrAttemptLog: compact JSON on one line,
+// at most AttemptLogMax bytes. When the entries do not fit, the oldest of
+// the last attempts are left out first, then the latest of the first; the
+// very first and the very last stay.
+func encodeAttempts(as []Attempt) string {
+	for len(as) > 0 {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(as); err != nil {
+			return "" // cannot happen: plain fields
+		}
+		b := bytes.TrimRight(buf.Bytes(), "\n")
+		if len(b) <= AttemptLogMax {
+			return string(b)
+		}
+		drop := 0
+		switch {
+		case len(as) > AttemptLogFirst+1:
+			drop = AttemptLogFirst
+		case len(as) > 2:
+			drop = len(as) - 2
+		}
+		as = append(as[:drop:drop], as[drop+1:]...)
+	}
+	return ""
+}
+
+// ParseAttemptLog decodes a Kdsync-Attempt-Log header value. An empty
+// value is an empty log.
+func ParseAttemptLog(v string) ([]Attempt, error) {
+	if v == "" {
+		return nil, nil
+	}
+	var as []Attempt
+	if err := json.Unmarshal([]byte(v), &as); err != nil {
+		return nil, err
+	}
+	return as, nil
+}
+
+// clipAttemptError makes s one line of at most AttemptLogErrorMax bytes,
+// cut on a rune boundary and marked with "…" when cut.
+func clipAttemptError(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' || r == '\t' {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(s, "\uFFFD"))
+	if len(s) <= AttemptLogErrorMax {
+		return s
+	}
+	const ellipsis = "…"
+	cut := AttemptLogErrorMax - len(ellipsis)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + ellipsis
+}

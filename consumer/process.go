@@ -49,6 +49,10 @@ func (c *Consumer) decide(l *lane, it *item) (wait time.Duration, stop bool) {
 		if p := recover(); p != nil {
 			stack := strings.SplitN(string(debug.Stack()), "\n", 8)
 			c.log.Error("panic while working an event; dead-lettering it", "seq", it.seq, "panic", p, "stack", strings.Join(stack, "|"))
+			if it.out.Attempts > 0 && (it.out.failed == nil || it.out.failed.total < it.out.Attempts) {
+				// The panic was in the attempt under way.
+				it.failedAttempt(ClassPanic, fmt.Sprint(p))
+			}
 			it.deadLetter(ClassPanic, fmt.Sprintf("panic: %v", p))
 			wait, stop = 0, false
 		}
@@ -232,10 +236,13 @@ func (c *Consumer) attempt(it *item) (wait time.Duration, stop bool) {
 	case ctx.Err() != nil || !leased(it.src):
 		// Fenced out (the lease lapsed or went): the lane returns the
 		// event to the stream, or tries again once the lease is renewed.
+		it.failedAttempt(classFenced, err.Error())
 		return fencedRetry, false
 	case !retryable(err):
+		it.failedAttempt(classOf(err), err.Error())
 		it.deadLetter(classOf(err), err.Error())
 	default:
+		it.failedAttempt(classOf(err), err.Error())
 		it.last = err
 		if it.bo == nil {
 			b := backoff.NewExponentialBackOff()
@@ -272,6 +279,20 @@ const fencedRetry = 10 * time.Millisecond
 func (it *item) deadLetter(reason, msg string) {
 	it.out.Result, it.out.Reason, it.out.Error = Deadlettered, reason, msg
 	it.stage = stageFinish
+}
+
+// classFenced marks, in the attempt log, an attempt abandoned on its
+// partition's fence.
+const classFenced = "fenced"
+
+// failedAttempt records the failure of attempt it.out.Attempts for the
+// dead letter's attempt log (HdrAttemptLog). The log is made at the first
+// failure: an event applied at once allocates nothing for it.
+func (it *item) failedAttempt(class, msg string) {
+	if it.out.failed == nil {
+		it.out.failed = &attemptLog{}
+	}
+	it.out.failed.add(Attempt{N: it.out.Attempts, At: time.Now().UTC(), Class: class, Error: msg})
 }
 
 // nextInfraWait backs off retries of NATS steps: 100ms doubling to 5s.
@@ -508,6 +529,11 @@ func (c *Consumer) deadLetterMsg(it *item, out *Outcome) *nats.Msg {
 	h.Set(HdrReason, clipHeader(out.Error))
 	h.Set(HdrErrorClass, out.Reason)
 	h.Set(HdrAttempts, strconv.Itoa(out.Attempts))
+	if out.failed != nil {
+		h.Set(HdrAttemptLog, encodeAttempts(out.failed.attempts()))
+	} else {
+		h.Del(HdrAttemptLog) // a hand-made replay's, or none
+	}
 	if h.Get(HdrReplayOf) == "" || h.Get(HdrOriginalSeq) == "" {
 		// A replay that dies again keeps pointing at the first original,
 		// so that a later replay's staleness is judged against it.

@@ -2,8 +2,9 @@
 //
 // The consumer writes a dead letter to the DLQ stream (KDSYNC_DLQ) on
 // <prefix>.<reason>.<action>: the original event, body and headers
-// unchanged, plus Kdsync-* headers saying why, after how many attempts,
-// and where it came from (Kdsync-Original-Subject, -Stream, -Sequence).
+// unchanged, plus Kdsync-* headers saying why, after how many attempts
+// (and each failed attempt's error, Kdsync-Attempt-Log), and where it
+// came from (Kdsync-Original-Subject, -Stream, -Sequence).
 // Store reads them with ordered consumers and direct gets: it never
 // consumes the stream destructively. Replay republishes a dead letter's
 // original body and headers to its original subject, marked with
@@ -80,9 +81,16 @@ type Letter struct {
 	Reason   string `json:"reason"`
 	Error    string `json:"error"`
 	Attempts int    `json:"attempts"`
-	Action   string `json:"action"`
-	EventID  string `json:"eventId,omitempty"`
-	UserID   string `json:"userId,omitempty"`
+	// AttemptLog holds the failed attempts with their errors, oldest
+	// first (Kdsync-Attempt-Log): the first and the last few of them.
+	// AttemptsNotKept counts those left out; gaps in the numbers show
+	// where.
+	AttemptLog      []consumer.Attempt `json:"attemptLog,omitempty"`
+	AttemptsNotKept int                `json:"attemptsNotKept,omitempty"`
+
+	Action  string `json:"action"`
+	EventID string `json:"eventId,omitempty"`
+	UserID  string `json:"userId,omitempty"`
 	// Where the event was when it died.
 	OriginalSubject string    `json:"originalSubject"`
 	OriginalStream  string    `json:"originalStream"`
@@ -101,6 +109,11 @@ func letter(m *jetstream.RawStreamMsg) *Letter {
 	l.Reason = h.Get(consumer.HdrErrorClass)
 	l.Error = h.Get(consumer.HdrReason)
 	l.Attempts, _ = strconv.Atoi(h.Get(consumer.HdrAttempts))
+	// A log that does not parse is left out (it stays in l.Header).
+	if as, err := consumer.ParseAttemptLog(h.Get(consumer.HdrAttemptLog)); err == nil && len(as) > 0 {
+		l.AttemptLog = as
+		l.AttemptsNotKept = max(0, max(l.Attempts, as[len(as)-1].N)-len(as))
+	}
 	l.EventID = h.Get(consumer.HdrEventID)
 	l.UserID = h.Get(consumer.HdrUserID)
 	l.OriginalSubject = h.Get(consumer.HdrOriginalSubject)
@@ -364,7 +377,9 @@ func (r *Replayed) Skipped() bool { return r.Outcome != nil && r.Outcome.Result 
 // with Kdsync-Replay-Of = <dlq stream>:<seq>, the original stream and
 // sequence (for the consumer's staleness check) and a Nats-Msg-Id of its
 // own, <event id>:replay:<dlq seq>, so that replaying the same letter twice
-// stores it once.
+// stores it once. A forced replay's id ends in :force: the letter is kept
+// when the consumer skips an unforced replay as stale, and its forced
+// replay must not be dropped as that one's duplicate.
 func (s *Store) ReplayMsg(l *Letter, force bool) (*nats.Msg, error) {
 	if l.OriginalSubject == "" {
 		return nil, fmt.Errorf("dlq: letter #%d has no %s header; nowhere to replay it", l.Seq, consumer.HdrOriginalSubject)
@@ -390,6 +405,9 @@ func (s *Store) ReplayMsg(l *Letter, force bool) (*nats.Msg, error) {
 	id := ref + ":replay"
 	if l.EventID != "" {
 		id = l.EventID + ":replay:" + strconv.FormatUint(l.Seq, 10)
+	}
+	if force {
+		id += ":force"
 	}
 	h.Set(jetstream.MsgIDHeader, id)
 	return &nats.Msg{Subject: l.OriginalSubject, Header: h, Data: l.Data}, nil

@@ -54,6 +54,8 @@ type death struct {
 	// resent: the publisher sent the same event again past the
 	// duplicate window, so it has a Nats-Msg-Id of its own.
 	resent bool
+	// attemptLog is the Kdsync-Attempt-Log header, if any.
+	attemptLog string
 }
 
 // original builds the identity event as a publisher sends it.
@@ -99,6 +101,9 @@ func (f *fixture) kill(d death) uint64 {
 	h.Set(consumer.HdrReason, errText)
 	h.Set(consumer.HdrErrorClass, d.class)
 	h.Set(consumer.HdrAttempts, strconv.Itoa(d.attempts))
+	if d.attemptLog != "" {
+		h.Set(consumer.HdrAttemptLog, d.attemptLog)
+	}
 	h.Set(consumer.HdrOriginalSubject, orig.Subject)
 	h.Set(consumer.HdrOriginalStream, "IDENTITY")
 	h.Set(consumer.HdrOriginalSeq, strconv.FormatUint(ack.Sequence, 10))
@@ -255,7 +260,7 @@ func TestReplay(t *testing.T) {
 				consumer.HdrReplayOf:       "KDSYNC_DLQ:" + strconv.FormatUint(tc.seq, 10),
 				consumer.HdrOriginalStream: "IDENTITY",
 				consumer.HdrOriginalSeq:    strconv.FormatUint(l.OriginalSeq, 10),
-				jetstream.MsgIDHeader:      l.EventID + ":replay:" + strconv.FormatUint(tc.seq, 10),
+				jetstream.MsgIDHeader:      l.EventID + ":replay:" + strconv.FormatUint(tc.seq, 10) + map[bool]string{true: ":force"}[tc.force],
 				consumer.HdrReason:         "",
 				consumer.HdrErrorClass:     "",
 				consumer.HdrDeadAt:         "",
@@ -276,7 +281,7 @@ func TestReplay(t *testing.T) {
 			}
 			// Replaying the same letter again (e.g. after a crash before
 			// the removal) stores nothing new.
-			again, err := replay1(t, f.store, l, dlq.ReplayOptions{})
+			again, err := replay1(t, f.store, l, dlq.ReplayOptions{Force: tc.force})
 			if err != nil || !again.Duplicate || again.Seq != r.Seq {
 				t.Errorf("second replay %+v %v", again, err)
 			}
@@ -422,6 +427,55 @@ func TestReplayWaitsForOutcomes(t *testing.T) {
 			}
 			if r.Removed != tc.removed || (len(left) == 0) != tc.removed {
 				t.Fatalf("removed %v, %d left; want removed %v", r.Removed, len(left), tc.removed)
+			}
+		})
+	}
+}
+
+// TestLetterAttemptLog: a letter carries its attempt log and how many
+// attempts the log left out.
+func TestLetterAttemptLog(t *testing.T) {
+	f := newFixture(t)
+	at := time.Date(2026, 11, 23, 17, 0, 0, 0, time.UTC)
+	log := func(ns ...int) (string, []consumer.Attempt) {
+		as := make([]consumer.Attempt, len(ns))
+		for i, n := range ns {
+			as[i] = consumer.Attempt{N: n, At: at.Add(time.Duration(n) * time.Minute), Class: "retryable", Error: "HTTP 503 #" + strconv.Itoa(n)}
+		}
+		b, _ := json.Marshal(as)
+		return string(b), as
+	}
+	var trimmed []int
+	for n := 1; n <= 100; n++ {
+		if n <= 5 || n > 80 {
+			trimmed = append(trimmed, n)
+		}
+	}
+	allV, allAs := log(1, 2, 3, 4)
+	trimV, trimAs := log(trimmed...)
+	cases := map[string]struct {
+		attempts    int
+		header      string
+		want        []consumer.Attempt
+		wantNotKept int
+	}{
+		"bad input, no attempt": {0, "", nil, 0},
+		"all kept":              {4, allV, allAs, 0},
+		"first and last kept":   {100, trimV, trimAs, 75},
+		"unreadable":            {3, "[{", nil, 0},
+	}
+	i := 0
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			i++
+			seq := f.kill(death{id: "al" + strconv.Itoa(i), user: "5001", action: handlers.Hired, class: "retry_budget_exhausted",
+				attempts: tc.attempts, attemptLog: tc.header})
+			l := ls2(t, f, seq)
+			same := slices.EqualFunc(l.AttemptLog, tc.want, func(a, b consumer.Attempt) bool {
+				return a.N == b.N && a.Class == b.Class && a.Error == b.Error && a.At.Equal(b.At)
+			})
+			if !same || l.AttemptsNotKept != tc.wantNotKept {
+				t.Errorf("log %+v, %d not kept; want %+v, %d", l.AttemptLog, l.AttemptsNotKept, tc.want, tc.wantNotKept)
 			}
 		})
 	}

@@ -110,14 +110,28 @@ func (p *pipeline) outcome(seq uint64) consumer.Outcome {
 	return consumer.Outcome{}
 }
 
+// letters waits for user's single dead letter: the consumer publishes the
+// outcome and the dead letter together, and the outcome may be seen first.
+func (p *pipeline) letters(user string) []*dlq.Letter {
+	p.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ls, err := p.store.List(p.t.Context(), dlq.Selector{User: user})
+		if err == nil && len(ls) == 1 {
+			return ls
+		}
+		if err != nil || len(ls) > 1 || time.Now().After(deadline) {
+			p.t.Fatalf("dead letters of %s: %d, %v", user, len(ls), err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // replayOne finds the single dead letter of user and replays it, waiting
 // for the consumer's outcome.
 func (p *pipeline) replayOne(user string) *dlq.Replayed {
 	p.t.Helper()
-	ls, err := p.store.List(p.t.Context(), dlq.Selector{User: user})
-	if err != nil || len(ls) != 1 {
-		p.t.Fatalf("dead letters of %s: %d, %v", user, len(ls), err)
-	}
+	ls := p.letters(user)
 	rs := p.store.Replay(p.t.Context(), ls, dlq.ReplayOptions{Wait: 20 * time.Second})
 	r := rs[0]
 	if r.Err != nil || r.Duplicate || r.Outcome == nil {
@@ -178,10 +192,7 @@ func TestReplayAfterFixingTheCause(t *testing.T) {
 	if _, err := p.sim.PutUserDirect(kdsim.User{UserID: user, DeptID: strconv.FormatInt(depts[0], 10), Role: 1}); err != nil {
 		t.Fatal(err)
 	}
-	ls, err := p.store.List(t.Context(), dlq.Selector{User: user})
-	if err != nil || len(ls) != 1 {
-		t.Fatalf("dead letters: %v %v", ls, err)
-	}
+	ls := p.letters(user)
 	if out, err := p.store.Outcome(t.Context(), ls[0]); err != nil || out == nil || out.Sequence != seq || out.Result != consumer.Deadlettered {
 		t.Errorf("dead letter's outcome: %+v %v", out, err)
 	}
@@ -192,5 +203,64 @@ func TestReplayAfterFixingTheCause(t *testing.T) {
 	u, ok := p.sim.User(user)
 	if !ok || u.User.DeptID != strconv.FormatInt(depts[1], 10) {
 		t.Fatalf("user after the replay: %+v", u)
+	}
+}
+
+// TestReplayStaleThroughTheConsumer: a change dead-lettered (not_found:
+// the user was not hired yet) and replayed after a newer event was
+// applied for the user is skipped by the real consumer as stale, with an
+// outcome saying so, and the letter stays; replayed with Force it is
+// applied and removed.
+func TestReplayStaleThroughTheConsumer(t *testing.T) {
+	p := newPipeline(t)
+	depts := p.sim.Departments()
+	user := "1008600000000103"
+	stop := p.run(handlers.Decoder{})
+	defer stop()
+	early := strconv.FormatInt(depts[1], 10)
+	seq := p.publish("move-early", handlers.Changed, user, map[string]any{"deptId": early})
+	if o := p.outcome(seq); o.Result != consumer.Deadlettered || o.Reason != kdapi.ClassNotFound.String() {
+		t.Fatalf("first outcome %+v", o)
+	}
+	// Newer state: the hire comes in and is applied.
+	hired := strconv.FormatInt(depts[0], 10)
+	hseq := p.publish("hire-later", handlers.Hired, user, map[string]any{"deptId": hired, "role": 1})
+	if o := p.outcome(hseq); o.Result != consumer.Applied {
+		t.Fatalf("hire outcome %+v", o)
+	}
+
+	r := p.replayOne(user)
+	// The letter says what its one attempt met.
+	if l := r.Letter; len(l.AttemptLog) != 1 || l.AttemptLog[0].N != 1 || l.AttemptLog[0].Class != kdapi.ClassNotFound.String() ||
+		l.AttemptLog[0].Error != l.Error || l.AttemptsNotKept != 0 {
+		t.Errorf("attempt log %+v (error %q)", l.AttemptLog, l.Error)
+	}
+	if o := r.Outcome; o.Result != consumer.Skipped || o.Reason != consumer.SkipStale || !r.Skipped() || r.Removed {
+		t.Fatalf("stale replay: outcome %+v, removed %v", o, r.Removed)
+	}
+	if note := r.Outcome.Note; !strings.Contains(note, strconv.FormatUint(seq, 10)) || !strings.Contains(note, strconv.FormatUint(hseq, 10)) || !strings.Contains(note, "-force") {
+		t.Errorf("stale outcome's note %q does not say why", note)
+	}
+	if u, _ := p.sim.User(user); u.User.DeptID != hired {
+		t.Fatalf("a stale replay changed the user: %+v", u.User)
+	}
+	ls, err := p.store.List(t.Context(), dlq.Selector{User: user})
+	if err != nil || len(ls) != 1 || ls[0].Seq != r.Letter.Seq {
+		t.Fatalf("the letter was not kept: %v %v", ls, err)
+	}
+
+	rs := p.store.Replay(t.Context(), ls, dlq.ReplayOptions{Force: true, Wait: 20 * time.Second})
+	f := rs[0]
+	if f.Err != nil || f.Duplicate || f.Outcome == nil || f.Outcome.Result != consumer.Applied || !f.Removed {
+		t.Fatalf("forced replay: %+v, outcome %+v", f, f.Outcome)
+	}
+	if f.Seq == r.Seq {
+		t.Fatalf("the forced replay was stored as the unforced one, #%d", f.Seq)
+	}
+	if u, _ := p.sim.User(user); u.User.DeptID != early {
+		t.Fatalf("the forced replay was not applied: %+v", u.User)
+	}
+	if left, _ := p.store.List(t.Context(), dlq.Selector{User: user}); len(left) != 0 {
+		t.Errorf("%d dead letters left", len(left))
 	}
 }

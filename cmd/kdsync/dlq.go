@@ -25,7 +25,7 @@ const dlqUsage = `kdsync dlq: inspect, replay and purge dead letters.
 
 Usage:
   kdsync dlq list   [selectors] [-json]            list dead letters
-  kdsync dlq show   [-json] SEQ|EVENT-ID           one dead letter: event, reason, attempts, origin, outcome
+  kdsync dlq show   [-json] SEQ|EVENT-ID           one dead letter: event, reason, each attempt's error, origin, outcome
   kdsync dlq replay [selectors] [-dry-run] [-force] [-keep]
                                                    send dead letters through the pipeline again
   kdsync dlq purge  [selectors] -yes               remove dead letters
@@ -303,6 +303,7 @@ func printLetter(w io.Writer, v letterView, store *dlq.Store) {
 		fmt.Fprintf(tw, "  replay of:\t%s (it died again)\n", l.ReplayOf)
 	}
 	_ = tw.Flush()
+	printAttempts(w, l)
 	fmt.Fprintln(w, "Headers of the original event:")
 	keys := make([]string, 0, len(l.Header))
 	for k := range l.Header {
@@ -328,6 +329,37 @@ func printLetter(w io.Writer, v letterView, store *dlq.Store) {
 		fmt.Fprintln(w, "Outcome: not found (outcomes expire; see KDSYNC_OUTCOMES)")
 	}
 }
+
+// printAttempts prints the letter's attempt log as a table, saying where
+// attempts were left out of it.
+func printAttempts(w io.Writer, l *dlq.Letter) {
+	if len(l.AttemptLog) == 0 {
+		return
+	}
+	if total := max(l.Attempts, len(l.AttemptLog)); total > len(l.AttemptLog) {
+		fmt.Fprintf(w, "Attempts (%d, the first and last %d kept):\n", total, len(l.AttemptLog))
+	} else {
+		fmt.Fprintf(w, "Attempts (%d):\n", total)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  N\tTIME\tCLASS\tERROR")
+	notKept := func(n int) {
+		if n > 0 {
+			fmt.Fprintf(tw, "  …\t%d attempt%s not kept …\t\t\n", n, plural(n))
+		}
+	}
+	prev := 0
+	for _, a := range l.AttemptLog {
+		notKept(a.N - prev - 1)
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\n", a.N, a.At.Format(attemptTime), orDash(a.Class), a.Error)
+		prev = a.N
+	}
+	notKept(l.Attempts - prev)
+	_ = tw.Flush()
+}
+
+// attemptTime is how kdsync dlq show prints an attempt's time.
+const attemptTime = "2006-01-02T15:04:05.000Z07:00"
 
 func dlqReplay(ctx context.Context, store *dlq.Store, c *dlqConfig, w io.Writer) error {
 	ls, err := store.List(ctx, c.sel)

@@ -2,8 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,7 +16,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kdsync/kdsync/consumer"
+	"github.com/kdsync/kdsync/dlq"
+	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/internal/harness"
+	"github.com/kdsync/kdsync/kdsim"
 )
 
 // natsWithStreams runs an embedded JetStream server with kdsync's streams
@@ -250,5 +256,149 @@ func TestParseSeqs(t *testing.T) {
 		if _, err := parseSeqs(bad); err == nil {
 			t.Errorf("parseSeqs(%q) accepted", bad)
 		}
+	}
+}
+
+// TestDLQReplayWithConsumer: an event dead-lettered while KooDrive was
+// down (retry budget spent) shows its attempts; once KooDrive is back,
+// kdsync dlq replay with the default -wait sees the running consumer apply
+// it, and removes the letter.
+func TestDLQReplayWithConsumer(t *testing.T) {
+	h := harness.NewEnv(t, kdsim.Options{})
+	if err := h.Sim.StartOutage(time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	lvl := slog.LevelError
+	if testing.Verbose() {
+		lvl = slog.LevelInfo
+	}
+	c, err := consumer.New(consumer.Options{
+		Conn: h.NC, Manage: true, Concurrency: 4, AckWait: 3 * time.Second,
+		RetryInitial: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, RetryBudget: 300 * time.Millisecond,
+		Handler: &handlers.Handler{Users: h.KD},
+		Logger:  slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("consumer: %v", err)
+		}
+	})
+	octx, ocancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer ocancel()
+	outs, err := harness.CollectOutcomes(octx, h.NC, "KDSYNC_OUTCOMES") // once the consumer made its streams
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(outs.Stop)
+
+	const user = "1008600000000201"
+	dept := strconv.FormatInt(h.Sim.Departments()[0], 10)
+	body := fmt.Sprintf(`{"specversion":"1.0","id":"cli-hire","source":"hris/test","type":"employee.hired","data":{"userId":%q,"deptId":%q,"role":1}}`, user, dept)
+	if _, err := h.JS.PublishMsg(t.Context(), &nats.Msg{Subject: "identity.employee.hired." + user, Data: []byte(body),
+		Header: nats.Header{jetstream.MsgIDHeader: {"cli-hire"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := outs.WaitFor(octx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if o := outs.All()[0]; o.Result != consumer.Deadlettered || o.Reason != consumer.ClassBudgetExhausted || o.Attempts < 2 {
+		t.Fatalf("outcome %s/%s after %d attempts (%s), want deadlettered/%s", o.Result, o.Reason, o.Attempts, o.Error, consumer.ClassBudgetExhausted)
+	}
+	// The outcome and the dead letter are published together: the
+	// outcome may be seen first.
+	for deadline := time.Now().Add(10 * time.Second); dlqCount(t, h.JS) == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no dead letter")
+		}
+	}
+	nu := []string{"-nats-url", h.NATS.URL()}
+
+	code, out, errOut := kdsync(t, append([]string{"dlq", "show", "cli-hire"}, nu...)...)
+	if code != 0 {
+		t.Fatalf("show: exit %d: %s", code, errOut)
+	}
+	t.Logf("kdsync dlq show:\n%s", out)
+	for _, want := range []string{"retry_budget_exhausted", "Attempts (", "N  TIME", "CLASS", "  1  ", "retryable", "HTTP 503"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("show lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, errOut = kdsync(t, append([]string{"dlq", "show", "cli-hire", "-json"}, nu...)...)
+	var shown struct {
+		Attempts   int                `json:"attempts"`
+		AttemptLog []consumer.Attempt `json:"attemptLog"`
+	}
+	if err := json.Unmarshal([]byte(out), &shown); code != 0 || err != nil || len(shown.AttemptLog) != shown.Attempts ||
+		shown.AttemptLog[0].Class != "retryable" || !strings.Contains(shown.AttemptLog[0].Error, "HTTP 503") {
+		t.Fatalf("show -json: exit %d, %v: %s%s", code, err, out, errOut)
+	}
+
+	// The cause, fixed: KooDrive answers again.
+	h.Sim.StopOutage()
+	code, out, errOut = kdsync(t, append([]string{"dlq", "replay", "-id", "cli-hire"}, nu...)...)
+	wantLine := "KDSYNC_DLQ:1 (event cli-hire, user " + user + ") -> IDENTITY #2: applied; removed from the DLQ\n"
+	if code != 0 || !strings.Contains(out, wantLine) ||
+		!strings.Contains(out, "1 dead letter: 1 replayed, 0 failed, 0 skipped by the consumer; 1 removed from the DLQ") {
+		t.Fatalf("replay: exit %d, want the line %q:\n%s%s", code, wantLine, out, errOut)
+	}
+	if u, ok := h.Sim.User(user); !ok || u.User.DeptID != dept {
+		t.Fatalf("user after the replay: %+v %v", u.User, ok)
+	}
+	if n := dlqCount(t, h.JS); n != 0 {
+		t.Fatalf("%d dead letters left", n)
+	}
+}
+
+// TestPrintAttempts: kdsync dlq show prints the attempt log as a table
+// and says where attempts were left out of it.
+func TestPrintAttempts(t *testing.T) {
+	at := time.Date(2026, 11, 23, 17, 0, 0, 0, time.UTC)
+	a := func(n int, class string) consumer.Attempt {
+		return consumer.Attempt{N: n, At: at.Add(time.Duration(n) * time.Second), Class: class, Error: "error " + strconv.Itoa(n)}
+	}
+	cases := map[string]struct {
+		letter dlq.Letter
+		want   []string
+		absent []string
+	}{
+		"none": {dlq.Letter{Attempts: 0}, nil, []string{"Attempts"}},
+		"all kept": {
+			dlq.Letter{Attempts: 2, AttemptLog: []consumer.Attempt{a(1, "retryable"), a(2, "permanent")}},
+			[]string{"Attempts (2):", "  N  TIME", "  1  2026-11-23T17:00:01.000Z  retryable  error 1", "  2  2026-11-23T17:00:02.000Z  permanent  error 2"},
+			[]string{"not kept"},
+		},
+		"trimmed": {
+			dlq.Letter{Attempts: 1000, AttemptsNotKept: 997, AttemptLog: []consumer.Attempt{a(1, "retryable"), a(999, "retryable"), a(1000, "retryable")}},
+			[]string{"Attempts (1000, the first and last 3 kept):", "997 attempts not kept …", "  999   2026-11-23T17:16:39.000Z"},
+			nil,
+		},
+		"one not kept at the end": {
+			dlq.Letter{Attempts: 3, AttemptsNotKept: 1, AttemptLog: []consumer.Attempt{a(1, "retryable"), a(2, "retryable")}},
+			[]string{"1 attempt not kept …"},
+			nil,
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			var b bytes.Buffer
+			printAttempts(&b, &tc.letter)
+			for _, w := range tc.want {
+				if !strings.Contains(b.String(), w) {
+					t.Errorf("lacks %q:\n%s", w, b.String())
+				}
+			}
+			for _, w := range tc.absent {
+				if strings.Contains(b.String(), w) {
+					t.Errorf("has %q:\n%s", w, b.String())
+				}
+			}
+		})
 	}
 }
