@@ -1,14 +1,17 @@
 package consumer_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/kdsync/kdsync/consumer"
+	"github.com/kdsync/kdsync/guard"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/kdsim"
+	"github.com/kdsync/kdsync/workload"
 )
 
 // TestShadowMatchesActive runs shadow mode first: it writes nothing to
@@ -84,4 +87,124 @@ func TestShadowMatchesActive(t *testing.T) {
 		t.Fatalf("shadow mode planned %d calls changing %d fields", planned, diffs)
 	}
 	e.check(evs, active, false)
+}
+
+// TestShadowBesideActive runs a shadow instance beside an active one, both
+// partitioned and guarded, with the names kdsync run -shadow gives the
+// shadow by default (cmd/kdsync TestShadowOptionsApart). The shadow takes
+// no partition from the active instance (which alone works them all), its
+// guard counts and holds apart, and an operator's rejection of the
+// shadow's holds leaves the active instance's holds pending: a held
+// disable is applied only when released in the active bucket. The shadow
+// writes nothing to KooDrive.
+func TestShadowBesideActive(t *testing.T) {
+	e := newEnv(t, kdsim.Faults{})
+	const users, limit = 8, 3
+	l := guard.Limit{N: limit, Window: time.Hour}
+	active := e.options()
+	active.Partitions, active.InstanceID, active.DeprovisionLimit = 2, "active", l
+	active.Heartbeat, active.PinnedTTL = 300*time.Millisecond, 2*time.Second
+	stopActive := e.run(active)
+	defer func() { stopActive() }()
+
+	shadow := active
+	shadow.InstanceID = "shadow"
+	shadow.Shadow = true
+	shadow.Handler = &handlers.Handler{Users: handlers.Shadow{Users: e.kd}}
+	shadow.Consumer, shadow.OutcomeStream, shadow.OutcomePrefix = "kdsync-shadow", "KDSYNC_SHADOW", "kdsync.shadow"
+	shadow.StateBucket, shadow.GuardBucket, shadow.MembersBucket = "KDSYNC_SHADOW_STATE", "KDSYNC_SHADOW_GUARD", "KDSYNC_SHADOW_MEMBERS"
+	time.Sleep(500 * time.Millisecond) // the active instance partitions the stream first
+	stopShadow := e.run(shadow)
+	defer func() { stopShadow() }()
+
+	ao := e.collect()
+	so, err := harness.CollectOutcomes(t.Context(), e.nc, "KDSYNC_SHADOW")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer so.Stop()
+	hires := e.generate(users, 1, 41)
+	var disables []workload.Event
+	for _, h := range hires {
+		d, err := workload.Encode(eventOf(h, "d", handlers.Disabled), "identity.employee.", "t", time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		disables = append(disables, d)
+	}
+	e.publish(hires)
+	e.wait(ao, users, 30*time.Second) // every partition is worked by the active instance
+	e.wait(so, users, 30*time.Second)
+	e.publish(disables)
+	e.wait(ao, users+limit, 30*time.Second)
+	e.wait(so, users+limit, 30*time.Second)
+
+	ctx := context.Background()
+	js := e.js()
+	activeGuard, err := guard.Open(ctx, js, "KDSYNC_GUARD", 1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shadowGuard, err := guard.Open(ctx, js, "KDSYNC_SHADOW_GUARD", 1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending := func(st *guard.Store) int {
+		t.Helper()
+		held, err := st.Held(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, h := range held {
+			if h.Decision == guard.Pending {
+				n++
+			}
+		}
+		return n
+	}
+	// Each counted its own window: the active instance's 3 admitted
+	// disables were not spent by the shadow's.
+	if a, s := pending(activeGuard), pending(shadowGuard); a != users-limit || s != users-limit {
+		t.Fatalf("pending holds: active %d, shadow %d; want %d each", a, s, users-limit)
+	}
+
+	// Rejecting the shadow's holds finishes them there only.
+	if _, err := shadowGuard.Decide(ctx, nil, guard.Reject, "test"); err != nil {
+		t.Fatal(err)
+	}
+	e.wait(so, 2*users, 30*time.Second)
+	time.Sleep(500 * time.Millisecond)
+	if n := pending(activeGuard); n != users-limit {
+		t.Fatalf("after the shadow's holds were rejected, the active instance has %d pending, want %d", n, users-limit)
+	}
+	if n := ao.Distinct(); n != users+limit {
+		t.Fatalf("the active instance finished %d events while its holds were pending, want %d", n, users+limit)
+	}
+
+	if _, err := activeGuard.Decide(ctx, nil, guard.Release, "test"); err != nil {
+		t.Fatal(err)
+	}
+	e.wait(ao, 2*users, 30*time.Second)
+	stopShadow()
+	stopShadow = func() {}
+	stopActive()
+	stopActive = func() {}
+	for _, out := range ao.All() {
+		if out.Result != consumer.Applied {
+			t.Errorf("active: %s %s %s/%s; want applied", out.UserID, out.Action, out.Result, out.Reason)
+		}
+	}
+	rejected := 0
+	for _, out := range so.All() {
+		if out.Result == consumer.Skipped && out.Reason == consumer.SkipGuardRejected {
+			rejected++
+		}
+	}
+	if rejected != users-limit {
+		t.Errorf("shadow: %d guard_rejected outcomes, want %d", rejected, users-limit)
+	}
+	if w := e.sim.Stats().Writes; w != 2*users {
+		t.Errorf("KooDrive saw %d writes; want the active instance's %d", w, 2*users)
+	}
 }

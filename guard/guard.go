@@ -10,6 +10,7 @@
 package guard
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -85,7 +86,11 @@ type Store struct {
 	now func() time.Time
 }
 
-// Open creates (or binds, when create is false) the bucket.
+// Open creates (or binds, when create is false) the bucket. Each kdsync
+// deployment that acts on its own (the active instances, a shadow
+// instance) needs its own bucket: holds are keyed by stream sequence and
+// Finish deletes them, so two deployments sharing one would count into
+// each other's window and clear each other's holds.
 func Open(ctx context.Context, js jetstream.JetStream, bucket string, replicas int, create bool) (*Store, error) {
 	var kv jetstream.KeyValue
 	var err error
@@ -229,7 +234,7 @@ func (s *Store) Held(ctx context.Context) ([]Hold, error) {
 			out = append(out, *h)
 		}
 	}
-	slices.SortFunc(out, func(a, b Hold) int { return int(a.Seq) - int(b.Seq) })
+	slices.SortFunc(out, func(a, b Hold) int { return cmp.Compare(a.Seq, b.Seq) })
 	return out, nil
 }
 
@@ -280,7 +285,7 @@ func (s *Store) Counted(ctx context.Context, l Limit) (int, error) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("guard: read window: %w", err)
 	}
 	var w window
 	_ = json.Unmarshal(e.Value(), &w)

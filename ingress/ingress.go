@@ -221,6 +221,23 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.Handle("POST /events", h)
 }
 
+// NewServer returns the http.Server that kdsync run and kdsync ingest serve
+// the ingress with: handler behind bounded header sizes and header, read,
+// write and idle times, so that a slow or silent sender cannot hold a
+// connection for ever. The write time (counted from the end of the
+// headers) covers reading the body, waiting publishTimeout for JetStream's
+// acknowledgements and answering.
+func NewServer(handler http.Handler, publishTimeout time.Duration) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30*time.Second + publishTimeout + 5*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
 // Ready reports whether events can be stored now: NATS is connected.
 func (h *Handler) Ready() bool { return h.opts.Conn.IsConnected() }
 

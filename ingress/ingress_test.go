@@ -520,16 +520,26 @@ func TestBatches(t *testing.T) {
 	}
 }
 
-// TestNATSOutage sends webhooks while the NATS server is stopped and
-// started again on the same store: while it is down the answer is 503 with
-// Retry-After, and every event answered 202 is in the stream afterwards.
+// TestNATSOutage sends webhooks in every content mode while the NATS
+// server is stopped and started again on the same store: while it is down
+// the answer is 503 with Retry-After; every event answered 202 is in the
+// stream afterwards, and so is every event of the requests answered 503
+// once the sender resends them: a sender that retries on 503 loses
+// nothing.
 func TestNATSOutage(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.PublishTimeout = 300 * time.Millisecond })
+	// sent is a request and the ids of its events.
+	type sent struct {
+		mode string
+		r    request
+		ids  []string
+	}
 	var (
-		mu       sync.Mutex
-		accepted []string
-		refused  int
-		statuses = map[int]int{}
+		mu        sync.Mutex
+		accepted  []string
+		refused   []sent
+		refusedBy = map[string]int{} // by content mode
+		statuses  = map[int]int{}
 	)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
@@ -544,20 +554,28 @@ func TestNATSOutage(t *testing.T) {
 				default:
 				}
 				id := fmt.Sprintf("outage-%d-%d", w, i)
-				r := structured(newEvent(id, handlers.Changed, fmt.Sprintf("20086%d%06d", w, i)))
-				var resp response
-				if i%2 == 0 {
-					resp = e.post(r.bearer(testToken))
-				} else {
-					resp = e.post(r.signed(testSecret, "msg_"+id, time.Now()))
+				ev := newEvent(id, handlers.Changed, fmt.Sprintf("20086%d%06d", w, i))
+				s := sent{mode: "structured", ids: []string{id}}
+				switch (w + i) % 4 {
+				case 0:
+					s.r = structured(ev).bearer(testToken)
+				case 1:
+					s.r = structured(ev).signed(testSecret, "msg_"+id, time.Now())
+				case 2:
+					s.mode, s.r = "binary", binary(ev).bearer(testToken)
+				case 3:
+					ev2 := newEvent(id+"-b", handlers.Disabled, fmt.Sprintf("30086%d%06d", w, i))
+					s.mode, s.r, s.ids = "batch", batchOf(ev, ev2).signed(testSecret2, "msg_"+id, time.Now()), []string{id, id + "-b"}
 				}
+				resp := e.post(s.r)
 				mu.Lock()
 				statuses[resp.status]++
 				switch resp.status {
 				case 202:
-					accepted = append(accepted, id)
+					accepted = append(accepted, s.ids...)
 				case 503:
-					refused++
+					refused = append(refused, s)
+					refusedBy[s.mode]++
 					if resp.header.Get("Retry-After") != "2" || resp.problem.Type != typeUnavailable {
 						t.Errorf("503 without Retry-After 2 or problem: %v %s", resp.header, resp.body)
 					}
@@ -573,7 +591,7 @@ func TestNATSOutage(t *testing.T) {
 	waitFor(t, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return refused >= 20
+		return len(refused) >= 20 && refusedBy["binary"] > 0 && refusedBy["batch"] > 0
 	})
 	if err := e.ns.Restart(); err != nil {
 		t.Fatal(err)
@@ -592,7 +610,19 @@ func TestNATSOutage(t *testing.T) {
 	if ctx.Err() != nil {
 		t.Fatal("took too long")
 	}
-	t.Logf("answers: %v", statuses)
+	t.Logf("answers: %v; refused by mode: %v", statuses, refusedBy)
+
+	// The sender resends what was answered 503, as it was (signed ones
+	// with the same webhook-id): now each is stored.
+	var resent []string
+	for _, s := range refused {
+		resp := e.post(s.r)
+		if resp.status != 202 {
+			t.Errorf("resent %s request %v: %d %s, want 202", s.mode, s.ids, resp.status, resp.body)
+			continue
+		}
+		resent = append(resent, s.ids...)
+	}
 
 	inStream := map[string]bool{}
 	for _, m := range e.stored() {
@@ -605,11 +635,18 @@ func TestNATSOutage(t *testing.T) {
 			t.Errorf("event %s was answered 202 but is not in the stream", id)
 		}
 	}
+	for _, id := range resent {
+		if !inStream[id] {
+			t.Errorf("event %s was answered 503, then 202 when resent, but is not in the stream", id)
+		}
+	}
 	if missing == 0 && len(accepted) < 40 {
 		t.Errorf("only %d events accepted; the test proves little", len(accepted))
 	}
-	if got := testutil.ToFloat64(e.h.m.requests.WithLabelValues("structured", "503")); got != float64(refused) {
-		t.Errorf("requests{structured,503} = %v, want %d", got, refused)
+	for md, n := range refusedBy {
+		if got := testutil.ToFloat64(e.h.m.requests.WithLabelValues(md, "503")); got != float64(n) {
+			t.Errorf("requests{%s,503} = %v, want %d", md, got, n)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,6 +26,7 @@ import (
 
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/handlers"
+	"github.com/kdsync/kdsync/ingress"
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/metrics"
 	"github.com/kdsync/kdsync/reconcile"
@@ -59,6 +62,9 @@ type Options struct {
 	HTTPListener net.Listener
 	// Pprof serves net/http/pprof under /debug/pprof/ on the HTTP address.
 	Pprof bool
+	// Ingress, when its Addr or Listener is set, serves the webhook
+	// ingress (POST /events) on its own listener.
+	Ingress IngressOptions
 
 	Build metrics.BuildInfo
 
@@ -69,6 +75,27 @@ type Options struct {
 	// Conn, when set, is used instead of dialling NATS; the caller owns it.
 	Conn *nats.Conn
 }
+
+// IngressOptions configure the webhook ingress inside kdsync run. It
+// publishes on run's NATS connection, registers its metrics with run's
+// registerer (served on run's /metrics) and checks events with the
+// consumer's decoder (Options.Consumer.Decoder), so that the ingress and
+// the consumer accept exactly the same events. Run's /readyz does not
+// depend on it.
+type IngressOptions struct {
+	// Addr is the address of POST /events; empty (and no Listener): no
+	// ingress.
+	Addr string
+	// Listener, when set, is used instead of listening on Addr.
+	Listener net.Listener
+	// TLSCert and TLSKey, both set, serve HTTPS; empty: plain HTTP.
+	TLSCert, TLSKey string
+	// Options configure the ingress. Conn, Registerer, Logger and Decoder
+	// are set by Run.
+	Options ingress.Options
+}
+
+func (o *IngressOptions) enabled() bool { return o.Addr != "" || o.Listener != nil }
 
 // ReconcileOptions configure periodic reconciliation in kdsync run.
 type ReconcileOptions struct {
@@ -104,6 +131,15 @@ func (o *Options) Validate() error {
 	}
 	if _, err := o.client(); err != nil && o.APIBaseURL != "" {
 		errs = append(errs, err)
+	}
+	if err := o.Consumer.Check(); err != nil {
+		errs = append(errs, err)
+	}
+	if o.Ingress.enabled() {
+		errs = append(errs, o.Ingress.Options.Validate())
+		if (o.Ingress.TLSCert == "") != (o.Ingress.TLSKey == "") {
+			errs = append(errs, errors.New("ingress: TLS needs both a certificate and a key"))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -189,7 +225,7 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 		defer func() {
-			if err := nc.Drain(); err != nil {
+			if err := consumer.Drain(nc, 10*time.Second); err != nil {
 				log.Warn("draining the NATS connection", "err", err)
 			}
 		}()
@@ -224,8 +260,34 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 
+	// With the ingress on, the consumer stops only once the ingress has
+	// stopped taking webhooks and the publishes under way have been
+	// answered.
+	consumerCtx := ctx
+	var ingErr <-chan error
+	if o.Ingress.enabled() {
+		ing, err := startIngress(o.Ingress, co.Decoder, nc, reg, log.With("component", "ingress"))
+		if err != nil {
+			return err
+		}
+		cctx, stopConsumer := context.WithCancel(context.WithoutCancel(ctx))
+		consumerCtx, ingErr = cctx, ing.errc
+		stopped := make(chan struct{})
+		defer func() { stopConsumer(); <-stopped }()
+		go func() {
+			defer close(stopped)
+			select {
+			case <-ctx.Done():
+			case <-cctx.Done():
+			}
+			ing.stop()
+			stopConsumer()
+		}()
+		go ing.checkStream(cctx, c.Ready)
+	}
+
 	runErr := make(chan error, 1)
-	go func() { runErr <- c.Run(ctx) }()
+	go func() { runErr <- c.Run(consumerCtx) }()
 	select {
 	case err := <-runErr:
 		shuttingDown.Store(true)
@@ -233,6 +295,94 @@ func Run(ctx context.Context, o Options) error {
 	case err := <-srvErr:
 		shuttingDown.Store(true)
 		return fmt.Errorf("http server: %w", err)
+	case err := <-ingErr:
+		shuttingDown.Store(true)
+		return fmt.Errorf("ingress: %w", err)
+	}
+}
+
+// ingressServer is the webhook ingress served by Run.
+type ingressServer struct {
+	h       *ingress.Handler
+	srv     *http.Server
+	errc    chan error
+	timeout time.Duration // bound of a graceful stop
+	log     *slog.Logger
+	once    sync.Once
+}
+
+// startIngress builds the ingress on run's connection and registerer,
+// with the consumer's decoder, and serves it on its own listener.
+func startIngress(cfg IngressOptions, dec handlers.Decoder, nc *nats.Conn, reg prometheus.Registerer, log *slog.Logger) (*ingressServer, error) {
+	o := cfg.Options
+	o.Conn, o.Registerer, o.Logger, o.Decoder = nc, reg, log, dec
+	h, err := ingress.New(o)
+	if err != nil {
+		return nil, err
+	}
+	ln := cfg.Listener
+	if ln == nil {
+		ln, err = net.Listen("tcp", cfg.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("ingress: listen on %s: %w", cfg.Addr, err)
+		}
+	}
+	mux := http.NewServeMux()
+	h.Register(mux)
+	publishTimeout := cmp.Or(o.PublishTimeout, ingress.DefaultPublishTimeout)
+	s := &ingressServer{h: h, srv: ingress.NewServer(mux, publishTimeout), errc: make(chan error, 1),
+		timeout: publishTimeout + 5*time.Second, log: log}
+	go func() {
+		var err error
+		if cfg.TLSCert != "" {
+			err = s.srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
+		} else {
+			err = s.srv.Serve(ln)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
+			s.errc <- err
+		}
+	}()
+	log.Info("serving the webhook ingress", "addr", ln.Addr().String(), "tls", cfg.TLSCert != "",
+		"subjects", cmpOr(o.SubjectPrefix, ingress.DefaultSubjectPrefix)+".<action>.<userId>")
+	return s, nil
+}
+
+// stop closes the ingress's listener at once and waits, within the
+// timeout, for the requests under way to be answered (their publishes
+// acknowledged or timed out). Later calls do nothing.
+func (s *ingressServer) stop() {
+	s.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+		defer cancel()
+		if err := s.srv.Shutdown(ctx); err != nil {
+			s.log.Warn("webhook requests still under way at the end of the shutdown", "err", err)
+			_ = s.srv.Close()
+		}
+		s.log.Info("webhook ingress stopped")
+	})
+}
+
+// checkStream waits until the consumer is ready (the streams exist), then
+// warns when no stream stores the ingress's subjects: every event would be
+// answered 503.
+func (s *ingressServer) checkStream(ctx context.Context, ready func() bool) {
+	for !ready() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	stream, err := s.h.CheckStream(sctx)
+	switch {
+	case ctx.Err() != nil:
+	case err != nil:
+		s.log.Warn("no stream stores the ingress's subjects: events will be answered 503 until one does", "err", err)
+	default:
+		s.log.Info("webhook events go to stream", "stream", stream)
 	}
 }
 

@@ -44,21 +44,27 @@ func natsFlags(fs *flag.FlagSet) func() consumer.ConnectOptions {
 // the environment.
 type ingestConfig struct {
 	nats      consumer.ConnectOptions
-	ingress   ingress.Options
+	ingress   ingressConfig
 	addr      string
 	httpAddr  string
-	tlsCert   string
-	tlsKey    string
 	logLevel  string
 	logFormat string
 }
 
-func ingestFlags(fs *flag.FlagSet) func() (ingestConfig, error) {
-	var c ingestConfig
-	conn := natsFlags(fs)
-	o := &c.ingress
-	fs.StringVar(&c.addr, "ingress-addr", ":8080", "address of the webhook ingress: POST /events, and /metrics, /healthz, /readyz unless -http-addr is given")
-	fs.StringVar(&c.httpAddr, "http-addr", "", "separate address of /metrics, /healthz and /readyz (empty: the ingress address)")
+// ingressConfig is the webhook ingress's configuration that kdsync run
+// and kdsync ingest share: everything but the addresses (whose defaults
+// differ) and the event size limit (each command's -max-event-size).
+type ingressConfig struct {
+	options         ingress.Options
+	tlsCert, tlsKey string
+}
+
+// ingressFlags declares the flags of ingressConfig on fs and returns a
+// function that yields it after parsing. The options are not validated:
+// kdsync run checks them only when its ingress is on.
+func ingressFlags(fs *flag.FlagSet) func() (ingressConfig, error) {
+	var c ingressConfig
+	o := &c.options
 	fs.StringVar(&c.tlsCert, "ingress-tls-cert", "", "TLS certificate file of the ingress (empty: plain HTTP, e.g. behind a TLS proxy)")
 	fs.StringVar(&c.tlsKey, "ingress-tls-key", "", "TLS key file of the ingress")
 	fs.StringVar(&o.SubjectPrefix, "ingress-subject-prefix", ingress.DefaultSubjectPrefix, "events are published on <prefix>.<action>.<userId>")
@@ -70,33 +76,48 @@ func ingestFlags(fs *flag.FlagSet) func() (ingestConfig, error) {
 	fs.IntVar(&o.ReplayCache, "ingress-replay-cache", ingress.DefaultReplayCache, "webhook ids remembered at most, against replays")
 	fs.Int64Var(&o.MaxBytes, "ingress-max-bytes", ingress.DefaultMaxBytes, "largest request body, a whole batch included")
 	fs.IntVar(&o.MaxBatch, "ingress-max-batch", ingress.DefaultMaxBatch, "most events in one batch")
-	maxEvent := fs.Int("max-event-size", handlers.DefaultMaxEventSize, "largest event accepted, in bytes (as kdsync run's)")
 	fs.DurationVar(&o.PublishTimeout, "ingress-publish-timeout", ingress.DefaultPublishTimeout, "how long to wait for JetStream's acknowledgement before answering 503")
 	fs.DurationVar(&o.RetryAfter, "ingress-retry-after", ingress.DefaultRetryAfter, "Retry-After of a 503")
 	fs.BoolVar(&o.AllowUnauthenticated, "ingress-allow-unauthenticated", false, "accept requests without credentials (local testing only)")
-	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&c.logFormat, "log-format", "json", "json or text")
-	return func() (ingestConfig, error) {
+	return func() (ingressConfig, error) {
 		var errs []error
-		c.nats = conn()
-		c.nats.Name = "kdsync-ingest"
-		o.Decoder.MaxSize = *maxEvent
-		if *maxEvent < 1024 || *maxEvent > 1<<20 {
-			errs = append(errs, fmt.Errorf("max-event-size %d: want 1024 to 1048576", *maxEvent))
-		}
 		t, err := secretList("ingress token", *tokens, *tokenFile)
 		errs = append(errs, err)
 		o.Tokens = t
 		s, err := secretList("ingress secret", *secrets, *secretFile)
 		errs = append(errs, err)
 		o.Secrets = s
-		if c.addr == "" {
-			errs = append(errs, errors.New("ingress-addr is required"))
-		}
 		if (c.tlsCert == "") != (c.tlsKey == "") {
 			errs = append(errs, errors.New("TLS needs both -ingress-tls-cert and -ingress-tls-key"))
 		}
-		errs = append(errs, o.Validate())
+		return c, errors.Join(errs...)
+	}
+}
+
+func ingestFlags(fs *flag.FlagSet) func() (ingestConfig, error) {
+	var c ingestConfig
+	conn := natsFlags(fs)
+	fs.StringVar(&c.addr, "ingress-addr", ":8080", "address of the webhook ingress: POST /events, and /metrics, /healthz, /readyz unless -http-addr is given")
+	fs.StringVar(&c.httpAddr, "http-addr", "", "separate address of /metrics, /healthz and /readyz (empty: the ingress address)")
+	shared := ingressFlags(fs)
+	maxEvent := fs.Int("max-event-size", handlers.DefaultMaxEventSize, "largest event accepted, in bytes (as kdsync run's)")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.logFormat, "log-format", "json", "json or text")
+	return func() (ingestConfig, error) {
+		var errs []error
+		c.nats = conn()
+		c.nats.Name = "kdsync-ingest"
+		ic, err := shared()
+		errs = append(errs, err)
+		c.ingress = ic
+		c.ingress.options.Decoder.MaxSize = *maxEvent
+		if *maxEvent < 1024 || *maxEvent > 1<<20 {
+			errs = append(errs, fmt.Errorf("max-event-size %d: want 1024 to 1048576", *maxEvent))
+		}
+		if c.addr == "" {
+			errs = append(errs, errors.New("ingress-addr is required"))
+		}
+		errs = append(errs, c.ingress.options.Validate())
 		return c, errors.Join(errs...)
 	}
 }
@@ -161,11 +182,11 @@ func runIngest(ctx context.Context, c ingestConfig, log *slog.Logger) error {
 		return err
 	}
 	defer func() {
-		if err := nc.Drain(); err != nil {
+		if err := consumer.Drain(nc, 10*time.Second); err != nil {
 			log.Warn("draining the NATS connection", "err", err)
 		}
 	}()
-	o := c.ingress
+	o := c.ingress.options
 	o.Conn, o.Registerer, o.Logger = nc, reg, log.With("component", "ingress")
 	h, err := ingress.New(o)
 	if err != nil {
@@ -191,7 +212,7 @@ func runIngest(ctx context.Context, c ingestConfig, log *slog.Logger) error {
 	})
 	mux := http.NewServeMux()
 	h.Register(mux)
-	servers := []*server{{name: "ingress", addr: c.addr, handler: mux, tlsCert: c.tlsCert, tlsKey: c.tlsKey}}
+	servers := []*server{{name: "ingress", addr: c.addr, handler: mux, tlsCert: c.ingress.tlsCert, tlsKey: c.ingress.tlsKey}}
 	if c.httpAddr == "" {
 		mux.Handle("/", ops)
 	} else {
@@ -199,7 +220,7 @@ func runIngest(ctx context.Context, c ingestConfig, log *slog.Logger) error {
 	}
 	errc := make(chan error, len(servers))
 	for _, s := range servers {
-		if err := s.listen(); err != nil {
+		if err := s.listen(o.PublishTimeout); err != nil {
 			return err
 		}
 		go func() { errc <- s.serve() }()
@@ -232,20 +253,13 @@ type server struct {
 	srv             *http.Server
 }
 
-func (s *server) listen() error {
+func (s *server) listen(publishTimeout time.Duration) error {
 	ln, err := net.Listen("tcp", s.addr)
 	if err != nil {
 		return fmt.Errorf("%s: listen on %s: %w", s.name, s.addr, err)
 	}
 	s.ln = ln
-	s.srv = &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-	}
+	s.srv = ingress.NewServer(s.handler, publishTimeout)
 	return nil
 }
 

@@ -213,8 +213,13 @@ func (a *apiConfig) client(t *reconcile.Transport) (*kdapi.Client, error) {
 
 func cmdReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
-		fmt.Fprint(stdout, reconcileUsage)
-		return nil
+		// The usage and every flag's default, on stdout: -h as the flag
+		// package handles it (fs.Usage), written where help was asked for.
+		_, err := parseReconcileFlags([]string{"-h"}, stdout)
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
 	}
 	c, err := parseReconcileFlags(args, stderr)
 	if err != nil {

@@ -124,14 +124,52 @@ func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 		case *mode == "shadow" || *shadow:
 			o.Shadow = true
 			// Shadow mode keeps out of the active instance's way: its own
-			// consumer, outcome stream and state, unless told otherwise.
-			for name, v := range map[string]*string{
-				"consumer": &c.Consumer, "outcome-stream": &c.OutcomeStream,
-				"outcome-prefix": &c.OutcomePrefix, "state-bucket": &c.StateBucket,
+			// consumer, outcome stream, state, members and guard buckets,
+			// unless a flag (or its variable) names others, never the
+			// active defaults.
+			// The members bucket holds the partition leases (p.<n>): shared,
+			// a shadow instance would take partitions from active ones.
+			// The guard gets its own bucket rather than being asked without
+			// holding, which would need a second code path in the consumer:
+			// shared, shadow would count into the active window, collide on
+			// held.<seq> and, finishing its holds, delete the active ones (a
+			// rejected disable could then be applied). In its own bucket it
+			// holds and counts as the active guard would, which is what a
+			// canary should show; kdsync guard -shadow reaches those holds.
+			for _, d := range []struct {
+				flag, def string
+				opt       *string
+			}{
+				{"consumer", "kdsync-shadow", &c.Consumer},
+				{"outcome-stream", "KDSYNC_SHADOW", &c.OutcomeStream},
+				{"outcome-prefix", "kdsync.shadow", &c.OutcomePrefix},
+				{"state-bucket", "KDSYNC_SHADOW_STATE", &c.StateBucket},
+				{"guard-bucket", shadowGuardBucket, &c.GuardBucket},
+				{"members-bucket", "KDSYNC_SHADOW_MEMBERS", &c.MembersBucket}, // no flag (yet): always
 			} {
-				if !set[name] {
-					*v = map[string]string{"consumer": "kdsync-shadow", "outcome-stream": "KDSYNC_SHADOW",
-						"outcome-prefix": "kdsync.shadow", "state-bucket": "KDSYNC_SHADOW_STATE"}[name]
+				f := fs.Lookup(d.flag)
+				switch {
+				case !set[d.flag]:
+					*d.opt = d.def
+				case f != nil && *d.opt == f.DefValue:
+					// Most likely the active instance's environment copied:
+					// sharing its consumer would take its events away.
+					errs = append(errs, fmt.Errorf("shadow mode with %s %q would share the active instance's: unset it (KDSYNC_%s) or name another",
+						d.flag, *d.opt, strings.ToUpper(strings.ReplaceAll(d.flag, "-", "_"))))
+				}
+			}
+			// Repairs are events published into the stream, a write: in
+			// shadow, periodic reconciliation only reports and exports.
+			if o.Reconcile.Apply {
+				o.Reconcile.Apply = false
+				flagOr := func(name, def string) string {
+					if f := fs.Lookup(name); f != nil {
+						return f.Value.String()
+					}
+					return def
+				}
+				if log, err := newLogger(fs.Output(), flagOr("log-level", "info"), flagOr("log-format", "json")); err == nil {
+					log.Warn("shadow mode writes nothing: reconcile-apply is ignored, periodic reconciliation only reports and exports the drift")
 				}
 			}
 		case *mode != "active":
@@ -147,6 +185,8 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("kdsync run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	options := serviceFlags(fs)
+	ingressAddr := fs.String("ingress-addr", "", "serve the webhook ingress (POST /events, as kdsync ingest does) on this address too, on run's NATS connection; the -ingress-* flags apply (empty: none)")
+	ingressOptions := ingressFlags(fs)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "json", "json or text")
 	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("KDSYNC")); err != nil {
@@ -160,9 +200,11 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	o, err := options()
-	if err != nil {
+	ic, ingressErr := ingressOptions()
+	if err := errors.Join(err, ingressErr); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
+	o.Ingress = service.IngressOptions{Addr: *ingressAddr, TLSCert: ic.tlsCert, TLSKey: ic.tlsKey, Options: ic.options}
 	o.Logger = log
 	b := o.Build
 	log.Info("kdsync starting", "version", b.Version, "revision", b.Revision,
