@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/kdsync/kdsync/internal/testenv"
 )
 
 // signVector is one entry of testdata/sign_vectors.json. Inputs are a raw
@@ -147,20 +149,10 @@ func TestSignVectors_AppAuth(t *testing.T) {
 	}
 }
 
-// python returns the path of python3. Without one it skips the test, or
-// fails it when the environment says this is CI (see ciStrict): there the
-// cross-check with the independent signer must not be skipped silently.
+// python returns the path of python3, or skips (fails in CI: testenv).
 func python(t *testing.T) string {
 	t.Helper()
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		if ciStrict(os.Getenv) {
-			t.Fatalf("python3 not on PATH (%v): the live cross-check with testdata/sign.py is required "+
-				"because KDSYNC_CI=1 or KDSYNC_REQUIRE_DOCKER=1; install python3 (standard library only)", err)
-		}
-		t.Skip("python3 not on PATH; the live cross-check with testdata/sign.py is skipped (set KDSYNC_CI=1 to fail instead)")
-	}
-	return py
+	return testenv.Tool(t, "python3", "the live cross-check with testdata/sign.py")
 }
 
 func runSignPy(t *testing.T, stdin []byte, args ...string) []byte {

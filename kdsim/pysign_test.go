@@ -3,14 +3,13 @@ package kdsim_test
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"net/http"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kdsync/kdsync/internal/testenv"
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/kdsim"
 )
@@ -19,27 +18,10 @@ import (
 // rather than from kdapi's Go code.
 const signPy = "../kdapi/testdata/sign.py"
 
-// ciStrict reports whether the environment asks tests to fail, not skip,
-// when a tool they need is missing: KDSYNC_CI=1 (exported by .ci/run) or
-// KDSYNC_REQUIRE_DOCKER=1 (the CI switch of the container tests). kdapi's
-// tests have the same rule.
-func ciStrict(getenv func(string) string) bool {
-	return getenv("KDSYNC_CI") == "1" || getenv("KDSYNC_REQUIRE_DOCKER") == "1"
-}
-
-// python returns the path of python3. Without one it skips the test, or
-// fails it in CI (ciStrict).
+// python returns the path of python3, or skips (fails in CI: testenv).
 func python(t *testing.T) string {
 	t.Helper()
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		if ciStrict(os.Getenv) {
-			t.Fatalf("python3 not on PATH (%v): the check against the independent signer %s is required "+
-				"because KDSYNC_CI=1 or KDSYNC_REQUIRE_DOCKER=1; install python3 (standard library only)", err, signPy)
-		}
-		t.Skip("python3 not on PATH; the check against " + signPy + " is skipped (set KDSYNC_CI=1 to fail instead)")
-	}
-	return py
+	return testenv.Tool(t, "python3", "the check against the independent signer "+signPy)
 }
 
 // pyRequest is the input of "sign.py sign": the request to sign over
@@ -242,41 +224,5 @@ func wantNoUser(t *testing.T, srv *kdsim.Server, id string) {
 	t.Helper()
 	if rec, ok := srv.User(id); ok {
 		t.Errorf("User(%s) = %+v; a refused create must not create it", id, rec.User)
-	}
-}
-
-// TestPythonMissing runs TestPythonSignedRequests in a child test process
-// whose PATH has no python3: it must skip by default and fail, naming the
-// reason, when KDSYNC_CI=1 or KDSYNC_REQUIRE_DOCKER=1.
-func TestPythonMissing(t *testing.T) {
-	t.Parallel()
-	if os.Getenv("KDSYNC_TEST_CHILD") == "1" {
-		t.Skip("already in the child process")
-	}
-	tests := map[string]struct {
-		env      []string
-		wantFail bool
-		want     string
-	}{
-		"local run skips":      {nil, false, "--- SKIP: TestPythonSignedRequests"},
-		"KDSYNC_CI fails":      {[]string{"KDSYNC_CI=1"}, true, "python3 not on PATH"},
-		"REQUIRE_DOCKER fails": {[]string{"KDSYNC_REQUIRE_DOCKER=1"}, true, "is required because KDSYNC_CI=1 or KDSYNC_REQUIRE_DOCKER=1"},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run", "^TestPythonSignedRequests$", "-test.v")
-			cmd.Env = append([]string{"PATH=" + t.TempDir(), "HOME=" + os.Getenv("HOME"), "KDSYNC_TEST_CHILD=1"}, tc.env...)
-			var out bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &out
-			err := cmd.Run()
-			var exit *exec.ExitError
-			if tc.wantFail != errors.As(err, &exit) || !tc.wantFail && err != nil {
-				t.Errorf("child: err = %v, want failure %v\n%s", err, tc.wantFail, out.String())
-			}
-			if !strings.Contains(out.String(), tc.want) {
-				t.Errorf("child output lacks %q:\n%s", tc.want, out.String())
-			}
-		})
 	}
 }
