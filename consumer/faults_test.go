@@ -188,7 +188,7 @@ func TestBadInputDeadLettered(t *testing.T) {
 		{"identity.employee.hired.908", "{\"specversion\":\"1.0\",\"id\":\"b9\xff\"}", nil, "invalid_utf8"},
 		{"identity.employee.hired.909", `{"specversion":"1.0","id":"b10","source":"t","type":"employee.hired","data":{"userId":"909","pad":"` + strings.Repeat("x", 70<<10) + `"}}`, nil, "too_large"},
 		// A valid hire into a department KooDrive does not have.
-		{"identity.employee.hired.910", `{"specversion":"1.0","id":"b11","source":"t","type":"employee.hired","data":{"userId":"910","deptId":"42","role":1}}`, nil, "permanent"},
+		{"identity.employee.hired.910", `{"specversion":"1.0","id":"b11","source":"t","type":"employee.hired","data":{"userId":"910","deptId":"42","role":1}}`, nats.Header{jetstream.MsgIDHeader: {"orig-910"}}, "permanent"},
 		{"identity.employee.hired.911", `{"userId":"911","deptId":"1319678187126486147","role":1}`, nats.Header{"ce-specversion": {"1.0"}, "ce-id": {"b12"}, "ce-source": {"t"}, "ce-type": {"employee.hired"}}, "applied"},
 		{"identity.employee.hired.913", `{"specversion":"1.0","id":"b14","source":"t","type":"employee.hired","data":{"userId":"913","role":1}}`, nil, "missing_field"},
 		{"identity.employee.changed.912", `{"specversion":"1.0","id":"b13","source":"t","type":"employee.changed","data":{"userId":"912","status":0}}`, nil, "not_found"},
@@ -268,6 +268,9 @@ func TestBadInputDeadLettered(t *testing.T) {
 		}
 		if m.Header.Get(consumer.HdrReason) == "" || m.Header.Get(consumer.HdrErrorClass) == "" || m.Header.Get(consumer.HdrOriginalSeq) == "" {
 			t.Errorf("DLQ copy of %s lacks reason headers: %v", subj, m.Header)
+		}
+		if want := map[bool]string{true: "orig-910"}[strings.HasSuffix(subj, ".910")]; m.Header.Get(consumer.HdrOriginalMsgID) != want {
+			t.Errorf("DLQ copy of %s: %s %q, want %q", subj, consumer.HdrOriginalMsgID, m.Header.Get(consumer.HdrOriginalMsgID), want)
 		}
 	}
 

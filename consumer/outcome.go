@@ -95,9 +95,12 @@ const (
 	HdrOriginalSubject = "Kdsync-Original-Subject"
 	HdrOriginalStream  = "Kdsync-Original-Stream"
 	HdrOriginalSeq     = "Kdsync-Original-Sequence"
-	HdrEventID         = "Kdsync-Event-Id"
-	HdrUserID          = "Kdsync-User-Id"
-	HdrDeadAt          = "Kdsync-Dead-At"
+	// HdrOriginalMsgID keeps the original's Nats-Msg-Id (the dead letter
+	// has its own, so that a redelivery does not double it).
+	HdrOriginalMsgID = "Kdsync-Original-Msg-Id"
+	HdrEventID       = "Kdsync-Event-Id"
+	HdrUserID        = "Kdsync-User-Id"
+	HdrDeadAt        = "Kdsync-Dead-At"
 	// HdrAttemptLog holds the attempts that failed, with their errors, as
 	// compact JSON: an array of Attempt, oldest first. It is bounded: the
 	// first AttemptLogFirst and the last AttemptLogLast attempts are kept,

@@ -540,6 +540,9 @@ func (c *Consumer) deadLetterMsg(it *item, out *Outcome) *nats.Msg {
 		h.Set(HdrOriginalSubject, it.msg.Subject())
 		h.Set(HdrOriginalStream, c.opts.Stream)
 		h.Set(HdrOriginalSeq, strconv.FormatUint(it.seq, 10))
+		if id := it.msg.Headers().Get(jetstream.MsgIDHeader); id != "" {
+			h.Set(HdrOriginalMsgID, clipHeader(id))
+		}
 	}
 	h.Set(HdrEventID, clipHeader(out.EventID))
 	h.Set(HdrUserID, clipHeader(out.UserID))
