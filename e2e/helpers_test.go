@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -30,6 +31,16 @@ func TestMain(m *testing.M) {
 	// (the reaper) would need an image pulled from a registry, so it is
 	// off, and every container is removed by the test that made it.
 	os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+	// The Docker engine runs on this machine when its bridge is one of our
+	// interfaces: published ports are then on 127.0.0.1. testcontainers
+	// would otherwise take /.dockerenv (present on some VMs) to mean "in a
+	// container" and look for the engine at the default route's gateway,
+	// which answers nothing.
+	if os.Getenv("TESTCONTAINERS_HOST_OVERRIDE") == "" {
+		if _, err := net.InterfaceByName("docker0"); err == nil {
+			os.Setenv("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
+		}
+	}
 	code := m.Run()
 	removeTestImage()
 	bins.cleanup()
