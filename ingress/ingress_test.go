@@ -120,6 +120,60 @@ func TestCloudEventsSDKClient(t *testing.T) {
 	}
 }
 
+// TestCloudEventsSDKBatch posts a batch made of the SDK's own events (its
+// JSON encoding, the batch media type: its HTTP client sends one event a
+// request) and checks each event's fate and what is stored.
+func TestCloudEventsSDKBatch(t *testing.T) {
+	e := newEnv(t, nil)
+	var evs []cloudevents.Event
+	for i, typ := range []string{"employee.hired", "employee.changed", "employee.disabled"} {
+		uid := fmt.Sprint(1008600000029938000 + i)
+		ev := cloudevents.NewEvent()
+		ev.SetID(fmt.Sprintf("sdk-batch-%d", i))
+		ev.SetSource("hris/sdk")
+		ev.SetType(typ)
+		ev.SetSubject(uid)
+		ev.SetTime(time.Date(2026, 11, 23, 10, 0, i, 0, time.UTC))
+		data := map[string]any{"userId": uid}
+		if typ != "employee.disabled" {
+			data["deptId"], data["role"] = "42", 1
+		}
+		if err := ev.SetData(cloudevents.ApplicationJSON, data); err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, ev)
+	}
+	body, err := json.Marshal(evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := e.post(request{header: http.Header{"Content-Type": {"application/cloudevents-batch+json"},
+		"Authorization": {"Bearer " + testToken}}, body: body})
+	if r.status != http.StatusAccepted {
+		t.Fatalf("status %d, want 202: %s", r.status, r.body)
+	}
+	if len(r.batch.Results) != len(evs) {
+		t.Fatalf("%d results for %d events: %s", len(r.batch.Results), len(evs), r.body)
+	}
+	stored := map[string]*jetstream.RawStreamMsg{}
+	for _, m := range e.stored() {
+		stored[m.Header.Get(jetstream.MsgIDHeader)] = m
+	}
+	for i, ev := range evs {
+		if res := r.batch.Results[i]; res.ID != ev.ID() || res.Status != http.StatusAccepted || res.Sequence == 0 {
+			t.Errorf("result %d: %+v, want %s accepted and stored", i, res, ev.ID())
+		}
+		m := stored[ev.ID()]
+		if m == nil {
+			t.Fatalf("%s not in the stream", ev.ID())
+		}
+		got := mustDecode(t, m)
+		if got.Type != ev.Type() || "employee."+string(got.Action) != ev.Type() || got.UserID != ev.Subject() || got.Source != "hris/sdk" {
+			t.Errorf("%s decoded as %+v", ev.ID(), got)
+		}
+	}
+}
+
 // TestModesAndCredentials sends each content mode with each credential as
 // plain requests.
 func TestModesAndCredentials(t *testing.T) {
