@@ -3,7 +3,6 @@ package consumer_test
 import (
 	"context"
 	"log/slog"
-	"os"
 	"testing"
 	"time"
 
@@ -44,10 +43,6 @@ func (e *env) js() jetstream.JetStream {
 }
 
 func (e *env) options() consumer.Options {
-	lvl := slog.LevelWarn
-	if testing.Verbose() {
-		lvl = slog.LevelInfo
-	}
 	return consumer.Options{
 		Conn:          e.nc,
 		Manage:        true,
@@ -59,26 +54,14 @@ func (e *env) options() consumer.Options {
 		RetryMax:      200 * time.Millisecond,
 		BreakerProbe:  200 * time.Millisecond,
 		Handler:       &handlers.Handler{Users: e.kd},
-		Logger:        slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})),
+		Logger:        harness.Logger(slog.LevelWarn),
 	}
 }
 
 // run starts a consumer and returns a function that stops it and waits.
 func (e *env) run(opts consumer.Options) (stop func()) {
 	e.t.Helper()
-	c, err := consumer.New(opts)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	return func() {
-		cancel()
-		if err := <-done; err != nil {
-			e.t.Errorf("consumer run: %v", err)
-		}
-	}
+	return harness.RunConsumer(e.t, opts)
 }
 
 func (e *env) generate(users, perUser int, seed uint64) []workload.Event {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -46,22 +45,12 @@ func newPipeline(t *testing.T) *pipeline {
 // run starts a consumer with decoder and returns a function that stops it.
 func (p *pipeline) run(decoder handlers.Decoder) (stop func()) {
 	p.t.Helper()
-	lvl := slog.LevelError
-	if testing.Verbose() {
-		lvl = slog.LevelInfo
-	}
-	c, err := consumer.New(consumer.Options{
+	stop = harness.RunConsumer(p.t, consumer.Options{
 		Conn: p.nc, Manage: true, Concurrency: 4, AckWait: 3 * time.Second,
 		RetryInitial: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond,
 		Handler: &handlers.Handler{Users: p.kd}, Decoder: decoder,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})),
+		Logger: harness.Logger(slog.LevelError),
 	})
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
 	if p.outs == nil {
 		ctx, cancel := context.WithTimeout(p.t.Context(), 10*time.Second)
 		defer cancel()
@@ -72,12 +61,7 @@ func (p *pipeline) run(decoder handlers.Decoder) (stop func()) {
 		p.t.Cleanup(o.Stop)
 		p.outs = o
 	}
-	return func() {
-		cancel()
-		if err := <-done; err != nil {
-			p.t.Errorf("consumer: %v", err)
-		}
-	}
+	return stop
 }
 
 // publish sends a structured event and returns its stream sequence.

@@ -62,28 +62,12 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lvl := slog.LevelWarn
-	if testing.Verbose() {
-		lvl = slog.LevelInfo
-	}
-	c, err := consumer.New(consumer.Options{
+	harness.RunConsumer(t, consumer.Options{
 		Conn: nc, Manage: true, Concurrency: 32, MaxAckPending: 512, PullBatch: 128,
 		AckWait: 5 * time.Second, RetryInitial: 10 * time.Millisecond, RetryMax: 200 * time.Millisecond,
 		BreakerProbe: 200 * time.Millisecond,
 		Handler:      &handlers.Handler{Users: kdc, HardDelete: true},
-		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("consumer: %v", err)
-		}
+		Logger:       harness.Logger(slog.LevelWarn),
 	})
 	e := &env{t: t, sim: sim, nc: nc, js: js}
 	deadline := time.Now().Add(10 * time.Second)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -268,27 +267,11 @@ func TestDLQReplayWithConsumer(t *testing.T) {
 	if err := h.Sim.StartOutage(time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	lvl := slog.LevelError
-	if testing.Verbose() {
-		lvl = slog.LevelInfo
-	}
-	c, err := consumer.New(consumer.Options{
+	harness.RunConsumer(t, consumer.Options{
 		Conn: h.NC, Manage: true, Concurrency: 4, AckWait: 3 * time.Second,
 		RetryInitial: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, RetryBudget: 300 * time.Millisecond,
 		Handler: &handlers.Handler{Users: h.KD},
-		Logger:  slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("consumer: %v", err)
-		}
+		Logger:  harness.Logger(slog.LevelError),
 	})
 	octx, ocancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer ocancel()
