@@ -259,7 +259,9 @@ func TestServeOutageWindow(t *testing.T) {
 		t.Errorf("outage starts %s after start, want 1.5s: %s", after, fb)
 	}
 	if time.Now().Before(fl.OutageFrom) {
-		if st, _, body := count(); st != 200 {
+		// A 503 counts only if it was answered before the outage began
+		// (a slow machine may send this request late).
+		if st, _, body := count(); st != 200 && time.Now().Before(fl.OutageFrom) {
 			t.Errorf("before the outage: %d %s", st, body)
 		}
 	}
