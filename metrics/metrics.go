@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"runtime"
@@ -135,9 +136,9 @@ func New(reg prometheus.Registerer, build BuildInfo) (*Metrics, error) {
 		Namespace: namespace, Name: "build_info",
 		Help: "The running build; always 1.",
 		ConstLabels: prometheus.Labels{
-			"version":   orDefault(build.Version, "unknown"),
-			"revision":  orDefault(build.Revision, "unknown"),
-			"goversion": orDefault(build.GoVersion, runtime.Version()),
+			"version":   cmp.Or(build.Version, "unknown"),
+			"revision":  cmp.Or(build.Revision, "unknown"),
+			"goversion": cmp.Or(build.GoVersion, runtime.Version()),
 		},
 	})
 	buildInfo.Set(1)
@@ -208,13 +209,6 @@ func (m *Metrics) initialise() {
 	for _, c := range retriedClasses {
 		m.retries.WithLabelValues(c)
 	}
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // SetStats makes kdsync_lanes_busy, kdsync_events_in_flight and

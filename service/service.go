@@ -344,7 +344,7 @@ func startIngress(cfg IngressOptions, dec handlers.Decoder, nc *nats.Conn, reg p
 		}
 	}()
 	log.Info("serving the webhook ingress", "addr", ln.Addr().String(), "tls", cfg.TLSCert != "",
-		"subjects", cmpOr(o.SubjectPrefix, ingress.DefaultSubjectPrefix)+".<action>.<userId>")
+		"subjects", cmp.Or(o.SubjectPrefix, ingress.DefaultSubjectPrefix)+".<action>.<userId>")
 	return s, nil
 }
 
@@ -453,7 +453,7 @@ func startReconcile(ctx context.Context, o Options, nc *nats.Conn, reg prometheu
 	if err != nil {
 		return err
 	}
-	log.Info("periodic reconciliation on", "every", r.Interval, "source", cmpOr(r.Source, "kdsync's records"),
+	log.Info("periodic reconciliation on", "every", r.Interval, "source", cmp.Or(r.Source, "kdsync's records"),
 		"apply", r.Apply, "rate", r.Rate)
 	go func() {
 		for !ready() {
@@ -489,11 +489,4 @@ func startReconcile(ctx context.Context, o Options, nc *nats.Conn, reg prometheu
 		}, rm, log)
 	}()
 	return nil
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }

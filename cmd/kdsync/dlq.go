@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -233,7 +234,7 @@ func printLetters(w io.Writer, ls []*dlq.Letter, asJSON bool) error {
 	fmt.Fprintln(tw, "SEQ\tDEAD AT\tREASON\tACTION\tUSER\tEVENT ID\tATTEMPTS\tERROR")
 	for _, l := range ls {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", l.Seq, l.Stored.Format(time.RFC3339), l.Reason, l.Action,
-			orDash(l.UserID), orDash(l.EventID), l.Attempts, clipText(l.Error, 80))
+			cmp.Or(l.UserID, "-"), cmp.Or(l.EventID, "-"), l.Attempts, clipText(l.Error, 80))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -297,7 +298,7 @@ func printLetter(w io.Writer, v letterView, store *dlq.Store) {
 	fmt.Fprintf(tw, "  error:\t%s\n", l.Error)
 	fmt.Fprintf(tw, "  attempts:\t%d\n", l.Attempts)
 	fmt.Fprintf(tw, "  dead at:\t%s\n", l.DeadAt.Format(time.RFC3339Nano))
-	fmt.Fprintf(tw, "  event:\tid %s, user %s, action %s\n", orDash(l.EventID), orDash(l.UserID), l.Action)
+	fmt.Fprintf(tw, "  event:\tid %s, user %s, action %s\n", cmp.Or(l.EventID, "-"), cmp.Or(l.UserID, "-"), l.Action)
 	fmt.Fprintf(tw, "  original:\t%s, %s #%d\n", l.OriginalSubject, l.OriginalStream, l.OriginalSeq)
 	if l.ReplayOf != "" {
 		fmt.Fprintf(tw, "  replay of:\t%s (it died again)\n", l.ReplayOf)
@@ -351,7 +352,7 @@ func printAttempts(w io.Writer, l *dlq.Letter) {
 	prev := 0
 	for _, a := range l.AttemptLog {
 		notKept(a.N - prev - 1)
-		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\n", a.N, a.At.Format(attemptTime), orDash(a.Class), a.Error)
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\n", a.N, a.At.Format(attemptTime), cmp.Or(a.Class, "-"), a.Error)
 		prev = a.N
 	}
 	notKept(l.Attempts - prev)
@@ -418,7 +419,7 @@ func dlqReplay(ctx context.Context, store *dlq.Store, c *dlqConfig, w io.Writer)
 // replayLine says in one line what became of a replay.
 func replayLine(store *dlq.Store, r *dlq.Replayed) string {
 	l := r.Letter
-	head := fmt.Sprintf("%s (event %s, user %s)", store.Ref(l), orDash(l.EventID), orDash(l.UserID))
+	head := fmt.Sprintf("%s (event %s, user %s)", store.Ref(l), cmp.Or(l.EventID, "-"), cmp.Or(l.UserID, "-"))
 	if r.Seq == 0 {
 		return fmt.Sprintf("%s: FAILED: %v", head, r.Err)
 	}
@@ -480,13 +481,6 @@ func indentJSON(b []byte) string {
 		return "  " + buf.String()
 	}
 	return "  " + strconv.Quote(string(b))
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 func plural(n int) string {
