@@ -55,9 +55,9 @@ func TestAttemptLogKeeps(t *testing.T) {
 	}
 }
 
-// TestClipAttemptError: errors are stored on one line, valid UTF-8, at
+// TestClipLine: errors (and header values) are stored on one line, valid UTF-8, at
 // most AttemptLogErrorMax bytes.
-func TestClipAttemptError(t *testing.T) {
+func TestClipLine(t *testing.T) {
 	cases := map[string]struct {
 		in, want string
 	}{
@@ -70,7 +70,7 @@ func TestClipAttemptError(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			got := clipAttemptError(tc.in)
+			got := clipLine(tc.in, AttemptLogErrorMax)
 			if got != tc.want {
 				t.Errorf("got %q, want %q", got, tc.want)
 			}

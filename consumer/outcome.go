@@ -152,7 +152,7 @@ type attemptLog struct {
 // add records a failed attempt. The error is clipped, and its text made
 // one line, as it is stored.
 func (l *attemptLog) add(a Attempt) {
-	a.Error = clipAttemptError(a.Error)
+	a.Error = clipLine(a.Error, AttemptLogErrorMax)
 	l.total++
 	switch {
 	case len(l.first) < AttemptLogFirst:
@@ -214,22 +214,26 @@ func ParseAttemptLog(v string) ([]Attempt, error) {
 	return as, nil
 }
 
-// clipAttemptError makes s one line of at most AttemptLogErrorMax bytes,
-// cut on a rune boundary and marked with "…" when cut.
-func clipAttemptError(s string) string {
+// clipLine makes s one valid-UTF-8 line of at most limit bytes, cut on a
+// rune boundary and marked with "…" when cut: for header values (a
+// newline would end the header) and the attempt log's errors.
+func clipLine(s string, limit int) string {
 	s = strings.Map(func(r rune) rune {
 		if r == '\r' || r == '\n' || r == '\t' {
 			return ' '
 		}
 		return r
 	}, strings.ToValidUTF8(s, "\uFFFD"))
-	if len(s) <= AttemptLogErrorMax {
+	if len(s) <= limit {
 		return s
 	}
 	const ellipsis = "…"
-	cut := AttemptLogErrorMax - len(ellipsis)
+	cut := limit - len(ellipsis)
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
 	return s[:cut] + ellipsis
 }
+
+// clipHeader keeps a header value on one line and within 1 KiB.
+func clipHeader(s string) string { return clipLine(s, 1024) }

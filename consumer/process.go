@@ -559,20 +559,6 @@ func (c *Consumer) deadLetterMsg(it *item, out *Outcome) *nats.Msg {
 	}
 }
 
-// clipHeader keeps a header value short and on one line.
-func clipHeader(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if r == '\r' || r == '\n' {
-			return ' '
-		}
-		return r
-	}, s)
-	if len(s) > 1024 {
-		s = s[:1024]
-	}
-	return s
-}
-
 func subjectToken(s string) string {
 	return strings.Map(func(r rune) rune {
 		if r == '.' || r == '*' || r == '>' || r <= ' ' {
