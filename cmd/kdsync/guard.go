@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"slices"
-	"strconv"
 	"text/tabwriter"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -69,7 +68,7 @@ func guardFlags(out io.Writer) (env, fs *flag.FlagSet, config func() (*guardConf
 	}
 	env.VisitAll(func(f *flag.Flag) { fs.Var(f.Value, f.Name, f.Usage) })
 	fs.BoolVar(&c.json, "json", false, "status: print JSON")
-	seqList := fs.String("seq", "", "release, reject: stream sequences of held events, comma-separated (see kdsync guard status)")
+	seqList := fs.String("seq", "", "release, reject: stream sequences of held events, e.g. 1041,1045-1050 (see kdsync guard status)")
 	fs.BoolVar(&c.all, "all", false, "release, reject: every held event pending a decision")
 	fs.StringVar(&c.by, "by", os.Getenv("USER"), "release, reject: who decides, recorded with the decision")
 	shadow := fs.Bool("shadow", false, "the shadow instance's guard: bucket "+shadowGuardBucket+" unless -guard-bucket (or KDSYNC_GUARD_BUCKET) names another, as kdsync run -shadow")
@@ -87,13 +86,8 @@ func guardFlags(out io.Writer) (env, fs *flag.FlagSet, config func() (*guardConf
 		if *shadow && !set["guard-bucket"] {
 			c.bucket = shadowGuardBucket
 		}
-		for _, s := range splitList(*seqList) {
-			n, err := strconv.ParseUint(s, 10, 64)
-			if err != nil || n == 0 {
-				errs = append(errs, fmt.Errorf("-seq %q: want stream sequences, e.g. -seq 1041,1042", s))
-				continue
-			}
-			c.seqs = append(c.seqs, n)
+		if c.seqs, err = parseSeqs(*seqList); err != nil {
+			errs = append(errs, err)
 		}
 		return &c, errors.Join(errs...)
 	}
