@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -40,13 +41,15 @@ that no stray KDSYNC_ALL can release anything.
 
 // guardConfig is what kdsync guard's flags say.
 type guardConfig struct {
-	nats   consumer.ConnectOptions
-	bucket string
-	limit  guard.Limit
-	json   bool
-	seqs   []uint64
-	all    bool
-	by     string
+	nats     consumer.ConnectOptions
+	bucket   string
+	stream   string
+	consumer string
+	limit    guard.Limit
+	json     bool
+	seqs     []uint64
+	all      bool
+	by       string
 }
 
 // guardFlags declares kdsync guard's flags: on env those also read from
@@ -59,6 +62,8 @@ func guardFlags(out io.Writer) (env, fs *flag.FlagSet, config func() (*guardConf
 	conn := natsFlags(env)
 	env.StringVar(&c.bucket, "guard-bucket", "KDSYNC_GUARD", "the guard's KV bucket, as kdsync run's -guard-bucket")
 	limit := env.String("deprovision-limit", "", "the limit kdsync runs with, e.g. 50/10m (status shows the window's count against it)")
+	env.StringVar(&c.stream, "stream", "IDENTITY", "status: the stream kdsync consumes, as kdsync run's -stream")
+	env.StringVar(&c.consumer, "consumer", "kdsync", "status: kdsync's durable consumer, as kdsync run's -consumer (its ack window is shown)")
 
 	fs = flag.NewFlagSet("kdsync guard", flag.ContinueOnError)
 	fs.SetOutput(out)
@@ -85,6 +90,9 @@ func guardFlags(out io.Writer) (env, fs *flag.FlagSet, config func() (*guardConf
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		if *shadow && !set["guard-bucket"] {
 			c.bucket = shadowGuardBucket
+		}
+		if *shadow && !set["consumer"] {
+			c.consumer = "kdsync-shadow"
 		}
 		if c.seqs, err = parseSeqs(*seqList); err != nil {
 			errs = append(errs, err)
@@ -161,13 +169,49 @@ func cmdGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("%w (is kdsync running with KDSYNC_DEPROVISION_LIMIT? a shadow instance's guard needs -shadow)", err)
 	}
 	if verb == "status" {
-		return guardStatus(ctx, st, c, stdout)
+		return guardStatus(ctx, js, st, c, stdout)
 	}
 	return guardDecide(ctx, st, c, guard.Decision(verb), stdout)
 }
 
-// guardStatus prints the held events and the window's count.
-func guardStatus(ctx context.Context, st *guard.Store, c *guardConfig, stdout io.Writer) error {
+// ackWindow is one of kdsync's consumers and how full its ack window is:
+// held events stay unacknowledged, and a full window stops deliveries for
+// every user.
+type ackWindow struct {
+	Consumer      string `json:"consumer"`
+	AckPending    int    `json:"ackPending"`
+	MaxAckPending int    `json:"maxAckPending"`
+}
+
+func (w ackWindow) nearlyFull() bool {
+	return w.MaxAckPending > 0 && w.AckPending*10 >= w.MaxAckPending*9
+}
+
+// ackWindows reads the ack windows of the consumer named name on stream,
+// and of its partitions (name-p<n>).
+func ackWindows(ctx context.Context, js jetstream.JetStream, stream, name string) ([]ackWindow, error) {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	var out []ackWindow
+	l := s.ListConsumers(ctx)
+	for info := range l.Info() {
+		if info.Name != name && !strings.HasPrefix(info.Name, name+"-p") {
+			continue
+		}
+		out = append(out, ackWindow{Consumer: info.Name, AckPending: info.NumAckPending, MaxAckPending: info.Config.MaxAckPending})
+	}
+	if err := l.Err(); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(a, b ackWindow) int { return strings.Compare(a.Consumer, b.Consumer) })
+	return out, nil
+}
+
+// guardStatus prints the held events, the window's count and how full
+// the consumers' ack windows are.
+func guardStatus(ctx context.Context, js jetstream.JetStream, st *guard.Store, c *guardConfig, stdout io.Writer) error {
 	held, err := st.Held(ctx)
 	if err != nil {
 		return err
@@ -178,8 +222,10 @@ func guardStatus(ctx context.Context, st *guard.Store, c *guardConfig, stdout io
 			return err
 		}
 	}
+	windows, werr := ackWindows(ctx, js, c.stream, c.consumer)
 	if c.json {
-		return json.NewEncoder(stdout).Encode(map[string]any{"bucket": c.bucket, "held": held, "counted": counted, "limit": c.limit.String()})
+		return json.NewEncoder(stdout).Encode(map[string]any{"bucket": c.bucket, "held": held, "counted": counted,
+			"limit": c.limit.String(), "ackWindows": windows})
 	}
 	fmt.Fprintf(stdout, "bucket: %s\n", c.bucket)
 	if counted >= 0 {
@@ -201,6 +247,18 @@ func guardStatus(ctx context.Context, st *guard.Store, c *guardConfig, stdout io
 		return err
 	}
 	fmt.Fprintf(stdout, "%d held, %d pending a decision\n", len(held), pending)
+	switch {
+	case werr != nil:
+		fmt.Fprintf(stdout, "ack window: unknown (stream %s: %v)\n", c.stream, werr)
+	case len(windows) == 0:
+		fmt.Fprintf(stdout, "ack window: unknown (no consumer %s on stream %s; see -consumer)\n", c.consumer, c.stream)
+	}
+	for _, w := range windows {
+		fmt.Fprintf(stdout, "ack window of %s: %d of %d events delivered and not yet acknowledged\n", w.Consumer, w.AckPending, w.MaxAckPending)
+		if w.nearlyFull() && pending > 0 {
+			fmt.Fprintf(stdout, "  nearly full: held events count in it, and when it is full no user's events are delivered; release or reject the held events (or raise KDSYNC_MAX_ACK_PENDING)\n")
+		}
+	}
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"maps"
 	"strings"
 	"testing"
@@ -121,10 +122,38 @@ func TestGuardCommand(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("status: exit %d: %s", code, errOut)
 	}
-	for _, w := range []string{"bucket: KDSYNC_GUARD", "window: 1 of 1/1h0m0s", "SEQ", "disabled  u2", "3 held, 3 pending a decision"} {
+	for _, w := range []string{"bucket: KDSYNC_GUARD", "window: 1 of 1/1h0m0s", "SEQ", "disabled  u2", "3 held, 3 pending a decision",
+		"ack window: unknown (stream IDENTITY: "} {
 		if !strings.Contains(out, w) {
 			t.Errorf("status lacks %q:\n%s", w, out)
 		}
+	}
+
+	// kdsync's consumer with its ack window full of delivered,
+	// unacknowledged events (held ones among them): status says so.
+	ctx := t.Context()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "IDENTITY", Subjects: []string{"identity.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, "IDENTITY", jetstream.ConsumerConfig{Durable: "kdsync", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		if _, err := js.Publish(ctx, fmt.Sprintf("identity.employee.disabled.u%d", i), []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	batch, err := cons.Fetch(6, jetstream.FetchMaxWait(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range batch.Messages() { // delivered, never acknowledged
+	}
+	code, out, errOut = guardCmd("status")
+	if code != 0 || !strings.Contains(out, "ack window of kdsync: 4 of 4 events delivered and not yet acknowledged") ||
+		!strings.Contains(out, "nearly full: held events count in it") {
+		t.Fatalf("status with a full ack window: exit %d\n%s%s", code, out, errOut)
 	}
 
 	code, out, errOut = guardCmd("reject", "-seq", "2", "-by", "alice")
