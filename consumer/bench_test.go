@@ -294,13 +294,14 @@ func BenchmarkRecordNext(b *testing.B) {
 	dept, role, status := int64(1319678187126486147), 1, 0
 	rec := Record{Seq: 41, AppliedSeq: 40, State: handlers.State{Exists: true, DeptID: &dept, Role: &role, Status: &status}}
 	for i := range recentIDs {
-		rec.Recent = append(rec.Recent, "1-4711-"+strconv.Itoa(i))
+		rec.Recent = append(rec.Recent, handlers.EventKey("hris/workday", "1-4711-"+strconv.Itoa(i)))
 	}
+	ev := &handlers.Event{ID: "1-4711-42", Source: "hris/workday"}
 	state := handlers.State{Exists: true, Status: &status}
 	at := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	b.ReportAllocs()
 	for b.Loop() {
-		next := rec.next(42, "1-4711-42", &state, at)
+		next := rec.next(42, ev, &state, at)
 		if len(next.marshal()) == 0 {
 			b.Fatal("empty record")
 		}

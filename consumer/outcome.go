@@ -47,7 +47,9 @@ const (
 // Outcome is published once per event on
 // <OutcomePrefix>.<result>.<action>, with Nats-Msg-Id <stream>:<sequence>.
 type Outcome struct {
-	EventID  string          `json:"eventId,omitempty"`
+	EventID string `json:"eventId,omitempty"`
+	// Source is the event's CloudEvents source: with EventID, its identity.
+	Source   string          `json:"source,omitempty"`
 	UserID   string          `json:"userId,omitempty"`
 	Action   handlers.Action `json:"action"`
 	Result   Result          `json:"result"`
@@ -99,6 +101,7 @@ const (
 	// has its own, so that a redelivery does not double it).
 	HdrOriginalMsgID = "Kdsync-Original-Msg-Id"
 	HdrEventID       = "Kdsync-Event-Id"
+	HdrEventSource   = "Kdsync-Event-Source"
 	HdrUserID        = "Kdsync-User-Id"
 	HdrDeadAt        = "Kdsync-Dead-At"
 	// HdrAttemptLog holds the attempts that failed, with their errors, as

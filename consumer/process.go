@@ -155,20 +155,28 @@ func (c *Consumer) classify(it *item) {
 	ev, derr := c.opts.Decoder.Decode(it.msg.Subject(), it.msg.Headers(), it.msg.Data())
 	if ev != nil {
 		it.ev = ev
-		it.out.EventID, it.out.UserID, it.out.Action = ev.ID, ev.UserID, ev.Action
+		it.out.EventID, it.out.Source, it.out.UserID, it.out.Action = ev.ID, ev.Source, ev.UserID, ev.Action
 		it.out.TraceID = kdapi.TraceID(ev.ID)
-	} else if a, u, ok := handlers.ParseSubject(it.msg.Subject()); ok {
-		if act, ok := handlers.ParseAction(a); ok {
-			it.out.Action = act
+	} else {
+		var ie *handlers.InputError
+		if errors.As(derr, &ie) {
+			// The envelope named the event although something else is
+			// wrong: the dead letter keeps its identity.
+			it.out.EventID, it.out.Source = ie.EventID, ie.Source
 		}
-		it.out.UserID = u
+		if a, u, ok := handlers.ParseSubject(it.msg.Subject()); ok {
+			if act, ok := handlers.ParseAction(a); ok {
+				it.out.Action = act
+			}
+			it.out.UserID = u
+		}
 	}
 	h := it.msg.Headers()
 	replay := h.Get(HdrReplayOf) != ""
 	switch {
-	case it.seq <= it.wm.rec.Seq || ev != nil && !replay && it.wm.rec.seen(ev.ID):
-		// Already finished: a redelivery, or the same event id again (a
-		// replay of a dead letter carries its id on purpose).
+	case it.seq <= it.wm.rec.Seq || ev != nil && !replay && it.wm.rec.seen(ev):
+		// Already finished: a redelivery, or the same event (source and
+		// id) again (a replay of a dead letter carries its id on purpose).
 		it.out.Result, it.out.Reason = Skipped, SkipDuplicate
 		it.stage = stageFinish
 	case replay && derr == nil && h.Get(HdrReplayForce) != "true" && it.wm.rec.staleReplay(h.Get(HdrOriginalSeq)):
@@ -425,7 +433,7 @@ func (c *Consumer) store(user string, it *item, ev *handlers.Event, outMsg, dlq 
 	var next Record
 	var kvFut jetstream.PubAckFuture
 	if advance {
-		next = wm.rec.next(it.seq, eventID(ev), state, time.Now().UTC())
+		next = wm.rec.next(it.seq, ev, state, time.Now().UTC())
 		m := &nats.Msg{Subject: c.kvSubject(user), Data: next.marshal()}
 		f, err := c.js.PublishMsgAsync(m, jetstream.WithExpectLastSequencePerSubject(wm.rev))
 		if err != nil {
@@ -471,19 +479,12 @@ func (c *Consumer) kvSubject(user string) string {
 	return "$KV." + c.opts.StateBucket + "." + KVKey(user)
 }
 
-func eventID(ev *handlers.Event) string {
-	if ev == nil {
-		return ""
-	}
-	return ev.ID
-}
-
 // advance writes user's watermark to seq with compare-and-set. When the
 // revision is stale (another writer), it re-reads and retries unless the
 // stored watermark is already at or past seq.
 func (c *Consumer) advance(ctx context.Context, user string, seq uint64, ev *handlers.Event, wm *watermark, state *handlers.State) error {
 	for range 3 {
-		next := wm.rec.next(seq, eventID(ev), state, time.Now().UTC())
+		next := wm.rec.next(seq, ev, state, time.Now().UTC())
 		var rev uint64
 		var err error
 		if wm.rev == 0 {
@@ -545,6 +546,9 @@ func (c *Consumer) deadLetterMsg(it *item, out *Outcome) *nats.Msg {
 		}
 	}
 	h.Set(HdrEventID, clipHeader(out.EventID))
+	if out.Source != "" {
+		h.Set(HdrEventSource, clipHeader(out.Source))
+	}
 	h.Set(HdrUserID, clipHeader(out.UserID))
 	h.Set(HdrDeadAt, time.Now().UTC().Format(time.RFC3339Nano))
 	h.Set(jetstream.MsgIDHeader, OutcomeMsgID(c.opts.Stream, it.seq))

@@ -4,16 +4,17 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kdsync/kdsync/handlers"
 )
 
 // Record is what kdsync keeps per user in its KV bucket: the stream
-// sequence of the last event it finished (the watermark), the ids of the
-// last few events, and the KooDrive state it last applied. Events at or
+// sequence of the last event it finished (the watermark), the keys of the
+// last few events (handlers.EventKey: source and id), and the KooDrive
+// state it last applied. Events at or
 // below the watermark are skipped; the state is what reconciliation
 // compares KooDrive with.
 type Record struct {
@@ -28,17 +29,38 @@ type Record struct {
 
 const recentIDs = 8
 
-func (r *Record) seen(id string) bool { return id != "" && slices.Contains(r.Recent, id) }
+// seen reports whether the event ev finished recently. Records written
+// before events were told apart by source and id hold bare event ids:
+// those still match ev's id.
+func (r *Record) seen(ev *handlers.Event) bool {
+	return ev != nil && ev.ID != "" && r.seenKey(ev.Key(), ev.ID)
+}
 
-// next returns the record after the event at seq with id finished,
-// leading to state (nil: no change). r is left as it is.
-func (r Record) next(seq uint64, id string, state *handlers.State, at time.Time) Record {
+func (r *Record) seenKey(key, id string) bool {
+	for _, k := range r.Recent {
+		if k == key || k == id && !isEventKey(k) {
+			return true
+		}
+	}
+	return false
+}
+
+func isEventKey(k string) bool {
+	return len(k) == len(handlers.KeyPrefix)+32 && strings.HasPrefix(k, handlers.KeyPrefix)
+}
+
+// next returns the record after the event ev (nil when it could not be
+// decoded) at seq finished, leading to state (nil: no change). r is left
+// as it is.
+func (r Record) next(seq uint64, ev *handlers.Event, state *handlers.State, at time.Time) Record {
 	n := r
 	n.Seq = seq
 	n.At = at
-	if id != "" && !r.seen(id) {
-		keep := r.Recent[max(0, len(r.Recent)-(recentIDs-1)):]
-		n.Recent = append(append(make([]string, 0, len(keep)+1), keep...), id)
+	if ev != nil && ev.ID != "" {
+		if key := ev.Key(); !r.seenKey(key, ev.ID) {
+			keep := r.Recent[max(0, len(r.Recent)-(recentIDs-1)):]
+			n.Recent = append(append(make([]string, 0, len(keep)+1), keep...), key)
+		}
 	}
 	if state != nil {
 		n.State = r.State.Merge(*state)

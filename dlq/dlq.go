@@ -90,7 +90,12 @@ type Letter struct {
 
 	Action  string `json:"action"`
 	EventID string `json:"eventId,omitempty"`
-	UserID  string `json:"userId,omitempty"`
+	// Source is the event's CloudEvents source: with EventID, its identity.
+	Source string `json:"source,omitempty"`
+	UserID string `json:"userId,omitempty"`
+	// OriginalMsgID is the original message's Nats-Msg-Id (for events
+	// from kdsync's ingress, the key of source and id).
+	OriginalMsgID string `json:"originalMsgId,omitempty"`
 	// Where the event was when it died.
 	OriginalSubject string    `json:"originalSubject"`
 	OriginalStream  string    `json:"originalStream"`
@@ -115,7 +120,9 @@ func letter(m *jetstream.RawStreamMsg) *Letter {
 		l.AttemptsNotKept = max(0, max(l.Attempts, as[len(as)-1].N)-len(as))
 	}
 	l.EventID = h.Get(consumer.HdrEventID)
+	l.Source = h.Get(consumer.HdrEventSource)
 	l.UserID = h.Get(consumer.HdrUserID)
+	l.OriginalMsgID = h.Get(consumer.HdrOriginalMsgID)
 	l.OriginalSubject = h.Get(consumer.HdrOriginalSubject)
 	l.OriginalStream = h.Get(consumer.HdrOriginalStream)
 	l.OriginalSeq, _ = strconv.ParseUint(h.Get(consumer.HdrOriginalSeq), 10, 64)
@@ -141,8 +148,9 @@ func (s *Store) Ref(l *Letter) string { return consumer.OutcomeMsgID(s.opts.Stre
 // Selector chooses dead letters. Empty fields select everything; set ones
 // must all match.
 type Selector struct {
-	Seqs   []uint64 // DLQ stream sequences
-	IDs    []string // event ids
+	Seqs []uint64 // DLQ stream sequences
+	// IDs are event ids, or the originals' Nats-Msg-Id.
+	IDs    []string
 	User   string
 	Reason string // error class, e.g. not_found
 	Action string
@@ -159,7 +167,7 @@ func (s Selector) Empty() bool {
 func (s Selector) match(l *Letter) bool {
 	switch {
 	case len(s.Seqs) > 0 && !slices.Contains(s.Seqs, l.Seq),
-		len(s.IDs) > 0 && !slices.Contains(s.IDs, l.EventID),
+		len(s.IDs) > 0 && !(l.EventID != "" && slices.Contains(s.IDs, l.EventID) || l.OriginalMsgID != "" && slices.Contains(s.IDs, l.OriginalMsgID)),
 		s.User != "" && l.UserID != s.User,
 		s.Reason != "" && l.Reason != s.Reason,
 		s.Action != "" && l.Action != s.Action,

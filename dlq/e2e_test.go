@@ -71,7 +71,7 @@ func (p *pipeline) publish(id string, action handlers.Action, user string, data 
 	body, _ := json.Marshal(map[string]any{"specversion": "1.0", "id": id, "source": "hris/test",
 		"type": handlers.TypePrefix + string(action), "subject": user, "time": time.Now().UTC().Format(time.RFC3339Nano), "data": data})
 	ack, err := p.js.PublishMsg(p.t.Context(), &nats.Msg{Subject: "identity.employee." + string(action) + "." + user,
-		Header: nats.Header{jetstream.MsgIDHeader: {id}}, Data: body})
+		Header: nats.Header{jetstream.MsgIDHeader: {id + "-msg"}}, Data: body})
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestReplayAfterRaisingTheSizeLimit(t *testing.T) {
 	user := "1008600000000101"
 	stop := p.run(handlers.Decoder{MaxSize: 512})
 	seq := p.publish("big-hire", handlers.Hired, user, map[string]any{"deptId": strconv.FormatInt(dept, 10), "role": 1, "name": strings.Repeat("n", 600)})
-	if o := p.outcome(seq); o.Result != consumer.Deadlettered || o.Reason != string(handlers.ReasonTooLarge) {
+	if o := p.outcome(seq); o.Result != consumer.Deadlettered || o.Reason != string(handlers.ReasonTooLarge) || o.EventID != "big-hire" {
 		t.Fatalf("first outcome %+v", o)
 	}
 	stop()
@@ -246,5 +246,41 @@ func TestReplayStaleThroughTheConsumer(t *testing.T) {
 	}
 	if left, _ := p.store.List(t.Context(), dlq.Selector{User: user}); len(left) != 0 {
 		t.Errorf("%d dead letters left", len(left))
+	}
+}
+
+// TestBadInputKeepsEventID: an event refused for its data (or anything
+// after the envelope) is dead-lettered under its event id and source, and
+// is found by that id and by the original's Nats-Msg-Id.
+func TestBadInputKeepsEventID(t *testing.T) {
+	p := newPipeline(t)
+	stop := p.run(handlers.Decoder{})
+	defer stop()
+	tests := []struct {
+		id, user string
+		action   handlers.Action
+		data     map[string]any
+		reason   handlers.Reason
+	}{
+		{"bad-role", "1008600000000201", handlers.Hired, map[string]any{"deptId": "42", "role": 7}, handlers.ReasonInvalidField},
+		{"bad-dept", "1008600000000202", handlers.Changed, map[string]any{"deptId": "sales"}, handlers.ReasonInvalidField},
+		{"bad-status", "1008600000000203", handlers.Changed, map[string]any{"status": "off"}, handlers.ReasonInvalidField},
+	}
+	for _, tc := range tests {
+		seq := p.publish(tc.id, tc.action, tc.user, tc.data)
+		o := p.outcome(seq)
+		if o.Result != consumer.Deadlettered || o.Reason != string(tc.reason) || o.EventID != tc.id || o.Source != "hris/test" {
+			t.Errorf("%s: outcome %+v; want dead-lettered %s naming event %s from hris/test", tc.id, o, tc.reason, tc.id)
+		}
+		l := p.letters(tc.user)[0]
+		if l.EventID != tc.id || l.Source != "hris/test" || l.OriginalMsgID != tc.id+"-msg" {
+			t.Errorf("%s: letter names event %q from %q, msg id %q", tc.id, l.EventID, l.Source, l.OriginalMsgID)
+		}
+		for _, ref := range []string{tc.id, tc.id + "-msg"} {
+			ls, err := p.store.Find(t.Context(), ref)
+			if err != nil || len(ls) != 1 || ls[0].Seq != l.Seq {
+				t.Errorf("Find(%q) = %d letters, %v; want the letter #%d", ref, len(ls), err, l.Seq)
+			}
+		}
 	}
 }

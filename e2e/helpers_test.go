@@ -349,7 +349,7 @@ func feed(ctx context.Context, nc *nats.Conn, stream string, evs []workload.Even
 			var sent []pending
 			var failed []workload.Event
 			for _, ev := range todo {
-				m := &nats.Msg{Subject: ev.Subject, Data: ev.Body, Header: nats.Header{jetstream.MsgIDHeader: {ev.ID}}}
+				m := &nats.Msg{Subject: ev.Subject, Data: ev.Body, Header: nats.Header{jetstream.MsgIDHeader: {ev.MsgID()}}}
 				f, err := js.PublishMsgAsync(m)
 				if err != nil {
 					failed = append(failed, ev)

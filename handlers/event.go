@@ -10,6 +10,9 @@ package handlers
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"strings"
@@ -101,6 +104,10 @@ type InputError struct {
 	Reason Reason
 	Field  string // the offending field, e.g. data.deptId; empty when none
 	Detail string
+	// EventID and Source are the event's identity when its envelope gave
+	// them, even though something else is wrong (empty when they could not
+	// be read), so that a dead letter still names the event.
+	EventID, Source string
 }
 
 // Error reads like "invalid_field data.role: 7 is not a role (0,1,2,3,5)".
@@ -137,6 +144,34 @@ func ParseSubject(subject string) (action, userID string, ok bool) {
 type Decoder struct {
 	// MaxSize bounds the body plus headers; 0 means DefaultMaxEventSize.
 	MaxSize int
+	// StrictNumbers refuses a data.deptId sent as a JSON number above 2^53,
+	// for producers known to encode numbers as doubles (JavaScript, jq),
+	// which round such ids silently. By default a JSON number is read
+	// exactly, as its literal: Java and Go producers, and KooDrive's own
+	// API, send a 64-bit id as a number.
+	StrictNumbers bool
+}
+
+// Key is the event's identity: CloudEvents identifies an event by source
+// and id together (two sources may use the same id). See EventKey.
+func (ev *Event) Key() string { return EventKey(ev.Source, ev.ID) }
+
+// KeyPrefix starts every EventKey.
+const KeyPrefix = "ce1-"
+
+// EventKey is the identity of the event with source and id, in a form fit
+// for a Nats-Msg-Id header and kdsync's per-user record: KeyPrefix and 32
+// hexadecimal digits of the SHA-256 of the length of source, source and id.
+// Equal keys mean the same event; the length prefix keeps ("ab", "c") and
+// ("a", "bc") apart.
+func EventKey(source, id string) string {
+	var buf [512]byte
+	b := binary.AppendUvarint(buf[:0], uint64(len(source)))
+	b = append(append(b, source...), id...)
+	sum := sha256.Sum256(b)
+	out := make([]byte, len(KeyPrefix), len(KeyPrefix)+32)
+	copy(out, KeyPrefix)
+	return string(hex.AppendEncode(out, sum[:16]))
 }
 
 // Field names of the structured envelope and of data, in the order the
@@ -219,27 +254,39 @@ func (d Decoder) Decode(subject string, header map[string][]string, body []byte)
 	}
 	var hs headers
 	hsize := hs.scan(header)
-	if n := len(body) + hsize; n > limit {
-		return nil, inputErr(ReasonTooLarge, "", "event is %d bytes (body %d, headers %d), the limit is %d", n, len(body), hsize, limit)
-	}
-	if !utf8.Valid(body) {
-		return nil, inputErr(ReasonInvalidUTF8, "", "body is not valid UTF-8 (first bad byte at offset %d)", invalidUTF8At(body))
-	}
 	var ev *Event
 	var err *InputError
-	if hs.binary {
-		ev, err = decodeBinary(&hs, body)
-	} else {
-		ev, err = decodeStructured(body)
+	switch n := len(body) + hsize; {
+	case n > limit:
+		err = inputErr(ReasonTooLarge, "", "event is %d bytes (body %d, headers %d), the limit is %d", n, len(body), hsize, limit)
+	case !utf8.Valid(body):
+		err = inputErr(ReasonInvalidUTF8, "", "body is not valid UTF-8 (first bad byte at offset %d)", invalidUTF8At(body))
+	case hs.binary:
+		ev, err = d.decodeBinary(&hs, body)
+	default:
+		ev, err = d.decodeStructured(body)
+	}
+	if err == nil {
+		err = ev.checkSubject(subject)
 	}
 	if err != nil {
-		return nil, err
-	}
-	if err := ev.checkSubject(subject); err != nil {
+		switch {
+		case ev != nil:
+			err.EventID, err.Source = ev.ID, ev.Source
+		case err.EventID != "":
+		case hs.binary:
+			err.EventID, err.Source = hs.identity()
+		case len(body) <= maxIdentityScan:
+			err.EventID, err.Source = envelopeIdentity(body)
+		}
 		return nil, err
 	}
 	return ev, nil
 }
+
+// maxIdentityScan bounds the refused structured bodies read again for
+// their id and source: a hostile size is refused without another look.
+const maxIdentityScan = 1 << 20
 
 // eventBox is an Event with room for its optional fields, so that decoding
 // allocates once for all of them.
@@ -260,7 +307,7 @@ var (
 	binaryNames     = fieldNames{id: "ce-id", typ: "ce-type", time: "ce-time", contentType: "content-type"}
 )
 
-func decodeStructured(body []byte) (*Event, *InputError) {
+func (d Decoder) decodeStructured(body []byte) (*Event, *InputError) {
 	p := getScanner(body, "")
 	defer p.release()
 	var env [nEnvelopeKeys]value
@@ -310,23 +357,23 @@ func decodeStructured(body []byte) (*Event, *InputError) {
 	}
 	action, t, err := checkAttrs(structuredNames, id, typ, tm, ct)
 	if err != nil {
-		return nil, err
+		return nil, err.identify(id, source)
 	}
 	if env[kData].absent() {
-		return nil, inputErr(ReasonMissingField, "data", "required")
+		return nil, inputErr(ReasonMissingField, "data", "required").identify(id, source)
 	}
 	if k := env[kData].kind; k != jsontext.KindBeginObject {
-		return nil, inputErr(ReasonInvalidField, "data", "must be a JSON object, got %s", kindName(k))
+		return nil, inputErr(ReasonInvalidField, "data", "must be a JSON object, got %s", kindName(k)).identify(id, source)
 	}
 	var dv dataView
 	if dv.userID, err = p.userID(vals[kUserID]); err != nil {
-		return nil, err
+		return nil, err.identify(id, source)
 	}
 	if len(subject) > 0 && !bytes.Equal(subject, dv.userID) {
-		return nil, inputErr(ReasonMismatch, "subject", "CloudEvents subject %q differs from data.userId %q", clip(string(subject)), dv.userID)
+		return nil, inputErr(ReasonMismatch, "subject", "CloudEvents subject %q differs from data.userId %q", clip(string(subject)), dv.userID).identify(id, source)
 	}
-	if err := p.optional(&vals, &dv); err != nil {
-		return nil, err
+	if err := p.optional(&vals, &dv, d.StrictNumbers); err != nil {
+		return nil, err.identify(id, source)
 	}
 	box := &eventBox{}
 	ev := &box.ev
@@ -350,7 +397,7 @@ func decodeStructured(body []byte) (*Event, *InputError) {
 	return ev, nil
 }
 
-func decodeBinary(hs *headers, body []byte) (*Event, *InputError) {
+func (d Decoder) decodeBinary(hs *headers, body []byte) (*Event, *InputError) {
 	for i, name := range headerNames {
 		if hs.ambiguous[i] {
 			return nil, inputErr(ReasonInvalidField, name, "header is given more than once with different values")
@@ -393,7 +440,7 @@ func decodeBinary(hs *headers, body []byte) (*Event, *InputError) {
 	if subject != "" && subject != string(dv.userID) {
 		return nil, inputErr(ReasonMismatch, "ce-subject", "CloudEvents subject %q differs from data.userId %q", clip(subject), dv.userID)
 	}
-	if err := p.optional(&vals, &dv); err != nil {
+	if err := p.optional(&vals, &dv, d.StrictNumbers); err != nil {
 		return nil, err
 	}
 	box := &eventBox{}
@@ -477,9 +524,9 @@ func (p *scanner) userID(v value) ([]byte, *InputError) {
 }
 
 // optional reads the optional members of data.
-func (p *scanner) optional(vals *[nDataKeys]value, dv *dataView) *InputError {
+func (p *scanner) optional(vals *[nDataKeys]value, dv *dataView, strictNumbers bool) *InputError {
 	var err *InputError
-	if dv.hasDept, err = p.deptID(vals[kDeptID], &dv.deptID); err != nil {
+	if dv.hasDept, err = p.deptID(vals[kDeptID], &dv.deptID, strictNumbers); err != nil {
 		return err
 	}
 	if dv.hasRole, err = p.enum(vals[kRole], "data.role", kdapi.ValidRole, "0 department admin, 1 common user, 2 system admin, 3 cloud-drive admin, 5 member with management rights", &dv.role); err != nil {
@@ -539,7 +586,10 @@ func (p *scanner) str(v value, field string, required bool) ([]byte, *InputError
 	if v.kind != jsontext.KindString {
 		return nil, inputErr(ReasonInvalidField, field, "must be a JSON string, got %s", kindName(v.kind))
 	}
-	s := p.text(v)
+	s, err := p.text(v, field)
+	if err != nil {
+		return nil, err
+	}
 	if required && len(s) == 0 {
 		return nil, inputErr(ReasonMissingField, field, "must not be empty")
 	}
@@ -547,14 +597,18 @@ func (p *scanner) str(v value, field string, required bool) ([]byte, *InputError
 }
 
 // deptID reads data.deptId: a JSON string of digits or a JSON integer, a
-// positive int64, and as a number no more than 2^53.
-func (p *scanner) deptID(v value, dst *int64) (bool, *InputError) {
+// positive int64, read exactly from its digits (never through a float64).
+// With strict, a number above 2^53 is refused.
+func (p *scanner) deptID(v value, dst *int64, strict bool) (bool, *InputError) {
 	const field = "data.deptId"
 	switch v.kind {
 	case 0, jsontext.KindNull:
 		return false, nil
 	case jsontext.KindString:
-		s := p.text(v)
+		s, err := p.text(v, field)
+		if err != nil {
+			return false, err
+		}
 		n, ok := parseDigits(s)
 		if !ok || n == 0 {
 			return false, inputErr(ReasonInvalidField, field, "%q is not a department id (a positive 64-bit integer)", clip(string(s)))
@@ -567,10 +621,10 @@ func (p *scanner) deptID(v value, dst *int64) (bool, *InputError) {
 		if !ok || n == 0 {
 			return false, inputErr(ReasonInvalidField, field, "%s is not a department id (a positive 64-bit integer)", clip(string(s)))
 		}
-		if n > 1<<53 {
-			// Exactly representable here, but producers that encode numbers
-			// as doubles lose precision above 2^53: ask for a string.
-			return false, inputErr(ReasonInvalidField, field, "%d is above 2^53, where JSON numbers lose precision; send it as a string", n)
+		if strict && n > 1<<53 {
+			// Read exactly here, but producers that encode numbers as
+			// doubles lose precision above 2^53: ask for a string.
+			return false, inputErr(ReasonInvalidField, field, "%d is above 2^53, where JSON numbers lose precision in producers that use doubles; send it as a string (KDSYNC_STRICT_NUMBERS is on)", n)
 		}
 		*dst = n
 		return true, nil
@@ -838,4 +892,74 @@ func asciiEqualFold[T string | []byte](a T, b string) bool {
 		}
 	}
 	return true
+}
+
+// identify records the event's id and source on e, when they are fit to
+// name it (the checks of the id and source themselves passed), and returns e.
+func (e *InputError) identify(id, source []byte) *InputError {
+	if validIdentity(id, source) {
+		e.EventID, e.Source = string(id), string(source)
+	}
+	return e
+}
+
+func validIdentity[T string | []byte](id, source T) bool {
+	return len(id) > 0 && len(id) <= maxIDLen && len(source) > 0 && len(source) <= maxIDLen &&
+		utf8.Valid([]byte(id)) && utf8.Valid([]byte(source))
+}
+
+// identity returns ce-id and ce-source when both are given once, for an
+// event refused for something else.
+func (hs *headers) identity() (id, source string) {
+	id, source = hs.val[hID], hs.val[hSource]
+	if hs.ambiguous[hID] || hs.ambiguous[hSource] || !validIdentity(id, source) {
+		return "", ""
+	}
+	return id, source
+}
+
+// envelopeIdentity reads the id and source of a structured event refused
+// for something else: the top-level members id and source, when the body
+// is well-formed JSON that gives each once as a string. It is off the hot
+// path: only refused events come here.
+func envelopeIdentity(body []byte) (id, source string) {
+	p := getScanner(body, "")
+	defer p.release()
+	p.reset(true) // a name given twice elsewhere does not hide the id
+	var env [nEnvelopeKeys]value
+	d := &p.dec
+	if d.PeekKind() != jsontext.KindBeginObject {
+		return "", ""
+	}
+	if _, err := d.ReadToken(); err != nil {
+		return "", ""
+	}
+	seen := [nEnvelopeKeys]int{}
+	m := &members{keys: envelopeKeys, vals: env[:]}
+	for d.PeekKind() == jsontext.KindString {
+		name, err := d.ReadValue()
+		if err != nil {
+			return "", ""
+		}
+		i := p.lookup(name, m)
+		v, err := d.ReadValue()
+		if err != nil {
+			return "", ""
+		}
+		if i == kID || i == kSource {
+			end := int(d.InputOffset())
+			env[i] = value{kind: v.Kind(), start: end - len(v), end: end}
+			seen[i]++
+		}
+	}
+	if _, err := d.ReadToken(); err != nil || p.trailing() != nil || p.keyErr != nil || seen[kID] != 1 || seen[kSource] != 1 ||
+		env[kID].kind != jsontext.KindString || env[kSource].kind != jsontext.KindString {
+		return "", ""
+	}
+	rid, err1 := p.text(env[kID], "id")
+	rsrc, err2 := p.text(env[kSource], "source")
+	if err1 != nil || err2 != nil || !validIdentity(rid, rsrc) {
+		return "", ""
+	}
+	return string(rid), string(rsrc)
 }

@@ -268,15 +268,21 @@ func (p *scanner) duplicate(ptr jsontext.Pointer, m, inner *members) *InputError
 }
 
 // text returns the content of string v, unescaped: a view of the body
-// when it has no escapes, else of the scanner's scratch space.
-func (p *scanner) text(v value) []byte {
+// when it has no escapes, else of the scanner's scratch space. A \u escape
+// of a lone surrogate is refused: it is no Unicode text, and read as
+// U+FFFD (as encoding/json does) two different ids would become one.
+func (p *scanner) text(v value, field string) ([]byte, *InputError) {
 	raw := p.b[v.start:v.end]
 	if bytes.IndexByte(raw, '\\') < 0 {
-		return raw[1 : len(raw)-1]
+		return raw[1 : len(raw)-1], nil
 	}
 	start := len(p.unesc)
 	// The decoder has validated the string: the only error left to report
-	// is a lone surrogate, which reads as U+FFFD.
-	p.unesc, _ = jsontext.AppendUnquote(p.unesc, raw)
-	return p.unesc[start:len(p.unesc):len(p.unesc)]
+	// is a lone surrogate.
+	var err error
+	if p.unesc, err = jsontext.AppendUnquote(p.unesc, raw); err != nil {
+		p.unesc = p.unesc[:start]
+		return nil, inputErr(ReasonInvalidUTF8, field, "holds a \\u escape of a lone surrogate (U+D800 to U+DFFF without its pair), which is not Unicode text")
+	}
+	return p.unesc[start:len(p.unesc):len(p.unesc)], nil
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -68,9 +69,11 @@ func modeOf(h http.Header) mode {
 type pending struct {
 	index int
 	id    string
-	msg   *nats.Msg // nil when the event was refused
-	// status is the event's fate: 202 stored, 400/413/415 refused, 503 not
-	// stored (NATS unavailable).
+	ev    *handlers.Event // the decoded event; nil when refused
+	msg   *nats.Msg       // nil when the event was refused
+	// status is the event's fate: 202 stored, 400/413/415 refused, 409
+	// stored earlier with other content, 503 not stored (NATS
+	// unavailable).
 	status int
 	detail string
 	errs   []fieldError
@@ -83,6 +86,8 @@ func (e *pending) metricResult() string {
 	switch {
 	case e.status == http.StatusAccepted && e.ack != nil && e.ack.Duplicate:
 		return resultDuplicate
+	case e.status == http.StatusConflict:
+		return resultConflict
 	case e.status == http.StatusAccepted:
 		return resultAccepted
 	case e.reason != "":
@@ -129,7 +134,8 @@ func (h *Handler) batch(body []byte) ([]*pending, *problem) {
 }
 
 // convert checks one event with the consumer's decoder and builds its
-// message: subject <prefix>.<action>.<userId>, Nats-Msg-Id = event id.
+// message: subject <prefix>.<action>.<userId>, Nats-Msg-Id = the event's
+// key (handlers.EventKey: source and id).
 func (h *Handler) convert(hdr nats.Header, body []byte, ptr func(string) string) *pending {
 	e := &pending{}
 	ev, err := h.opts.Decoder.Decode("", hdr, body)
@@ -138,7 +144,7 @@ func (h *Handler) convert(hdr nats.Header, body []byte, ptr func(string) string)
 		if !errors.As(err, &ie) {
 			ie = &handlers.InputError{Reason: handlers.ReasonMalformed, Detail: err.Error()}
 		}
-		e.refuse(ie, idOf(hdr, body), ptr)
+		e.refuse(ie, ie.EventID, ptr)
 		return e
 	}
 	e.id = ev.ID
@@ -152,7 +158,8 @@ func (h *Handler) convert(hdr nats.Header, body []byte, ptr func(string) string)
 			Detail: "must not contain control characters (it becomes the Nats-Msg-Id header)"}, ev.ID, ptr)
 		return e
 	}
-	hdr.Set(jetstream.MsgIDHeader, ev.ID)
+	hdr.Set(jetstream.MsgIDHeader, ev.Key())
+	e.ev = ev
 	e.msg = &nats.Msg{
 		Subject: h.opts.SubjectPrefix + "." + string(ev.Action) + "." + ev.UserID,
 		Header:  hdr,
@@ -205,16 +212,88 @@ func (h *Handler) publish(ctx context.Context, evs []*pending) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.opts.PublishTimeout)
 	defer cancel()
+	var dups []*pending
 	for _, in := range futs {
 		select {
 		case ack := <-in.f.Ok():
 			in.e.status, in.e.ack = http.StatusAccepted, ack
+			if ack.Duplicate {
+				dups = append(dups, in.e)
+			}
 		case err := <-in.f.Err():
 			in.e.publishFailed(err)
 		case <-ctx.Done():
 			in.e.unavailable("no acknowledgement from JetStream within " + h.opts.PublishTimeout.String())
 		}
 	}
+	h.checkDuplicates(ctx, dups)
+}
+
+// checkDuplicates looks at what the stream stored earlier under each
+// duplicate's key (source and id): the same event sent again is answered
+// 202 as stored, but another event under the same key gets 409, rather
+// than being dropped unseen. A stored event that cannot be read any more
+// (the stream's limits removed it) is taken to be the same.
+func (h *Handler) checkDuplicates(ctx context.Context, dups []*pending) {
+	streams := map[string]jetstream.Stream{}
+	for _, e := range dups {
+		st, ok := streams[e.ack.Stream]
+		if !ok {
+			var err error
+			if st, err = h.js.Stream(ctx, e.ack.Stream); err != nil {
+				h.log.Warn("ingress: cannot compare a duplicate with the stored event", "id", e.id, "stream", e.ack.Stream, "err", err)
+				st = nil
+			}
+			streams[e.ack.Stream] = st
+		}
+		if st == nil {
+			continue
+		}
+		stored, err := st.GetMsg(ctx, e.ack.Sequence)
+		if err != nil {
+			h.log.Warn("ingress: cannot compare a duplicate with the stored event", "id", e.id, "sequence", e.ack.Sequence, "err", err)
+			continue
+		}
+		if diff := h.differs(e, stored); diff != "" {
+			e.status = http.StatusConflict
+			e.detail = fmt.Sprintf("not stored: an event with source %q and id %q was stored earlier (sequence %d) with other content (%s); give a new event a new id",
+				e.ev.Source, e.ev.ID, e.ack.Sequence, diff)
+			e.errs = []fieldError{{Field: "id", Reason: resultConflict, Detail: e.detail}}
+		}
+	}
+}
+
+// differs names what tells the stored message apart from e's event, ""
+// when it is the same event: the same action, user and fields, however
+// encoded (the content mode, the order of members and spacing may
+// differ between a sender's retries).
+func (h *Handler) differs(e *pending, stored *jetstream.RawStreamMsg) string {
+	old, err := h.opts.Decoder.Decode("", stored.Header, stored.Data)
+	if err != nil {
+		return "the stored event is not a valid event"
+	}
+	ev := e.ev
+	switch {
+	case old.Action != ev.Action:
+		return "type " + old.Type + " stored, " + ev.Type + " sent"
+	case old.UserID != ev.UserID:
+		return "another data.userId"
+	case !equalPtr(old.DeptID, ev.DeptID):
+		return "another data.deptId"
+	case !equalPtr(old.Role, ev.Role):
+		return "another data.role"
+	case !equalPtr(old.Status, ev.Status):
+		return "another data.status"
+	case old.Name != ev.Name:
+		return "another data.name"
+	case !old.Time.Equal(ev.Time):
+		return "another time"
+	}
+	return ""
+}
+
+func equalPtr[T comparable](a, b *T) bool {
+	return a == nil && b == nil || a != nil && b != nil && *a == *b
 }
 
 func (e *pending) unavailable(detail string) {
@@ -237,28 +316,12 @@ func (e *pending) publishFailed(err error) {
 	e.unavailable(err.Error())
 }
 
-// idOf reads the id of an event the decoder refused, for the answer; ""
-// when it cannot be found.
-func idOf(hdr nats.Header, body []byte) string {
-	for k, v := range hdr {
-		if strings.EqualFold(k, "ce-id") && len(v) > 0 {
-			return v[0]
-		}
-	}
-	var head struct {
-		ID any `json:"id"`
-	}
-	if json.Unmarshal(body, &head) == nil {
-		if s, ok := head.ID.(string); ok && len(s) <= 256 {
-			return s
-		}
-	}
-	return ""
-}
-
 // binaryHeaders maps the HTTP request's ce-* headers to NATS headers,
 // percent-decoding their values as the HTTP binding asks, and the
-// Content-Type to content-type.
+// Content-Type to content-type. The attributes kdsync reads are decoded
+// strictly; extension attributes it does not read are passed through, not
+// judged: decoded where their encoding is valid, else kept as sent (senders
+// such as the JavaScript SDK leave a "%" in "50% FTE" unencoded).
 func binaryHeaders(h http.Header) (nats.Header, *handlers.InputError) {
 	out := nats.Header{}
 	for k, vs := range h {
@@ -266,12 +329,15 @@ func binaryHeaders(h http.Header) (nats.Header, *handlers.InputError) {
 		if !strings.HasPrefix(lk, "ce-") {
 			continue
 		}
+		read := readAttribute(lk)
 		for _, v := range vs {
 			dv, ok := percentDecode(v)
-			if !ok {
+			switch {
+			case !read && (!ok || hasControl(dv) || !utf8.ValidString(dv)):
+				dv = v
+			case !ok:
 				return nil, &handlers.InputError{Reason: handlers.ReasonInvalidField, Field: lk, Detail: "malformed percent-encoding"}
-			}
-			if hasControl(dv) {
+			case hasControl(dv):
 				return nil, &handlers.InputError{Reason: handlers.ReasonInvalidField, Field: lk, Detail: "must not contain control characters"}
 			}
 			out[lk] = append(out[lk], dv)
@@ -281,6 +347,15 @@ func binaryHeaders(h http.Header) (nats.Header, *handlers.InputError) {
 		out["content-type"] = ct
 	}
 	return out, nil
+}
+
+// readAttribute reports whether kdsync reads the binary-mode header lk.
+func readAttribute(lk string) bool {
+	switch lk {
+	case "ce-specversion", "ce-id", "ce-source", "ce-type", "ce-subject", "ce-time":
+		return true
+	}
+	return false
 }
 
 // percentDecode undoes the HTTP binding's percent-encoding of header

@@ -234,8 +234,18 @@ func mustDecode(t *testing.T, m *jetstream.RawStreamMsg) *handlers.Event {
 	if err != nil {
 		t.Fatalf("the consumer would refuse stored message %s: %v", m.Subject, err)
 	}
-	if got := m.Header.Get(jetstream.MsgIDHeader); got != ev.ID {
-		t.Errorf("Nats-Msg-Id = %q, want the event id %q", got, ev.ID)
+	if got := m.Header.Get(jetstream.MsgIDHeader); got != ev.Key() {
+		t.Errorf("Nats-Msg-Id = %q, want the event's key %q (source %q, id %q)", got, ev.Key(), ev.Source, ev.ID)
 	}
 	return ev
+}
+
+// storedID is the event id of a stored message, "" when it does not
+// decode.
+func storedID(m *jetstream.RawStreamMsg) string {
+	ev, err := handlers.Decoder{}.Decode(m.Subject, m.Header, m.Data)
+	if err != nil {
+		return ""
+	}
+	return ev.ID
 }

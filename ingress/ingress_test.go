@@ -99,7 +99,7 @@ func TestCloudEventsSDKClient(t *testing.T) {
 			}
 			var found *jetstream.RawStreamMsg
 			for _, m := range e.stored() {
-				if m.Header.Get(jetstream.MsgIDHeader) == ev.ID() {
+				if storedID(m) == ev.ID() {
 					found = m
 				}
 			}
@@ -157,7 +157,7 @@ func TestCloudEventsSDKBatch(t *testing.T) {
 	}
 	stored := map[string]*jetstream.RawStreamMsg{}
 	for _, m := range e.stored() {
-		stored[m.Header.Get(jetstream.MsgIDHeader)] = m
+		stored[storedID(m)] = m
 	}
 	for i, ev := range evs {
 		if res := r.batch.Results[i]; res.ID != ev.ID() || res.Status != http.StatusAccepted || res.Sequence == 0 {
@@ -680,7 +680,7 @@ func TestNATSOutage(t *testing.T) {
 
 	inStream := map[string]bool{}
 	for _, m := range e.stored() {
-		inStream[m.Header.Get(jetstream.MsgIDHeader)] = true
+		inStream[storedID(m)] = true
 	}
 	missing := 0
 	for _, id := range accepted {

@@ -16,6 +16,7 @@ import (
 const (
 	resultAccepted    = "accepted"
 	resultDuplicate   = "duplicate"
+	resultConflict    = "conflict"
 	resultUnavailable = "unavailable"
 )
 
@@ -28,8 +29,10 @@ var codes = []int{http.StatusAccepted, http.StatusMultiStatus, http.StatusBadReq
 //   - kdsync_ingress_requests_total{mode,code}: requests answered, by
 //     content mode (structured, binary, batch, unknown) and HTTP status;
 //   - kdsync_ingress_events_total{result}: events by fate: accepted,
-//     duplicate (stored earlier under the same id), unavailable (not
-//     stored: NATS), or the bad-input reason of a refused one;
+//     duplicate (stored earlier: same source, id and content), conflict
+//     (stored earlier under the same source and id with other content),
+//     unavailable (not stored: NATS), or the bad-input reason of a refused
+//     one;
 //   - kdsync_ingress_request_duration_seconds{mode}: time to answer;
 //   - kdsync_ingress_auth_failures_total{reason}: refused credentials
 //     (missing, bad_token, bad_signature, bad_timestamp, replayed).
@@ -48,7 +51,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"mode", "code"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "kdsync", Subsystem: "ingress", Name: "events_total",
-			Help: "Events received over HTTP, by fate: accepted, duplicate, unavailable (not stored: NATS) or the bad-input reason.",
+			Help: "Events received over HTTP, by fate: accepted, duplicate, conflict (same source and id, other content), unavailable (not stored: NATS) or the bad-input reason.",
 		}, []string{"result"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "kdsync", Subsystem: "ingress", Name: "request_duration_seconds",
@@ -71,7 +74,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			m.requests.WithLabelValues(md.String(), strconv.Itoa(c))
 		}
 	}
-	for _, r := range []string{resultAccepted, resultDuplicate, resultUnavailable} {
+	for _, r := range []string{resultAccepted, resultDuplicate, resultConflict, resultUnavailable} {
 		m.events.WithLabelValues(r)
 	}
 	for _, r := range handlers.Reasons {

@@ -16,6 +16,7 @@ const (
 	typeTooLarge         = "urn:kdsync:problem:too-large"
 	typeUnsupportedMedia = "urn:kdsync:problem:unsupported-media-type"
 	typeUnavailable      = "urn:kdsync:problem:unavailable"
+	typeConflict         = "urn:kdsync:problem:conflict"
 )
 
 // problem is an RFC 9457 problem document, with kdsync's extension
@@ -72,11 +73,11 @@ func (e *pending) result(batch bool) eventResult {
 			r.Errors[k].Index = &i
 		}
 	}
-	if e.ack != nil {
+	if e.ack != nil && e.status == http.StatusAccepted {
 		r.Subject, r.Stream, r.Sequence, r.Duplicate = e.msg.Subject, e.ack.Stream, e.ack.Sequence, e.ack.Duplicate
 		r.Detail = "stored"
 		if e.ack.Duplicate {
-			r.Detail = "stored earlier (same id): not stored again"
+			r.Detail = "stored earlier (same source, id and content): not stored again"
 		}
 	}
 	return r
@@ -96,6 +97,8 @@ func (h *Handler) writeSingle(w http.ResponseWriter, e *pending) int {
 		p.Type, p.Title = typeTooLarge, "Event too large"
 	case http.StatusUnsupportedMediaType:
 		p.Type, p.Title = typeUnsupportedMedia, "Unsupported content type"
+	case http.StatusConflict:
+		p.Type, p.Title = typeConflict, "Another event with this source and id was stored earlier"
 	default:
 		p.Type, p.Title = typeInvalidEvent, "Invalid event"
 	}

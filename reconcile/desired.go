@@ -290,8 +290,9 @@ func csvError(err error, line int) *LineError {
 	return &LineError{Line: line, Msg: err.Error()}
 }
 
-// sourceRow is one JSON line; numbers stay json.Number so that a deptId
-// above 2^53 is caught rather than rounded.
+// sourceRow is one JSON line; numbers stay raw text so that a deptId is
+// read exactly from its digits (a 64-bit id as a JSON number included),
+// never rounded through a float64.
 type sourceRow struct {
 	UserID json.RawMessage `json:"userId"`
 	DeptID json.RawMessage `json:"deptId"`
@@ -344,9 +345,6 @@ func readJSONL(r io.Reader, errs *lineErrors) []Desired {
 		}
 		if s, kind := jsonText(row.DeptID); kind == jsonString || kind == jsonNumber {
 			v, msg := parseDept(s)
-			if msg == "" && kind == jsonNumber && *v > 1<<53 {
-				msg = "a number above 2^53 loses precision; send it as a string"
-			}
 			if msg != "" {
 				fail("deptId", msg)
 			}

@@ -53,6 +53,12 @@ func TestReadSource(t *testing.T) {
 		},
 		"header only": {in: "userId,deptId,role,status\n"},
 		"empty":       {in: ""},
+		"jsonl, a 64-bit deptId as a number read exactly": {
+			in: `{"userId":"1001","deptId":1319678187126486147}` + "\n",
+			want: []Desired{
+				{UserID: "1001", DeptID: i64(1319678187126486147), Line: 1},
+			},
+		},
 		"jsonl": {
 			in: `{"userId":"1001","deptId":"1319678187126486147","role":1,"status":0}` + "\n" +
 				`{"userId":"1002","deptId":43,"name":"ignored","status":"enabled"}` + "\n",
@@ -123,7 +129,7 @@ func TestReadSourceBadRows(t *testing.T) {
 				`{"userId":1002}` + "\n" +
 				`not json` + "\n" +
 				`{"userId":"1004","deptId":12345678901234567890}` + "\n" +
-				`{"userId":"1005","deptId":9007199254740993}` + "\n" +
+				`{"userId":"1005","deptId":-3}` + "\n" +
 				`{"userId":"1006","role":"x"}` + "\n" +
 				`{"deptId":"1"}` + "\n" +
 				`[1,2]` + "\n" +

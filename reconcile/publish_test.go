@@ -103,7 +103,7 @@ func TestPublishGuard(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if m.Header.Get(jetstream.MsgIDHeader) != "reconcile:g:1" || !strings.HasSuffix(m.Subject, ".employee.changed.1") {
+			if m.Header.Get(jetstream.MsgIDHeader) != handlers.EventKey(reconcile.DefaultEventSource, "reconcile:g:1") || !strings.HasSuffix(m.Subject, ".employee.changed.1") {
 				t.Errorf("stored %s with id %q", m.Subject, m.Header.Get(jetstream.MsgIDHeader))
 			}
 			if tr != nil && !strings.HasPrefix(m.Subject, "identity.part.") {

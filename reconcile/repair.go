@@ -29,8 +29,8 @@ type Repair struct {
 	Role   *int   `json:"role,omitempty"`
 	Status *int   `json:"status,omitempty"`
 	Skip   string `json:"skip,omitempty"`
-	// EventID is the CloudEvent id and the Nats-Msg-Id:
-	// reconcile:<run id>:<userId>.
+	// EventID is the CloudEvent id: reconcile:<run id>:<userId>. The
+	// Nats-Msg-Id is the event's key (handlers.EventKey of source and id).
 	EventID string `json:"eventId,omitempty"`
 	Subject string `json:"subject,omitempty"`
 
@@ -43,7 +43,8 @@ type Repair struct {
 	// Outcome is the consumer's outcome, when awaited and seen in time.
 	Outcome *consumer.Outcome `json:"outcome,omitempty"`
 
-	body []byte
+	body  []byte
+	msgID string
 	// guard is the last stream sequence of the user's events the pass
 	// relied on (from kdsync's record); 0 when unknown.
 	guard uint64
@@ -193,7 +194,7 @@ func (r *Repair) encode(user string, o *PlanOptions) error {
 	if ev.Action != r.Action || ev.UserID != user {
 		return fmt.Errorf("reconcile: the repair of %s decodes as %s of %s", user, ev.Action, ev.UserID)
 	}
-	r.body = body
+	r.body, r.msgID = body, ev.Key()
 	return nil
 }
 
@@ -287,7 +288,7 @@ func Publish(ctx context.Context, js jetstream.JetStream, drifts []Drift, o Publ
 			continue
 		}
 		m := &nats.Msg{Subject: r.Subject, Data: r.body, Header: nats.Header{}}
-		f, err := js.PublishMsgAsync(m, jetstream.WithMsgID(r.EventID), jetstream.WithExpectLastSequenceForSubject(last, filter))
+		f, err := js.PublishMsgAsync(m, jetstream.WithMsgID(r.msgID), jetstream.WithExpectLastSequenceForSubject(last, filter))
 		if err != nil {
 			return sum, fmt.Errorf("reconcile: publish %s: %w", r.Subject, err)
 		}

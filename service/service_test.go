@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kdsync/kdsync/consumer"
+	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/ingress"
 	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/kdapi"
@@ -224,7 +225,7 @@ func TestRunIngress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m, err := s.GetLastMsgForSubject(t.Context(), "identity.employee.hired.1008600000000302"); err != nil || m.Header.Get(jetstream.MsgIDHeader) != "svc-ing-2" {
+	if m, err := s.GetLastMsgForSubject(t.Context(), "identity.employee.hired.1008600000000302"); err != nil || m.Header.Get(jetstream.MsgIDHeader) != handlers.EventKey("hris/test", "svc-ing-2") {
 		t.Fatalf("the event answered 202 during the shutdown is not stored: %v", err)
 	}
 }

@@ -35,12 +35,17 @@ type Options struct {
 	Leavers float64
 }
 
-// Event is a generated event with its subject and encoded body.
+// Event is a generated event with its subject, source and encoded body.
 type Event struct {
 	checker.Event
 	Subject string
+	Source  string
 	Body    []byte
 }
+
+// MsgID is the Nats-Msg-Id the event is published with: its identity,
+// source and id (handlers.EventKey), as kdsync's ingress sets it.
+func (e Event) MsgID() string { return handlers.EventKey(e.Source, e.ID) }
 
 // Generate returns the events interleaved across users (round-robin with
 // some shuffling), each user's events in order.
@@ -146,5 +151,5 @@ func Encode(ev checker.Event, prefix, source string, at time.Time) (Event, error
 	if err != nil {
 		return Event{}, fmt.Errorf("workload: encode %s: %w", ev.ID, err)
 	}
-	return Event{Event: ev, Subject: prefix + string(ev.Action) + "." + ev.UserID, Body: body}, nil
+	return Event{Event: ev, Subject: prefix + string(ev.Action) + "." + ev.UserID, Source: source, Body: body}, nil
 }

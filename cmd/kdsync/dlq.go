@@ -26,12 +26,13 @@ const dlqUsage = `kdsync dlq: inspect, replay and purge dead letters.
 
 Usage:
   kdsync dlq list   [selectors] [-json]            list dead letters
-  kdsync dlq show   [-json] SEQ|EVENT-ID           one dead letter: event, reason, each attempt's error, origin, outcome
+  kdsync dlq show   [-json] SEQ|EVENT-ID|MSG-ID    one dead letter: event, reason, each attempt's error, origin, outcome
   kdsync dlq replay [selectors] [-dry-run] [-force] [-keep]
                                                    send dead letters through the pipeline again
   kdsync dlq purge  [selectors] -yes               remove dead letters
 
-Selectors (all given must match): -seq 12,15-20 (DLQ sequences), -id ID,..,
+Selectors (all given must match): -seq 12,15-20 (DLQ sequences), -id ID,..
+(event ids, or the original messages' Nats-Msg-Id),
 -user USERID, -reason not_found, -action changed, -since/-until (RFC 3339,
 2006-01-02, or a duration ago such as 24h). replay and purge need a
 selector or -all. Connection flags (-nats-url, ...) and -dlq-stream are
@@ -148,7 +149,7 @@ func parseDLQFlags(sub string, args []string, stderr io.Writer) (*dlqConfig, err
 	rest := fs.Args()
 	if sub == "show" {
 		if len(rest) == 0 {
-			fmt.Fprintln(stderr, "kdsync dlq show: give a DLQ sequence or an event id")
+			fmt.Fprintln(stderr, "kdsync dlq show: give a DLQ sequence, an event id or the original Nats-Msg-Id")
 			return nil, errUsage
 		}
 		c.ref = rest[0]
@@ -265,7 +266,7 @@ func dlqShow(ctx context.Context, store *dlq.Store, c *dlqConfig, w io.Writer) e
 		return err
 	}
 	if len(ls) == 0 {
-		return fmt.Errorf("no dead letter has sequence or event id %q", c.ref)
+		return fmt.Errorf("no dead letter has sequence, event id or original Nats-Msg-Id %q", c.ref)
 	}
 	var views []letterView
 	for _, l := range ls {
@@ -298,8 +299,8 @@ func printLetter(w io.Writer, v letterView, store *dlq.Store) {
 	fmt.Fprintf(tw, "  error:\t%s\n", l.Error)
 	fmt.Fprintf(tw, "  attempts:\t%d\n", l.Attempts)
 	fmt.Fprintf(tw, "  dead at:\t%s\n", l.DeadAt.Format(time.RFC3339Nano))
-	fmt.Fprintf(tw, "  event:\tid %s, user %s, action %s\n", cmp.Or(l.EventID, "-"), cmp.Or(l.UserID, "-"), l.Action)
-	fmt.Fprintf(tw, "  original:\t%s, %s #%d\n", l.OriginalSubject, l.OriginalStream, l.OriginalSeq)
+	fmt.Fprintf(tw, "  event:\tid %s, source %s, user %s, action %s\n", cmp.Or(l.EventID, "-"), cmp.Or(l.Source, "-"), cmp.Or(l.UserID, "-"), l.Action)
+	fmt.Fprintf(tw, "  original:\t%s, %s #%d, Nats-Msg-Id %s\n", l.OriginalSubject, l.OriginalStream, l.OriginalSeq, cmp.Or(l.OriginalMsgID, "-"))
 	if l.ReplayOf != "" {
 		fmt.Fprintf(tw, "  replay of:\t%s (it died again)\n", l.ReplayOf)
 	}

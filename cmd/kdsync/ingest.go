@@ -101,6 +101,7 @@ func ingestFlags(fs *flag.FlagSet) func() (ingestConfig, error) {
 	fs.StringVar(&c.httpAddr, "http-addr", "", "separate address of /metrics, /healthz and /readyz (empty: the ingress address)")
 	shared := ingressFlags(fs)
 	maxEvent := fs.Int("max-event-size", handlers.DefaultMaxEventSize, "largest event accepted, in bytes (as kdsync run's)")
+	strictNumbers := fs.Bool("strict-numbers", false, "refuse a deptId sent as a JSON number above 2^53 (as kdsync run's)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "json", "json or text")
 	return func() (ingestConfig, error) {
@@ -111,6 +112,7 @@ func ingestFlags(fs *flag.FlagSet) func() (ingestConfig, error) {
 		errs = append(errs, err)
 		c.ingress = ic
 		c.ingress.options.Decoder.MaxSize = *maxEvent
+		c.ingress.options.Decoder.StrictNumbers = *strictNumbers
 		if *maxEvent < 1024 || *maxEvent > 1<<20 {
 			errs = append(errs, fmt.Errorf("max-event-size %d: want 1024 to 1048576", *maxEvent))
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/internal/natsembed"
 	"github.com/kdsync/kdsync/kdsim"
@@ -67,7 +68,7 @@ func TestIngestCommand(t *testing.T) {
 	}
 	s, _ := js.Stream(t.Context(), "IDENTITY")
 	m, err := s.GetLastMsgForSubject(t.Context(), "identity.employee.hired.1008600000000201")
-	if err != nil || string(m.Data) != body || m.Header.Get(jetstream.MsgIDHeader) != "cmd-1" {
+	if err != nil || string(m.Data) != body || m.Header.Get(jetstream.MsgIDHeader) != handlers.EventKey("hris/test", "cmd-1") {
 		t.Fatalf("stored: %v %v", m, err)
 	}
 

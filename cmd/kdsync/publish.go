@@ -83,7 +83,6 @@ func buildEvent(file, prefix, action, user, dept, role, status, id, source strin
 			return nil, err
 		}
 		var head struct {
-			ID   string `json:"id"`
 			Type string `json:"type"`
 			Data struct {
 				UserID string `json:"userId"`
@@ -92,7 +91,7 @@ func buildEvent(file, prefix, action, user, dept, role, status, id, source strin
 		if err := json.Unmarshal(body, &head); err != nil {
 			return nil, fmt.Errorf("%s: %w", file, err)
 		}
-		id, user = head.ID, head.Data.UserID
+		user = head.Data.UserID
 		action = head.Type[min(len(head.Type), len(handlers.TypePrefix)):]
 	default:
 		if action == "" || user == "" {
@@ -137,9 +136,11 @@ func buildEvent(file, prefix, action, user, dept, role, status, id, source strin
 		}
 	}
 	subject := prefix + "." + action + "." + user
-	if _, err := (handlers.Decoder{}).Decode(subject, hdr, body); err != nil {
+	ev, err := (handlers.Decoder{}).Decode(subject, hdr, body)
+	if err != nil {
 		return nil, fmt.Errorf("the event would be dead-lettered: %w", err)
 	}
-	hdr.Set(jetstream.MsgIDHeader, id)
+	// JetStream drops a re-publish of the same event (source and id).
+	hdr.Set(jetstream.MsgIDHeader, ev.Key())
 	return &nats.Msg{Subject: subject, Header: hdr, Data: body}, nil
 }

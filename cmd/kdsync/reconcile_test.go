@@ -229,7 +229,7 @@ func TestReconcileCommand(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", m.Subject, err)
 			}
-			if id := m.Header.Get(jetstream.MsgIDHeader); id != ev.ID || id != "reconcile:night1:"+ev.UserID {
+			if id := m.Header.Get(jetstream.MsgIDHeader); id != ev.Key() || ev.ID != "reconcile:night1:"+ev.UserID {
 				t.Errorf("%s: Nats-Msg-Id %q, event id %q", m.Subject, id, ev.ID)
 			}
 			if ev.Action == handlers.Deleted {

@@ -57,6 +57,7 @@ func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 	fs.DurationVar(&c.BreakerProbe, "breaker-probe", 5*time.Second, "while KooDrive fails for everyone, one probe per this interval")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "how long calls under way may finish on shutdown")
 	maxEvent := fs.Int("max-event-size", 64<<10, "largest event accepted, in bytes")
+	fs.BoolVar(&c.Decoder.StrictNumbers, "strict-numbers", false, "refuse a deptId sent as a JSON number above 2^53, for producers known to encode numbers as doubles (by default a number is read exactly)")
 	fs.IntVar(&c.Partitions, "partitions", 0, "split the stream by user into this many partitions so that several instances share the work (0: one consumer, one instance)")
 	fs.StringVar(&c.InstanceID, "instance-id", "", "this instance's name among those sharing the stream (default: host name and a random suffix)")
 	fs.DurationVar(&c.PinnedTTL, "pinned-ttl", 10*time.Second, "how soon a silent instance loses its partitions to the others")

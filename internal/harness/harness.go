@@ -131,7 +131,8 @@ func StartNATS(dir string) (*NATS, error) {
 	return &NATS{s}, nil
 }
 
-// Publish sends events with Nats-Msg-Id = event id, waiting for every
+// Publish sends events with Nats-Msg-Id = their identity (source and id,
+// workload.Event.MsgID), waiting for every
 // acknowledgement. It creates the stream if it does not exist yet.
 func Publish(ctx context.Context, nc *nats.Conn, stream string, events []workload.Event) error {
 	js, err := jetstream.New(nc)
@@ -162,7 +163,7 @@ func Publish(ctx context.Context, nc *nats.Conn, stream string, events []workloa
 		return nil
 	}
 	for _, ev := range events {
-		m := &nats.Msg{Subject: ev.Subject, Data: ev.Body, Header: nats.Header{jetstream.MsgIDHeader: {ev.ID}}}
+		m := &nats.Msg{Subject: ev.Subject, Data: ev.Body, Header: nats.Header{jetstream.MsgIDHeader: {ev.MsgID()}}}
 		f, err := js.PublishMsgAsync(m)
 		if err != nil {
 			return fmt.Errorf("harness: publish: %w", err)
