@@ -5,10 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/kdsync/kdsync/redact"
 )
 
 // ConnectOptions say how to reach NATS.
@@ -30,6 +34,35 @@ type ConnectOptions struct {
 	ReconnectWait time.Duration
 }
 
+// Check reports every problem with the settings at once, before any dial:
+// each server URL must be nats://, tls://, ws:// or wss:// with a host (an
+// http:// URL would otherwise be retried for ever as "no servers
+// available"). Errors show URLs with their credentials masked.
+func (o ConnectOptions) Check() error {
+	var errs []error
+	for _, s := range strings.Fields(strings.ReplaceAll(o.URLs, ",", " ")) {
+		if !strings.Contains(s, "://") {
+			s = "nats://" + s // as nats.go reads host:port
+		}
+		u, err := url.Parse(s)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("nats: server URL %s does not parse", redact.URL(s)))
+		case !slices.Contains([]string{"nats", "tls", "ws", "wss"}, strings.ToLower(u.Scheme)):
+			errs = append(errs, fmt.Errorf("nats: server URL %s: the scheme must be nats://, tls://, ws:// or wss://, not %q", redact.URL(s), u.Scheme+"://"))
+		case u.Host == "":
+			errs = append(errs, fmt.Errorf("nats: server URL %s has no host", redact.URL(s)))
+		}
+	}
+	if (o.CertFile == "") != (o.KeyFile == "") {
+		errs = append(errs, errors.New("nats: a client certificate needs both cert and key files"))
+	}
+	if o.CredsFile != "" && o.NKeyFile != "" {
+		errs = append(errs, errors.New("nats: give a creds file or an nkey file, not both"))
+	}
+	return errors.Join(errs...)
+}
+
 // Connect dials NATS with reconnects forever and logs connection changes.
 func Connect(o ConnectOptions, log *slog.Logger, onChange func(connected bool)) (*nats.Conn, error) {
 	if log == nil {
@@ -38,17 +71,14 @@ func Connect(o ConnectOptions, log *slog.Logger, onChange func(connected bool)) 
 	if o.URLs == "" {
 		o.URLs = nats.DefaultURL
 	}
+	if err := o.Check(); err != nil {
+		return nil, err
+	}
 	if o.Name == "" {
 		o.Name = "kdsync"
 	}
 	if o.ReconnectWait == 0 {
 		o.ReconnectWait = 2 * time.Second
-	}
-	if (o.CertFile == "") != (o.KeyFile == "") {
-		return nil, errors.New("nats: a client certificate needs both cert and key files")
-	}
-	if o.CredsFile != "" && o.NKeyFile != "" {
-		return nil, errors.New("nats: give a creds file or an nkey file, not both")
 	}
 	if onChange == nil {
 		onChange = func(bool) {}
@@ -67,7 +97,7 @@ func Connect(o ConnectOptions, log *slog.Logger, onChange func(connected bool)) 
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			onChange(true)
-			log.Info("NATS reconnected", "server", nc.ConnectedUrlRedacted())
+			log.Info("NATS reconnected", "server", redact.URL(nc.ConnectedUrl()))
 		}),
 		nats.ClosedHandler(func(*nats.Conn) { onChange(false) }),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
@@ -102,7 +132,7 @@ func Connect(o ConnectOptions, log *slog.Logger, onChange func(connected bool)) 
 		return nil, fmt.Errorf("nats: connect: %w", err)
 	}
 	onChange(true)
-	log.Info("NATS connected", "server", nc.ConnectedUrlRedacted())
+	log.Info("NATS connected", "server", redact.URL(nc.ConnectedUrl()))
 	return nc, nil
 }
 
@@ -121,7 +151,7 @@ func ConnectRetrying(ctx context.Context, o ConnectOptions, log *slog.Logger, on
 		if !errors.Is(err, nats.ErrNoServers) || ctx.Err() != nil {
 			return nil, err
 		}
-		log.Warn("NATS not reachable yet; retrying", "err", err, "retry_in", wait)
+		log.Warn("NATS not reachable yet; retrying", "err", err, "retry_in", wait.String())
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()

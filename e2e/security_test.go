@@ -443,6 +443,9 @@ func TestSecretsNotInErrorMessages(t *testing.T) {
 	}
 	const secret = "s3cret-6a1f0e9d8c"
 	ns := startSingle(t, natsembed.Options{User: "kdsync", Password: secret})
+	// A server that takes a token, given in the URL (nats://TOKEN@host).
+	nsToken := startSingle(t, natsembed.Options{Token: secret})
+	tokenHost := strings.TrimPrefix(nsToken.URL(), "nats://")
 	closedPort := freeAddr(t)
 	// Events for the runs that reach NATS, so that KooDrive calls fail.
 	evs, err := workload.Generate(workload.Options{Users: 5, EventsPerUser: 2, Departments: []int64{1319678187126486144}, Seed: 1})
@@ -488,6 +491,22 @@ func TestSecretsNotInErrorMessages(t *testing.T) {
 		"NATS URL with a password, unreachable": {
 			env:     []string{"KDSYNC_NATS_URL=nats://kdsync:" + secret + "@" + closedPort},
 			wantLog: "NATS not reachable",
+		},
+		"NATS URL with a token, unreachable": {
+			env:     []string{"KDSYNC_NATS_URL=nats://" + secret + "@" + closedPort},
+			wantLog: "NATS not reachable",
+		},
+		"NATS URL with a token, connected": {
+			env:     []string{"KDSYNC_NATS_URL=nats://" + secret + "@" + tokenHost, "KDSYNC_LOG_LEVEL=debug"},
+			wantLog: "NATS connected",
+		},
+		"NATS URL over http with a token": {
+			env:   []string{"KDSYNC_NATS_URL=http://" + secret + "@" + tokenHost},
+			exits: true,
+		},
+		"KooDrive URL with a query": {
+			env:   []string{"KDSYNC_API_BASE_URL=https://koodrive.example/?token=" + secret},
+			exits: true,
 		},
 		"KooDrive unreachable": {
 			env:     []string{"KDSYNC_NATS_URL=" + ns.URL(), "KDSYNC_NATS_USER=kdsync", "KDSYNC_NATS_PASSWORD=" + secret, "KDSYNC_APP_SECRET=" + secret, "KDSYNC_API_BASE_URL=http://" + closedPort, "KDSYNC_LOG_LEVEL=debug"},

@@ -650,6 +650,7 @@ func (p *scanner) enum(v value, field string, valid func(int) bool, allowed stri
 	x := int(n)
 	if neg {
 		x = -x
+		ok = ok && n != 0 // -0 is no integer literal of the contract, as 1.0 is not
 	}
 	if !ok || n > math.MaxInt32 || !valid(x) {
 		return false, inputErr(ReasonInvalidField, field, "%s is not allowed (%s)", clip(string(s)), allowed)

@@ -457,6 +457,8 @@ func TestDecodeBadInput(t *testing.T) {
 		"userId as number":            {body: body(t, set("data.userId", testUser)), reason: handlers.ReasonInvalidField, field: "data.userId", mention: "got a number"},
 		"role as string":              {body: body(t, set("data.role", `"1"`)), reason: handlers.ReasonInvalidField, field: "data.role", mention: "got a string"},
 		"role as boolean":             {body: body(t, set("data.role", `true`)), reason: handlers.ReasonInvalidField, field: "data.role", mention: "got a boolean"},
+		"role minus zero":             {body: body(t, set("data.role", `-0`)), reason: handlers.ReasonInvalidField, field: "data.role"},
+		"status minus zero":           {body: body(t, set("data.status", `-0`)), reason: handlers.ReasonInvalidField, field: "data.status"},
 		"role with a fraction":        {body: body(t, set("data.role", `1.0`)), reason: handlers.ReasonInvalidField, field: "data.role"},
 		"role with an exponent":       {body: body(t, set("data.role", `1e0`)), reason: handlers.ReasonInvalidField, field: "data.role"},
 		"status as bool":              {body: body(t, set("data.status", `false`)), reason: handlers.ReasonInvalidField, field: "data.status", mention: "got a boolean"},

@@ -134,11 +134,11 @@ func (h *Handler) verifySignature(header http.Header, body []byte) (*claim, *pro
 	if err != nil {
 		return nil, h.unauthorized(authBadTimestamp, "webhook-timestamp is not a Unix time in seconds")
 	}
-	now, at := h.opts.Now(), time.Unix(secs, 0)
-	if d := now.Sub(at); d > h.opts.Tolerance || d < -h.opts.Tolerance {
-		return nil, h.unauthorized(authBadTimestamp, fmt.Sprintf("webhook-timestamp %s is %s away from now; the tolerance is %s",
-			at.UTC().Format(time.RFC3339), d.Abs().Round(time.Second), h.opts.Tolerance))
+	now := h.opts.Now()
+	if p := h.checkTimestamp(secs, now); p != nil {
+		return nil, p
 	}
+	at := time.Unix(secs, 0)
 	c, ok := h.replays.claim(id, at.Add(h.opts.Tolerance), now)
 	if !ok {
 		p := &problem{Type: typeReplayed, Title: "Webhook already received", Status: http.StatusConflict,
@@ -147,6 +147,32 @@ func (h *Handler) verifySignature(header http.Header, body []byte) (*claim, *pro
 		return nil, p
 	}
 	return c, nil
+}
+
+// checkTimestamp refuses a webhook-timestamp (Unix seconds) further than
+// the tolerance from now, saying how far in words that make sense even
+// for a time in milliseconds, the usual mistake.
+func (h *Handler) checkTimestamp(secs int64, now time.Time) *problem {
+	const msFrom = 100_000_000_000 // year 5138 in seconds; 1973 in milliseconds
+	switch {
+	case secs >= msFrom:
+		return h.unauthorized(authBadTimestamp, fmt.Sprintf("webhook-timestamp %d looks like milliseconds; Standard Webhooks send Unix seconds (%d now)", secs, now.Unix()))
+	case secs < 0:
+		return h.unauthorized(authBadTimestamp, fmt.Sprintf("webhook-timestamp %d is before 1970; Standard Webhooks send Unix seconds (%d now)", secs, now.Unix()))
+	}
+	diff := now.Unix() - secs // 0 <= secs < 10^11: no overflow
+	if diff < 0 {
+		diff = -diff
+	}
+	if diff <= int64(h.opts.Tolerance/time.Second) {
+		return nil
+	}
+	away := (time.Duration(diff) * time.Second).String()
+	if diff > 100*365*24*3600 { // a time.Duration holds 292 years at most
+		away = fmt.Sprintf("about %d years", diff/(365*24*3600))
+	}
+	return h.unauthorized(authBadTimestamp, fmt.Sprintf("webhook-timestamp %s is %s away from now; the tolerance is %s",
+		time.Unix(secs, 0).UTC().Format(time.RFC3339), away, h.opts.Tolerance))
 }
 
 func (h *Handler) unauthorized(reason, detail string) *problem {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
@@ -396,9 +397,11 @@ func unhex(c byte) (byte, bool) {
 	return 0, false
 }
 
+// hasControl reports whether s holds a control character: C0, DEL or C1
+// (U+0080 to U+009F, such as U+0085 NEXT LINE).
 func hasControl(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] == 0x7f {
+	for _, r := range s {
+		if unicode.IsControl(r) {
 			return true
 		}
 	}

@@ -268,6 +268,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(rw, r, md, unsupportedMedia(r.Header.Get("Content-Type")))
 		return
 	}
+	if enc := r.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
+		h.refuse(rw, r, md, unsupportedEncoding(enc))
+		return
+	}
 	body, p := h.readBody(w, r)
 	if p != nil {
 		h.refuse(rw, r, md, p)
@@ -337,12 +341,20 @@ func (h *Handler) serveEvents(ctx context.Context, w http.ResponseWriter, md mod
 }
 
 // refuse answers a request refused before its events were looked at.
+// The connection is closed after the answer, without reading the rest of
+// the body: a sender refused (a stranger, say) trickling a body gets its
+// answer at once, not when the server's read timeout ends.
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, md mode, p *problem) {
 	if p.authReason != "" {
 		h.m.authFailure(p.authReason)
 		h.log.Info("request refused", "mode", md.String(), "status", p.Status, "reason", p.authReason, "remote", r.RemoteAddr)
 	}
+	w.Header().Set("Connection", "close")
 	h.writeProblem(w, p)
+	// The server drains up to 256 KiB of an unread body before closing;
+	// a read deadline now ends that wait. (Not every ResponseWriter
+	// supports it, httptest's recorder for one: then there is no wait.)
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 }
 
 // retryAfter is the Retry-After header value of a 503: whole seconds.
@@ -363,6 +375,9 @@ func (w *statusWriter) WriteHeader(code int) {
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the server's writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {

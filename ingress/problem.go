@@ -176,6 +176,12 @@ func invalidBatch(detail string) *problem {
 		Errors: []fieldError{{Pointer: "#", Reason: "malformed_json", Detail: detail}}}
 }
 
+func unsupportedEncoding(enc string) *problem {
+	return &problem{Type: typeUnsupportedMedia, Title: "Unsupported content encoding", Status: http.StatusUnsupportedMediaType,
+		Detail: fmt.Sprintf("Content-Encoding %q is not supported: send the body uncompressed", enc),
+		Errors: []fieldError{{Field: "content-encoding", Reason: "invalid_field", Detail: "only identity (no encoding) is accepted"}}}
+}
+
 func unsupportedMedia(ct string) *problem {
 	return &problem{Type: typeUnsupportedMedia, Title: "Unsupported content type", Status: http.StatusUnsupportedMediaType,
 		Detail: fmt.Sprintf("Content-Type %q with no ce-specversion header: send %s (structured), %s (batch), or binary mode with ce-* headers and an application/json body",

@@ -29,6 +29,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/kdsync/kdsync/redact"
 )
 
 // APIPath is the path every KooDrive enterprise endpoint lives under.
@@ -577,14 +579,9 @@ func (s *FlexString) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// redactURL drops user info and the query, where secrets could hide.
-func redactURL(u *url.URL) string {
-	c := *u
-	c.User = nil
-	c.RawQuery = ""
-	c.Fragment = ""
-	return c.String()
-}
+// redactURL masks user info, the query and the fragment, where secrets
+// could hide.
+func redactURL(u *url.URL) string { return redact.URL(u.String()) }
 
 // stripURL replaces a *url.Error's URL by its path so that no query string
 // reaches an error message.

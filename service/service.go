@@ -135,6 +135,9 @@ func (o *Options) Validate() error {
 	if err := o.Consumer.Check(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := o.NATS.Check(); err != nil {
+		errs = append(errs, err)
+	}
 	if o.Ingress.enabled() {
 		errs = append(errs, o.Ingress.Options.Validate())
 		if (o.Ingress.TLSCert == "") != (o.Ingress.TLSKey == "") {

@@ -234,8 +234,10 @@ func printLetters(w io.Writer, ls []*dlq.Letter, asJSON bool) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SEQ\tDEAD AT\tREASON\tACTION\tUSER\tEVENT ID\tATTEMPTS\tERROR")
 	for _, l := range ls {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", l.Seq, l.Stored.Format(time.RFC3339), l.Reason, l.Action,
-			cmp.Or(l.UserID, "-"), cmp.Or(l.EventID, "-"), l.Attempts, clipText(l.Error, 80))
+		// Columns are clipped (dlq show prints them whole): one very long
+		// id must not widen every row.
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", l.Seq, l.Stored.Format(time.RFC3339), clipText(l.Reason, 24), clipText(l.Action, 12),
+			clipText(cmp.Or(l.UserID, "-"), 24), clipText(cmp.Or(l.EventID, "-"), 40), l.Attempts, clipText(l.Error, 80))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

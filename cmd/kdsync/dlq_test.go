@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -383,5 +384,27 @@ func TestPrintAttempts(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPrintLettersClipsLongColumns: one letter with a very long user id
+// and event id does not widen every row of kdsync dlq list.
+func TestPrintLettersClipsLongColumns(t *testing.T) {
+	long := strings.Repeat("9", 300)
+	ls := []*dlq.Letter{
+		{Seq: 1, Reason: "invalid_field", Action: "hired", UserID: "1001", EventID: "e-1", Error: "bad"},
+		{Seq: 2, Reason: "invalid_field", Action: "hired", UserID: long, EventID: "ev-" + long, Error: strings.Repeat("x", 500)},
+	}
+	var out strings.Builder
+	if err := printLetters(&out, ls, false); err != nil {
+		t.Fatal(err)
+	}
+	for i, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		if n := utf8.RuneCountInString(line); n > 260 {
+			t.Errorf("line %d is %d characters wide:\n%s", i, n, line)
+		}
+	}
+	if !strings.Contains(out.String(), "…") {
+		t.Errorf("long values not marked as clipped:\n%s", out.String())
 	}
 }

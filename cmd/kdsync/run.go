@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/kdsync/kdsync/guard"
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/metrics"
+	"github.com/kdsync/kdsync/redact"
 	"github.com/kdsync/kdsync/service"
 )
 
@@ -209,29 +209,14 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	o.Logger = log
 	b := o.Build
 	log.Info("kdsync starting", "version", b.Version, "revision", b.Revision,
-		"nats", redactURLs(o.NATS.URLs), "stream", o.Consumer.Stream, "consumer", o.Consumer.Consumer,
-		"koodrive", redactURLs(o.APIBaseURL), "auth", authMode(o), "hard_delete", o.HardDelete)
+		"nats", redact.URLs(o.NATS.URLs), "stream", o.Consumer.Stream, "consumer", o.Consumer.Consumer,
+		"koodrive", redact.URLs(o.APIBaseURL), "auth", authMode(o), "hard_delete", o.HardDelete)
 	if err := service.Run(ctx, o); err != nil {
 		log.Error("kdsync exited with error", "err", err)
 		return errUsage // already logged
 	}
 	log.Info("kdsync stopped")
 	return nil
-}
-
-// redactURLs shows a comma-separated URL list without passwords; a URL that
-// does not parse is not shown at all (it may hold one).
-func redactURLs(list string) string {
-	var out []string
-	for _, s := range splitList(list) {
-		u, err := url.Parse(s)
-		if err != nil {
-			out = append(out, "<unparseable URL>")
-			continue
-		}
-		out = append(out, u.Redacted())
-	}
-	return strings.Join(out, ",")
 }
 
 func authMode(o service.Options) string {
