@@ -512,10 +512,21 @@ type dataView struct {
 }
 
 // userID reads data.userId.
+//
+// The contract asks for a string of digits; an integer sent as a JSON
+// number (a Java long, say) is taken as the digits of its literal, exactly.
 func (p *scanner) userID(v value) ([]byte, *InputError) {
-	id, err := p.str(v, "data.userId", true)
-	if err != nil {
-		return nil, err
+	var id []byte
+	if v.kind == jsontext.KindNumber {
+		id = p.b[v.start:v.end]
+		if !digits(id) {
+			return nil, inputErr(ReasonInvalidField, "data.userId", "%s is not an OrgID user id (a non-negative integer, best sent as a string of digits)", clip(string(id)))
+		}
+	} else {
+		var err *InputError
+		if id, err = p.str(v, "data.userId", true); err != nil {
+			return nil, err
+		}
 	}
 	if len(id) > maxUserIDLen || !digits(id) {
 		return nil, inputErr(ReasonInvalidField, "data.userId", "%q is not an OrgID user id (digits, at most %d)", clip(string(id)), maxUserIDLen)

@@ -59,15 +59,22 @@ func FuzzDecode(f *testing.F) {
 			Source string `json:"source"`
 			Type   string `json:"type"`
 			Data   struct {
-				UserID string `json:"userId"`
-				Name   string `json:"name"`
+				// A string, or an integer taken as its digits.
+				UserID json.RawMessage `json:"userId"`
+				Name   string          `json:"name"`
 			} `json:"data"`
 		}
 		if err := json.Unmarshal(body, &w); err != nil {
 			t.Fatalf("Decode accepted what encoding/json cannot read: %v", err)
 		}
 		got := []string{ev.ID, ev.Source, ev.Type, ev.UserID, ev.Name}
-		want := []string{w.ID, w.Source, w.Type, w.Data.UserID, w.Data.Name}
+		uid := string(w.Data.UserID)
+		if len(uid) > 0 && uid[0] == '"' {
+			if err := json.Unmarshal(w.Data.UserID, &uid); err != nil {
+				t.Fatalf("encoding/json cannot read data.userId %s: %v", w.Data.UserID, err)
+			}
+		}
+		want := []string{w.ID, w.Source, w.Type, uid, w.Data.Name}
 		if !slices.Equal(got, want) {
 			t.Fatalf("Decode read %q, encoding/json %q", got, want)
 		}
