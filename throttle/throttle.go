@@ -22,9 +22,10 @@
 //   - An adaptive number of calls in flight (AIMD, as TCP and Netflix's
 //     concurrency-limits): slow start (one more per call answered in time,
 //     doubling per round trip) from Options.Initial until the first sign of
-//     overload, then one more per limit's worth of answers. A timeout, or a
-//     429 that opens an episode, cuts it to 90% of the calls in flight then
-//     (floor Options.Min); it never exceeds Options.Max.
+//     overload, then one more per limit's worth of answers. A timeout cuts
+//     it to 90% of the calls in flight then, a 429 that opens an episode to
+//     90% of itself (the learnt rate does the pacing); never below
+//     Options.Min nor above Options.Max.
 //
 // github.com/platinummonkey/go-concurrency-limits was considered: its
 // limits (AIMD, Vegas, Gradient2) adapt concurrency to latency and drops,
@@ -379,7 +380,10 @@ func (l *Limiter) done(sentAt time.Time, resp *http.Response, err error) {
 		}
 		if fresh {
 			l.learnLocked(now, prevPause)
-			l.cutLocked(now)
+			// The learnt rate paces; the limit only backs off a little,
+			// so that slow answers under a rate do not starve it.
+			l.slowStart, l.lastCut = false, now
+			l.limit = max(float64(l.o.Min), l.limit*0.9)
 		}
 	case resp.StatusCode >= 500:
 		// KooDrive failing is the breaker's business, not a quota.
