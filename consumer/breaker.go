@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/sony/gobreaker/v2"
+
+	"github.com/kdsync/kdsync/kdapi"
 )
 
 // breaker trips when KooDrive fails for everyone. While it is open, lanes
@@ -36,9 +40,11 @@ func newBreaker(o Options, log *slog.Logger, obs Observer) *breaker {
 				float64(n.TotalFailures) >= o.BreakerFailureRatio*float64(n.Requests)
 		},
 		// Only transient failures count against KooDrive: a refused bad
-		// request is KooDrive working.
+		// request is KooDrive working. Throttling (429) is KooDrive
+		// working too, at a pace it sets: it counts neither way, and the
+		// pacer (throttle) slows down instead.
 		IsSuccessful: func(err error) bool { return err == nil || !retryable(err) },
-		IsExcluded:   func(err error) bool { return errors.Is(err, context.Canceled) },
+		IsExcluded:   func(err error) bool { return errors.Is(err, context.Canceled) || throttled(err) },
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			log.Info("breaker state changed", "from", from.String(), "to", to.String())
 			obs.BreakerState(int(to))
@@ -77,4 +83,33 @@ func (b *breaker) closed() <-chan struct{} {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.closedCh
+}
+
+// throttled reports whether err is KooDrive's 429: slower, not down.
+func throttled(err error) bool {
+	var ae *kdapi.APIError
+	return errors.As(err, &ae) && ae.HTTPStatus == http.StatusTooManyRequests
+}
+
+// throttledWait is the wait after a 429: its Retry-After (at least
+// initial, at most the limit), without growing the exponential backoff,
+// so that throttling makes an event wait as long as KooDrive asks and no
+// longer, and spends its retry budget (wall time) no faster than time
+// passes. It returns 0 for any other failure, and when the budget would be
+// spent by the wait (NextBackOff then says so).
+func (r *retryAfter) throttledWait(err error, initial time.Duration) time.Duration {
+	if !throttled(err) {
+		return 0
+	}
+	b, ok := r.BackOff.(*backoff.ExponentialBackOff)
+	if !ok {
+		return 0
+	}
+	d := min(max(r.next, initial), r.limit)
+	if b.MaxElapsedTime != 0 && b.GetElapsedTime()+d > b.MaxElapsedTime {
+		return 0
+	}
+	r.used = r.next > 0
+	r.next = 0
+	return d
 }

@@ -264,7 +264,10 @@ func (c *Consumer) attempt(it *item) (wait time.Duration, stop bool) {
 			it.bo.Reset()
 		}
 		it.ra.next = kdapi.RetryAfterOf(err)
-		d := it.bo.NextBackOff()
+		d := it.ra.throttledWait(err, c.opts.RetryInitial)
+		if d == 0 {
+			d = it.bo.NextBackOff()
+		}
 		if d == backoff.Stop {
 			if c.stopping.Err() != nil {
 				return 0, true

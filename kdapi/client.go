@@ -65,6 +65,7 @@ type Client struct {
 	notFoundCodes      map[string]struct{}
 	authCodes          map[string]struct{}
 	retryableCodes     map[string]struct{}
+	pacer              Pacer
 }
 
 // Option configures a Client. Options validate their input.
@@ -81,6 +82,7 @@ type options struct {
 	notFoundCodes      []string
 	authCodes          []string
 	retryableCodes     []string
+	pacer              Pacer
 }
 
 // WithBaseURL sets the endpoint root, for example
@@ -264,6 +266,7 @@ func NewClient(opts ...Option) (*Client, error) {
 		notFoundCodes:      set(o.notFoundCodes),
 		authCodes:          set(o.authCodes),
 		retryableCodes:     set(o.retryableCodes),
+		pacer:              o.pacer,
 	}, nil
 }
 
@@ -396,7 +399,7 @@ type Response struct {
 // decoded by the endpoint method. The response body is read (at most 1 MiB,
 // plus a bounded drain) and closed, so the connection can be reused.
 func (c *Client) Do(req *http.Request) (*Response, error) {
-	resp, err := c.http.Do(req)
+	resp, err := c.send(req)
 	if err != nil {
 		return nil, transportError(req, err)
 	}

@@ -114,6 +114,12 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.writeJSON(w, http.StatusOK, s.Faults())
+	case p == "quota" && m == http.MethodPut:
+		if err := s.adminQuota(r); err != nil {
+			s.adminError(w, http.StatusBadRequest, CodeInvalid, err.Error())
+			return
+		}
+		s.writeJSON(w, http.StatusOK, s.Faults())
 	case p == "outage" && m == http.MethodDelete:
 		s.StopOutage()
 		s.writeJSON(w, http.StatusOK, s.Faults())

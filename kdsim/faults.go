@@ -53,6 +53,12 @@ type Faults struct {
 	// DELETE) is applied to the store and then answered 500: the ambiguous
 	// case a client cannot tell from a failed write.
 	FailAfterWriteRate float64
+
+	// Quota accepts at most this many API requests per one-second window
+	// and answers the others 429 with Retry-After; MaxConcurrent at most
+	// this many in progress at once (see quota.go). Zero: none.
+	Quota         float64
+	MaxConcurrent int
 }
 
 // Validate reports the first setting out of range.
@@ -98,7 +104,7 @@ func (f Faults) Validate() error {
 	if !f.OutageFrom.IsZero() && !f.OutageUntil.IsZero() && !f.OutageFrom.Before(f.OutageUntil) {
 		return errors.New("faults: outageFrom must be before outageUntil")
 	}
-	return nil
+	return validateQuota(f)
 }
 
 // injectable reports whether an error of this status can be injected.
@@ -118,6 +124,8 @@ type faultsJSON struct {
 	SlowRate           float64         `json:"slowRate"`
 	SlowFor            string          `json:"slowFor"`
 	FailAfterWriteRate float64         `json:"failAfterWriteRate"`
+	Quota              float64         `json:"quota"`
+	MaxConcurrent      int             `json:"maxConcurrent"`
 }
 
 // MarshalJSON writes durations as strings such as "250ms".
@@ -126,6 +134,7 @@ func (f Faults) MarshalJSON() ([]byte, error) {
 		Latency: f.Latency.String(), Jitter: f.Jitter.String(),
 		ErrorRate: f.ErrorRate, ErrorStatuses: f.ErrorStatuses, ErrorRates: f.ErrorRates, RetryAfter: f.RetryAfter.String(),
 		SlowRate: f.SlowRate, SlowFor: f.SlowFor.String(), FailAfterWriteRate: f.FailAfterWriteRate,
+		Quota: f.Quota, MaxConcurrent: f.MaxConcurrent,
 	}
 	if j.ErrorStatuses == nil {
 		j.ErrorStatuses = []int{}
@@ -167,6 +176,7 @@ func (f *Faults) UnmarshalJSON(b []byte) error {
 		*d.dst = v
 	}
 	out.ErrorRate, out.ErrorStatuses, out.SlowRate, out.FailAfterWriteRate = j.ErrorRate, j.ErrorStatuses, j.SlowRate, j.FailAfterWriteRate
+	out.Quota, out.MaxConcurrent = j.Quota, j.MaxConcurrent
 	if len(j.ErrorRates) > 0 {
 		out.ErrorRates = j.ErrorRates
 	}
@@ -227,7 +237,7 @@ func newFaultState(f Faults) *faultState {
 	}
 	fs.retryAfter = []string{strconv.FormatInt(ceilSeconds(ra), 10)}
 	fs.active = f.Latency > 0 || f.Jitter > 0 || fs.errTotal > 0 || !f.OutageUntil.IsZero() ||
-		f.SlowRate > 0 || f.FailAfterWriteRate > 0
+		f.SlowRate > 0 || f.FailAfterWriteRate > 0 || f.Quota > 0 || f.MaxConcurrent > 0
 	return fs
 }
 

@@ -112,6 +112,7 @@ type Server struct {
 	store *store
 	stats counters
 
+	quota    quotaState
 	faultsMu sync.Mutex // serialises changes of faults
 	faults   atomic.Pointer[faultState]
 	seed     uint64
@@ -166,6 +167,7 @@ func New(opts Options) (*Server, error) {
 	if s.window == 0 {
 		s.window = DefaultDateWindow
 	}
+	s.quota.start = s.now()
 	if s.seed == 0 {
 		s.seed = rand.Uint64() | 1
 	}
@@ -277,6 +279,19 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, rest string) {
 			c.fail(http.StatusServiceUnavailable, CodeUnavailable, "service unavailable (outage)")
 			s.write(w, c.status, []string{strconv.FormatInt(ceilSeconds(left), 10)}, c.out)
 			return
+		}
+		if fs.f.Quota > 0 || fs.f.MaxConcurrent > 0 {
+			ok, retryAfter := s.quota.admit(s.now(), fs.f.Quota, fs.f.MaxConcurrent)
+			if !ok {
+				s.stats.faults[fQuota].Add(1)
+				if fs.f.Latency > 0 && !sleep(r.Context(), fs.f.Latency) {
+					return
+				}
+				c.fail(http.StatusTooManyRequests, CodeTooManyRequests, "too many requests (quota)")
+				s.write(w, c.status, []string{strconv.FormatInt(retryAfter, 10)}, c.out)
+				return
+			}
+			defer s.quota.release()
 		}
 		d = s.decide(fs, o.isWrite())
 		if d.delay > 0 {

@@ -28,7 +28,8 @@ type Stats struct {
 	AuthFailures int64 `json:"authFailures"`
 	// Faults counts injected faults by kind: latency (requests delayed),
 	// outage, error429, error500, error503, slow, slowAborted (the client
-	// gave up during the wait), failAfterWrite.
+	// gave up during the wait), failAfterWrite, quota429 (refused by the
+	// quota or the concurrency cap).
 	Faults map[string]int64 `json:"faults"`
 }
 
@@ -121,6 +122,7 @@ const (
 	fSlow
 	fSlowAborted
 	fFailAfterWrite
+	fQuota
 	numFaults
 )
 
@@ -142,6 +144,8 @@ func (f fault) String() string {
 		return "slowAborted"
 	case fFailAfterWrite:
 		return "failAfterWrite"
+	case fQuota:
+		return "quota429"
 	}
 	return "unknown"
 }

@@ -49,7 +49,8 @@ type Metrics struct {
 	retryAfter      prometheus.Counter
 	breaker         prometheus.Gauge
 
-	stats *statsCollector
+	stats    *statsCollector
+	throttle *throttleCollector
 
 	pending     prometheus.Gauge
 	ackPending  prometheus.Gauge
@@ -106,7 +107,8 @@ func New(reg prometheus.Registerer, build BuildInfo) (*Metrics, error) {
 			Namespace: namespace, Name: "breaker_state",
 			Help: "State of the circuit breaker in front of KooDrive: 0 closed, 1 half-open, 2 open.",
 		}),
-		stats: newStatsCollector(),
+		stats:    newStatsCollector(),
+		throttle: newThrottleCollector(),
 		pending: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "consumer_pending_events",
 			Help: "Events in the stream not yet delivered to kdsync's consumer, at the last poll.",
@@ -156,6 +158,7 @@ func New(reg prometheus.Registerer, build BuildInfo) (*Metrics, error) {
 		{"retry_after_seconds_total", m.retryAfter},
 		{"breaker_state", m.breaker},
 		{"lane gauges", m.stats},
+		{"pacing metrics", m.throttle},
 		{"consumer_pending_events", m.pending},
 		{"consumer_ack_pending_events", m.ackPending},
 		{"consumer_redelivered_events", m.redelivered},

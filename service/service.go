@@ -30,6 +30,7 @@ import (
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/metrics"
 	"github.com/kdsync/kdsync/reconcile"
+	"github.com/kdsync/kdsync/throttle"
 )
 
 // Options is kdsync's whole configuration.
@@ -49,6 +50,13 @@ type Options struct {
 	DefaultDeptID *int64
 	// Shadow writes nothing to KooDrive: outcomes carry the planned calls.
 	Shadow bool
+	// ConcurrencyMin is the floor of the adaptive number of KooDrive
+	// calls in flight, whose ceiling is Consumer.Concurrency; 0: 4.
+	ConcurrencyMin int
+	// APIRate is KooDrive's quota in requests per second, when known; 0:
+	// none (one is learnt from its 429s). With partitions each instance
+	// keeps to the share of the partitions it holds.
+	APIRate float64
 	// Reconcile, when its Interval > 0, compares KooDrive with the desired
 	// state on a timer and exports the drift (kdsync_drift_users).
 	Reconcile   ReconcileOptions
@@ -138,6 +146,9 @@ func (o *Options) Validate() error {
 	if err := o.NATS.Check(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := o.throttleOptions().Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if o.Ingress.enabled() {
 		errs = append(errs, o.Ingress.Options.Validate())
 		if (o.Ingress.TLSCert == "") != (o.Ingress.TLSKey == "") {
@@ -191,7 +202,12 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
-	client, err := o.client()
+	lim, err := throttle.New(o.throttleOptions())
+	if err != nil {
+		return err
+	}
+	m.SetThrottle(lim.Stats)
+	client, err := o.client(kdapi.WithPacer(lim))
 	if err != nil {
 		return err
 	}
@@ -256,6 +272,9 @@ func Run(ctx context.Context, o Options) error {
 	pctx, stopPoll := context.WithCancel(ctx)
 	defer stopPoll()
 	go m.PollConsumer(pctx, 5*time.Second, c.JetStreamConsumers)
+	if o.APIRate > 0 {
+		go followShare(pctx, lim, c.Share, time.Second)
+	}
 
 	if o.Reconcile.Interval > 0 {
 		if err := startReconcile(ctx, o, nc, reg, c.Ready, c.Leads, log.With("component", "reconcile")); err != nil {

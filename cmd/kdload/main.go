@@ -96,6 +96,19 @@ type Report struct {
 	Duplicated  int     `json:"duplicated"`
 	Reordered   int     `json:"reordered"`
 	Verdict     string  `json:"verdict"`
+
+	// With a simulator quota (-sim-quota): the quota and its steps, the
+	// share of requests refused 429, the share of the quota used after
+	// -warm-up, whether kdsync's breaker opened, and per step the seconds
+	// until kdsync followed it (-1: never); per second, the timeline.
+	SimQuota          float64   `json:"simQuota,omitempty"`
+	SimQuotaSteps     string    `json:"simQuotaSteps,omitempty"`
+	SimMaxConcurrent  int       `json:"simMaxConcurrent,omitempty"`
+	Throttled429Share float64   `json:"throttled429Share"`
+	QuotaUsed         float64   `json:"quotaUsed,omitempty"`
+	BreakerOpened     bool      `json:"breakerOpened"`
+	FollowSec         []float64 `json:"followSec,omitempty"`
+	Timeline          []Second  `json:"timeline,omitempty"`
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -104,7 +117,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	events := fs.Int("events", 100000, "events to publish")
 	users := fs.Int("users", 20000, "users the events are spread over")
 	rate := fs.Float64("rate", 0, "publish at this many events/s while kdsync runs (0: publish everything first, a backlog)")
-	concurrency := fs.Int("concurrency", 64, "kdsync's KDSYNC_CONCURRENCY")
+	concurrency := fs.Int("concurrency", 0, "kdsync's KDSYNC_CONCURRENCY (0: kdsync's default)")
+	quota := fs.Float64("sim-quota", 0, "simulator quota: requests/s accepted, the others answered 429 with Retry-After (0: none)")
+	quotaSteps := fs.String("sim-quota-steps", "", "change the quota while kdsync runs, e.g. 20s=300,40s=1000 (times from kdsync's start)")
+	maxConc := fs.Int("sim-max-concurrent", 0, "simulator cap on requests in progress, the others answered 429 (0: none)")
+	warmUp := fs.Duration("warm-up", 5*time.Second, "with -sim-quota, the quota used is counted from this long after kdsync's start")
 	latency := fs.Duration("sim-latency", 0, "simulator latency per request")
 	errRate := fs.Float64("sim-error-rate", 0, "share of simulator requests answered 429/500/503")
 	bin := fs.String("kdsync", "", "kdsync binary (default: built from ./cmd/kdsync into a temporary folder)")
@@ -136,7 +153,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		events: *events, users: *users, rate: *rate, concurrency: *concurrency,
 		latency: *latency, errRate: *errRate, bin: *bin, seed: *seed, extraEnv: *extraEnv, keepLog: *keep,
 		cpuProfile: *cpuProf, kdsyncProfile: *kdProf,
+		quota: *quota, maxConc: *maxConc, warmUp: *warmUp,
 	}
+	steps, err := parseQuotaSteps(*quotaSteps)
+	if err != nil {
+		fmt.Fprintf(stderr, "kdload: -sim-quota-steps: %v\n", err)
+		return 2
+	}
+	o.quotaSteps = steps
 	if *sweep {
 		sw := sweepOptions{seconds: *sweepSec, minEvents: *sweepMin, maxEvents: *sweepMax, repeat: *sweepRepeat, out: *sweepOut,
 			maxOther: *sweepOther, waitIdle: *sweepWait, timeout: *timeout}
@@ -178,6 +202,10 @@ type loadOptions struct {
 	bin, extraEnv, keepLog     string
 	cpuProfile, kdsyncProfile  string
 	seed                       uint64
+	quota                      float64
+	quotaSteps                 []quotaStep
+	maxConc                    int
+	warmUp                     time.Duration
 }
 
 func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, error) {
@@ -213,7 +241,7 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 		return nil, err
 	}
 	defer ns.Stop()
-	faults := kdsim.Faults{Latency: o.latency}
+	faults := kdsim.Faults{Latency: o.latency, Quota: o.quota, MaxConcurrent: o.maxConc}
 	if o.errRate > 0 {
 		faults.ErrorRate, faults.ErrorStatuses, faults.RetryAfter = o.errRate, []int{429, 500, 503}, time.Millisecond
 	}
@@ -260,6 +288,7 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 		logW = f
 	}
 	cmd := exec.Command(bin, "run")
+	var kdAddr string
 	cmd.Env = append(os.Environ(),
 		"KDSYNC_NATS_URL="+ns.URL(),
 		"KDSYNC_API_BASE_URL="+sim.URL,
@@ -267,22 +296,40 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 		"KDSYNC_APP_SECRET="+harness.AppSecret.Reveal(),
 		"KDSYNC_API_USER_ID="+harness.APIUserID,
 		"KDSYNC_HTTP_ADDR=127.0.0.1:0",
-		"KDSYNC_CONCURRENCY="+strconv.Itoa(o.concurrency),
 		"KDSYNC_RETRY_INITIAL=20ms",
 		"KDSYNC_LOG_LEVEL=warn",
 	)
-	for _, kv := range strings.Split(o.extraEnv, ",") {
-		if kv = strings.TrimSpace(kv); kv != "" {
-			cmd.Env = append(cmd.Env, kv)
-		}
+	if o.concurrency > 0 {
+		cmd.Env = append(cmd.Env, "KDSYNC_CONCURRENCY="+strconv.Itoa(o.concurrency))
 	}
-	var kdAddr string
-	if o.kdsyncProfile != "" {
+	var watch *quotaWatch
+	if o.quota > 0 || o.maxConc > 0 {
 		port, err := natsembed.FreePort()
 		if err != nil {
 			return nil, err
 		}
 		kdAddr = "127.0.0.1:" + strconv.Itoa(port)
+		cmd.Env = append(cmd.Env, "KDSYNC_HTTP_ADDR="+kdAddr)
+		watch = &quotaWatch{sim: sim, metrics: "http://" + kdAddr + "/metrics", steps: o.quotaSteps}
+		r.SimQuota, r.SimMaxConcurrent = o.quota, o.maxConc
+		for _, st := range o.quotaSteps {
+			r.SimQuotaSteps += fmt.Sprintf("%s=%g,", st.at, st.rate)
+		}
+		r.SimQuotaSteps = strings.TrimSuffix(r.SimQuotaSteps, ",")
+	}
+	for _, kv := range strings.Split(o.extraEnv, ",") {
+		if kv = strings.TrimSpace(kv); kv != "" {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	if o.kdsyncProfile != "" && kdAddr == "" {
+		port, err := natsembed.FreePort()
+		if err != nil {
+			return nil, err
+		}
+		kdAddr = "127.0.0.1:" + strconv.Itoa(port)
+	}
+	if o.kdsyncProfile != "" {
 		// Last, so that they win over -kdsync-env.
 		cmd.Env = append(cmd.Env, "KDSYNC_PPROF=true", "KDSYNC_HTTP_ADDR="+kdAddr)
 	}
@@ -315,6 +362,11 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, err
+	}
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	if watch != nil {
+		go watch.run(wctx, start)
 	}
 	var kdProfile *chunkedProfile
 	if o.kdsyncProfile != "" {
@@ -369,6 +421,7 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 		r.StalledSec += float64(stalled)
 	}
 	elapsed := time.Since(start)
+	stopWatch()
 	fmt.Fprintln(progress)
 	cpu, _ := cpuSeconds(cmd.Process.Pid)
 	self := selfCPU() - self0
@@ -423,6 +476,9 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 		r.StealShare = (steal1 - steal0) / (elapsed.Seconds() * float64(r.CPUs))
 	}
 	r.SimRequests = sim.Stats().Requests
+	if watch != nil {
+		summarizeQuota(r, watch.timeline(), o.quotaSteps, int(o.warmUp/time.Second))
+	}
 	rep := checker.Check(checker.Input{
 		Events:   harness.CheckerEvents(evs),
 		Effects:  sim.Effects(harness.UserIDs(evs)),
@@ -557,4 +613,8 @@ func printTable(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "machine         %d CPUs, others used %.0f%% of them during the run (stolen by the hypervisor %.0f%%), load average %.2f → %.2f\n",
 		r.CPUs, r.OtherCPUShare*100, r.StealShare*100, r.LoadAvg[0], r.LoadAvg[1])
 	fmt.Fprintf(w, "retries %d  simulator requests %d  stalls %d (%.0fs)  checker: %s\n", r.Retries, r.SimRequests, r.Stalls, r.StalledSec, r.Verdict)
+	if r.SimQuota > 0 || r.SimMaxConcurrent > 0 {
+		fmt.Fprintf(w, "quota           %g/s %s (max concurrent %d): used %.1f%% after the warm-up, 429s %.2f%% of requests, breaker opened %v, followed steps in %v s\n",
+			r.SimQuota, r.SimQuotaSteps, r.SimMaxConcurrent, r.QuotaUsed*100, r.Throttled429Share*100, r.BreakerOpened, r.FollowSec)
+	}
 }

@@ -105,6 +105,8 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 		failAfterWr = fs.Float64("fail-after-write-rate", 0, "probability that a write is applied and then answered 500")
 		outageAfter = fs.Duration("outage-after", 0, "start an outage (every API request 503) this long after start; needs -outage-for")
 		outageFor   = fs.Duration("outage-for", 0, "length of the outage that -outage-after schedules (from start when -outage-after is 0)")
+		quota       = fs.Float64("quota", 0, "accept at most this many API requests per second (fixed one-second windows); answer the others 429 with Retry-After (0: no quota; PUT /_admin/quota?rate=N changes it)")
+		maxConc     = fs.Int("max-concurrent", 0, "accept at most this many API requests in progress at once; answer the others 429 with Retry-After: 1 (0: no cap; PUT /_admin/quota?concurrency=N)")
 		seed        = fs.Uint64("seed", 0, "seed of the fault-injection random source (0: random)")
 		logLevel    = fs.String("log-level", "info", "log level: debug, info, warn, error")
 	)
@@ -143,6 +145,7 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 			Latency: *latency, Jitter: *jitter,
 			ErrorRate: *failRate, ErrorStatuses: statuses, ErrorRates: rates, RetryAfter: *retryAfter,
 			SlowRate: *slowRate, SlowFor: *slowFor, FailAfterWriteRate: *failAfterWr,
+			Quota: *quota, MaxConcurrent: *maxConc,
 		},
 	}
 	if *deptFile != "" {

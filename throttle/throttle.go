@@ -1,0 +1,590 @@
+// Package throttle paces kdsync's calls to KooDrive so that a quota makes
+// kdsync slower, never stuck. A Limiter combines three brakes, each with
+// its own signal:
+//
+//   - KooDrive's Retry-After. A 429 answer pauses new calls for everyone
+//     until its Retry-After (one second when absent) has passed, as Entra's
+//     provisioning does: calls already sent finish, none starts.
+//
+//   - A request rate learnt from the 429s (and capped by a known quota,
+//     Options.Rate). At a 429 the Limiter counts the calls KooDrive
+//     accepted in the second before it (what the quota let through) and
+//     paces calls at 97% of that. It then holds that rate and, after a hold,
+//     probes above it, doubling each second until KooDrive refuses again.
+//     The hold is short (2 s) after a first or a higher estimate, to confirm
+//     it; it grows (20 s, 40 s, 60 s) while the estimates agree, so that a
+//     steady quota is probed rarely (each probe costs one Retry-After); it
+//     is 4 s while the estimate is under a higher one seen in the last five
+//     minutes, because a quota that was lowered tends to come back. A rate
+//     that doubles past eight times the last estimate without a 429 is
+//     dropped: the quota is gone.
+//
+//   - An adaptive number of calls in flight (AIMD, as TCP and Netflix's
+//     concurrency-limits): slow start (one more per call answered in time,
+//     doubling per round trip) from Options.Initial until the first sign of
+//     overload, then one more per limit's worth of answers. A timeout cuts
+//     it to 90% of the calls in flight then, a 429 that opens an episode to
+//     90% of itself (the learnt rate does the pacing); never below
+//     Options.Min nor above Options.Max.
+//
+// github.com/platinummonkey/go-concurrency-limits was considered: its
+// limits (AIMD, Vegas, Gradient2) adapt concurrency to latency and drops,
+// but a rate quota with Retry-After needs a paced rate and a shared pause,
+// which it does not offer; at 20 ms a concurrency limit alone moves in
+// steps of 5% of the rate and overshoots within a round trip.
+package throttle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/kdsync/kdsync/kdapi"
+)
+
+// Options configure a Limiter. Zero values take the defaults.
+type Options struct {
+	// Max is the ceiling of calls in flight; default 512.
+	Max int
+	// Min is the floor the limit is never cut below; default 4 (at most
+	// Max).
+	Min int
+	// Initial is the limit at start; default 64 (within Min..Max).
+	Initial int
+	// Rate is a known quota in requests per second, never exceeded; 0
+	// means none. Share scales it.
+	Rate float64
+	// MaxPause bounds the pause one Retry-After asks for; default 1m.
+	MaxPause time.Duration
+}
+
+func (o *Options) setDefaults() {
+	if o.Max == 0 {
+		o.Max = 512
+	}
+	if o.Min == 0 {
+		o.Min = min(4, o.Max)
+	}
+	if o.Initial == 0 {
+		o.Initial = 64
+	}
+	o.Initial = min(max(o.Initial, o.Min), o.Max)
+	if o.MaxPause == 0 {
+		o.MaxPause = time.Minute
+	}
+}
+
+// Validate reports every setting out of range, with the defaults filled in.
+func (o Options) Validate() error {
+	o.setDefaults()
+	var errs []error
+	if o.Max < 1 {
+		errs = append(errs, fmt.Errorf("concurrency %d: must be at least 1", o.Max))
+	}
+	if o.Min < 1 || o.Min > o.Max {
+		errs = append(errs, fmt.Errorf("concurrency floor %d: must be 1 to the concurrency %d", o.Min, o.Max))
+	}
+	if o.Rate < 0 || math.IsNaN(o.Rate) || math.IsInf(o.Rate, 0) {
+		errs = append(errs, fmt.Errorf("API rate %g: must be a number of requests per second, 0 for none", o.Rate))
+	}
+	if o.MaxPause < 0 {
+		errs = append(errs, fmt.Errorf("max pause %s: must not be negative", o.MaxPause))
+	}
+	return errors.Join(errs...)
+}
+
+// Tuning of the learnt rate; see the package doc.
+const (
+	rateMargin     = 0.97             // pace at this share of the estimate
+	holdConfirm    = 2 * time.Second  // after a first or a higher estimate
+	holdFirstAgree = 20 * time.Second // after the first agreeing one; doubles
+	holdMax        = 60 * time.Second
+	holdBelow      = 4 * time.Second // under a higher estimate seen lately
+	highMemory     = 5 * time.Minute
+	agree          = 0.07 // estimates within 7% agree
+	probeGentle    = 1.1  // growth per second once the hold is over,
+	probeGentleTo  = 1.25 // up to this many times the estimate,
+	probeGrowth    = 2.0  // then this
+	dropAfter      = 8.0  // a rate this many times the estimate is dropped
+	window         = time.Second
+	bucket         = 10 * time.Millisecond
+	nBuckets       = int(window / bucket)
+)
+
+// Limiter paces calls. Create it with New; it is safe for concurrent use.
+// It satisfies kdapi.Pacer.
+type Limiter struct {
+	o  Options
+	rl *rate.Limiter
+
+	mu        sync.Mutex
+	limit     float64 // calls in flight allowed
+	slowStart bool
+	held      int             // slots taken (calls waiting for a token or sent)
+	sent      int             // calls sent and not answered
+	waitq     []chan struct{} // callers waiting for a slot, in order
+	paused    time.Time       // no call starts before
+	lastCut   time.Time       // the last decrease: answers to calls sent before it are old news
+
+	// The learnt rate: 0 when none.
+	learnt   float64
+	estimate float64 // calls accepted in the second before the last 429
+	high     float64 // the highest estimate within highMemory
+	highAt   time.Time
+	hold     time.Duration
+	holdTil  time.Time
+	grownAt  time.Time
+	// Calls sent in (lateFrom, lateTo] and accepted after the 429 that
+	// counted that period add to the estimate.
+	lateFrom, lateTo time.Time
+	share            float64 // of Options.Rate
+	applied          float64 // the rate the token bucket has
+
+	// ok counts accepted calls by the time they were sent, in buckets of
+	// 10 ms over the last second.
+	ok     [nBuckets]int
+	okTick int64 // the bucket index (time/bucket) of ok's newest entry
+
+	// Counters.
+	throttled, timeouts uint64
+	waiting             int       // callers waiting on the pause or the rate
+	waitSince           time.Time // when waiting became non-zero
+	waited              time.Duration
+}
+
+// New returns a Limiter.
+func New(o Options) (*Limiter, error) {
+	if err := o.Validate(); err != nil {
+		return nil, fmt.Errorf("throttle: %w", err)
+	}
+	o.setDefaults()
+	l := &Limiter{o: o, limit: float64(o.Initial), slowStart: true, share: 1, rl: rate.NewLimiter(rate.Inf, 1)}
+	l.applyRateLocked(time.Now())
+	return l, nil
+}
+
+// Stats is a snapshot of the Limiter, for metrics.
+type Stats struct {
+	Limit    int     // calls in flight allowed
+	InFlight int     // calls sent and not yet answered
+	Rate     float64 // requests per second allowed now; 0: no rate limit
+	Learnt   float64 // the rate learnt from 429s; 0: none
+	Paused   bool    // a Retry-After holds every call back
+	// Throttled counts 429 answers; Timeouts calls that timed out.
+	Throttled, Timeouts uint64
+	// ThrottledSeconds is the time during which some call waited for a
+	// Retry-After, the learnt rate or the known quota.
+	ThrottledSeconds float64
+}
+
+// Stats returns the current figures.
+func (l *Limiter) Stats() Stats {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w := l.waited
+	if l.waiting > 0 {
+		w += now.Sub(l.waitSince)
+	}
+	s := Stats{Limit: int(l.limit), InFlight: l.sent, Learnt: l.learnt, Paused: now.Before(l.paused),
+		Throttled: l.throttled, Timeouts: l.timeouts, ThrottledSeconds: w.Seconds()}
+	if !math.IsInf(l.applied, 1) {
+		s.Rate = l.applied
+	}
+	return s
+}
+
+// SetShare scales the known quota (Options.Rate) to held of total parts:
+// with partitions, each instance gets the share of the quota of the
+// partitions it holds. total < 1 means the whole quota.
+func (l *Limiter) SetShare(held, total int) {
+	s := 1.0
+	if total >= 1 {
+		s = float64(max(held, 0)) / float64(total)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s != l.share {
+		l.share = s
+		l.applyRateLocked(time.Now())
+	}
+}
+
+// Acquire waits until a call may be sent: a slot among the calls in flight,
+// the end of any pause, a token of the rate. done must be called with how
+// the call ended (kdapi.Pacer).
+func (l *Limiter) Acquire(ctx context.Context) (done func(*http.Response, error), err error) {
+	if err := l.acquireSlot(ctx); err != nil {
+		return nil, err
+	}
+	waiting := false
+	defer func() {
+		if waiting {
+			l.setWaiting(false)
+		}
+	}()
+	for {
+		now := time.Now()
+		l.mu.Lock()
+		l.growLocked(now)
+		pause := l.paused.Sub(now)
+		l.mu.Unlock()
+		if pause > 0 {
+			if !waiting {
+				waiting = true
+				l.setWaiting(true)
+			}
+			if err := sleep(ctx, pause); err != nil {
+				l.releaseSlot()
+				return nil, err
+			}
+			continue
+		}
+		r := l.rl.Reserve()
+		if d := r.Delay(); d > 0 {
+			if !waiting {
+				waiting = true
+				l.setWaiting(true)
+			}
+			if err := sleep(ctx, d); err != nil {
+				r.Cancel()
+				l.releaseSlot()
+				return nil, err
+			}
+			l.mu.Lock()
+			again := time.Now().Before(l.paused)
+			l.mu.Unlock()
+			if again {
+				continue // a pause began meanwhile
+			}
+		}
+		break
+	}
+	sentAt := time.Now()
+	l.mu.Lock()
+	l.sent++
+	l.mu.Unlock()
+	return func(resp *http.Response, err error) { l.done(sentAt, resp, err) }, nil
+}
+
+func (l *Limiter) setWaiting(on bool) {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if on {
+		if l.waiting == 0 {
+			l.waitSince = now
+		}
+		l.waiting++
+		return
+	}
+	l.waiting--
+	if l.waiting == 0 {
+		l.waited += now.Sub(l.waitSince)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// acquireSlot takes one of the limit's slots, waiting in order.
+func (l *Limiter) acquireSlot(ctx context.Context) error {
+	l.mu.Lock()
+	if len(l.waitq) == 0 && l.held < int(l.limit) {
+		l.held++
+		l.mu.Unlock()
+		return nil
+	}
+	ch := make(chan struct{})
+	l.waitq = append(l.waitq, ch)
+	l.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		l.mu.Lock()
+		if i := slices.Index(l.waitq, ch); i >= 0 {
+			l.waitq = slices.Delete(l.waitq, i, i+1)
+			l.mu.Unlock()
+			return ctx.Err()
+		}
+		l.mu.Unlock()
+		l.releaseSlot() // granted meanwhile: give it back
+		return ctx.Err()
+	}
+}
+
+func (l *Limiter) releaseSlot() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.held--
+	l.grantLocked()
+}
+
+// grantLocked hands free slots to waiters, oldest first.
+func (l *Limiter) grantLocked() {
+	for len(l.waitq) > 0 && l.held < int(l.limit) {
+		ch := l.waitq[0]
+		l.waitq = l.waitq[1:]
+		l.held++
+		close(ch)
+	}
+}
+
+// done learns from one call sent at sentAt.
+func (l *Limiter) done(sentAt time.Time, resp *http.Response, err error) {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sent--
+	l.held--
+	defer l.grantLocked()
+	fresh := sentAt.After(l.lastCut)
+	switch {
+	case err != nil && errors.Is(err, context.Canceled):
+		// The caller gave up: nothing learnt.
+	case err != nil:
+		if !isTimeout(err) {
+			return // refused or reset: the breaker's business
+		}
+		l.timeouts++
+		if fresh {
+			l.cutLocked(now)
+		}
+	case resp == nil:
+	case resp.StatusCode == http.StatusTooManyRequests:
+		l.throttled++
+		ra := kdapi.ParseRetryAfter(resp.Header.Get("Retry-After"), now)
+		if ra <= 0 {
+			ra = time.Second
+		}
+		prevPause := l.paused
+		if until := now.Add(min(ra, l.o.MaxPause)); until.After(l.paused) {
+			l.paused = until
+		}
+		if fresh {
+			l.learnLocked(now, prevPause)
+			// The learnt rate paces; the limit only backs off a little,
+			// so that slow answers under a rate do not starve it.
+			l.slowStart, l.lastCut = false, now
+			l.limit = max(float64(l.o.Min), l.limit*0.9)
+		}
+	case resp.StatusCode >= 500:
+		// KooDrive failing is the breaker's business, not a quota.
+	default:
+		l.countOK(sentAt)
+		if !fresh {
+			l.lateOK(sentAt, now)
+		}
+		if float64(l.sent+1) >= l.limit/2 && l.limit < float64(l.o.Max) {
+			if l.slowStart {
+				l.limit++
+			} else {
+				l.limit += 1 / l.limit
+			}
+			l.limit = min(l.limit, float64(l.o.Max))
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
+// cutLocked lowers the limit to 90% of the calls in flight.
+func (l *Limiter) cutLocked(now time.Time) {
+	l.slowStart = false
+	l.lastCut = now
+	l.limit = max(float64(l.o.Min), min(l.limit, float64(l.sent+1))*0.9)
+}
+
+// learnLocked sets the learnt rate at a 429 (the first of an episode) and
+// the hold before the next probe. prevPause is when the pause before this
+// one ended.
+//
+// What the 429 says of the quota depends on how the calls went out. In
+// overload (no rate yet) the window that refused was full: the calls
+// accepted in the last second are the quota (and calls still in flight
+// then add to it as they are answered). Within a second of a pause the
+// same count is a lower bound (the window may have had calls before the
+// pause). Paced at a steady rate, the count is the pace, and says only
+// that the quota is under it: a probe meeting the quota near the old
+// estimate confirms it; a probe meeting it far above means the quota rose
+// to about the count (which may hold the end of the window before);
+// a steady rate meeting it means the quota fell, and the rate is cut by a
+// quarter until a 429 right after a pause counts it.
+func (l *Limiter) learnLocked(now, prevPause time.Time) {
+	all, _ := l.acceptedLocked(now)
+	count := float64(all)
+	base := rateMargin * l.estimate
+	probing := l.learnt > 0 && !now.Before(l.holdTil) && l.learnt > base*1.001
+	var est float64
+	counted := false
+	switch {
+	case l.learnt == 0 || now.Sub(prevPause) < window:
+		est, counted = count, true
+	case probing && l.learnt < 1.2*base:
+		est = l.estimate
+	case probing:
+		est = min(count, l.learnt/1.1)
+	default:
+		est = l.learnt * 0.75 / rateMargin
+	}
+	l.lateFrom, l.lateTo = time.Time{}, time.Time{}
+	if counted {
+		l.lateFrom, l.lateTo = now.Add(-window), now
+		if prevPause.After(l.lateFrom) {
+			l.lateFrom = prevPause
+		}
+	}
+	if est < 1 {
+		if l.learnt > 0 {
+			l.learnt = max(l.learnt/2, 1)
+			l.hold, l.holdTil, l.grownAt = holdConfirm, now.Add(holdConfirm), now
+			l.applyRateLocked(now)
+		}
+		return
+	}
+	if now.Sub(l.highAt) > highMemory {
+		l.high = 0
+	}
+	prev := l.estimate
+	switch {
+	case prev > 0 && est >= (1-agree)*prev && est <= (1+agree)*prev && est >= (1-agree)*l.high:
+		l.hold = min(max(2*l.hold, holdFirstAgree), holdMax)
+	case est < (1-agree)*l.high:
+		l.hold = holdBelow
+	default:
+		l.hold = holdConfirm
+	}
+	if est >= l.high {
+		l.high, l.highAt = est, now
+	}
+	l.estimate = est
+	l.learnt = rateMargin * est
+	// The hold counts from the end of the pause.
+	from := now
+	if l.paused.After(from) {
+		from = l.paused
+	}
+	l.holdTil, l.grownAt = from.Add(l.hold), from
+	l.applyRateLocked(now)
+}
+
+// lateOK adds a call accepted after the 429 that set the estimate, sent
+// within the second counted then, to the estimate.
+func (l *Limiter) lateOK(sentAt, now time.Time) {
+	if l.learnt == 0 || !sentAt.After(l.lateFrom) || sentAt.After(l.lateTo) {
+		return
+	}
+	l.estimate++
+	if l.estimate > l.high {
+		l.high = l.estimate
+	}
+	l.learnt += rateMargin
+	l.applyRateLocked(now)
+}
+
+// growLocked probes above the learnt rate once the hold is over.
+func (l *Limiter) growLocked(now time.Time) {
+	if l.learnt == 0 || now.Before(l.holdTil) || now.Sub(l.grownAt) < 50*time.Millisecond {
+		return
+	}
+	from := l.grownAt
+	if l.holdTil.After(from) {
+		from = l.holdTil
+	}
+	dt := now.Sub(from).Seconds()
+	l.grownAt = now
+	// Gently up to 10% over the estimate (a quota that did not move is met
+	// just over it, so that the estimate made then is close), then fast;
+	// fast at once under a higher estimate seen lately.
+	g := probeGrowth
+	if l.learnt < probeGentleTo*l.estimate && l.estimate >= (1-agree)*l.high {
+		g = probeGentle
+	}
+	l.learnt *= math.Pow(g, dt)
+	if l.learnt > dropAfter*l.estimate {
+		l.learnt, l.estimate, l.hold = 0, 0, 0 // the quota is gone
+		l.slowStart = true
+	}
+	l.applyRateLocked(now)
+}
+
+// applyRateLocked gives the token bucket the lower of the learnt rate and
+// the known quota's share. The learnt rate gets a burst of 1% (with the
+// 97% margin a second never holds more than the estimate); the known
+// quota a burst of one, so that no second exceeds it.
+func (l *Limiter) applyRateLocked(now time.Time) {
+	r, burst := math.Inf(1), 1
+	if l.learnt > 0 {
+		r, burst = l.learnt, max(1, int(l.learnt/100))
+	}
+	if l.o.Rate > 0 {
+		if k := l.o.Rate * l.share; k <= r {
+			r, burst = max(k, 0.1), 1
+		}
+	}
+	if r == l.applied {
+		return
+	}
+	l.applied = r
+	lim := rate.Limit(r)
+	if math.IsInf(r, 1) {
+		lim = rate.Inf
+	}
+	l.rl.SetLimitAt(now, lim)
+	l.rl.SetBurstAt(now, burst)
+}
+
+// countOK records an accepted call sent at t.
+func (l *Limiter) countOK(t time.Time) {
+	tick := t.UnixNano() / int64(bucket)
+	l.advance(tick)
+	if age := l.okTick - tick; age >= 0 && age < int64(nBuckets) {
+		l.ok[tick%int64(nBuckets)]++
+	}
+}
+
+// advance moves the ring to tick, clearing the buckets passed.
+func (l *Limiter) advance(tick int64) {
+	if tick <= l.okTick {
+		return
+	}
+	for i := l.okTick + 1; i <= tick && i <= l.okTick+int64(nBuckets); i++ {
+		l.ok[i%int64(nBuckets)] = 0
+	}
+	l.okTick = tick
+}
+
+// acceptedLocked returns the number of accepted calls sent in the last
+// second, and of them those sent in the last quarter second.
+func (l *Limiter) acceptedLocked(now time.Time) (all, recent int) {
+	tick := now.UnixNano() / int64(bucket)
+	l.advance(tick)
+	for i := range int64(nBuckets) {
+		v := l.ok[(tick-i)%int64(nBuckets)]
+		all += v
+		if i < int64(nBuckets/4) {
+			recent += v
+		}
+	}
+	return all, recent
+}

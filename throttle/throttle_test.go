@@ -1,0 +1,387 @@
+package throttle
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// simServer is a KooDrive in miniature: a latency, and a quota of
+// requests per fixed one-second window above which it answers 429 with
+// Retry-After: 1. Both may change while it serves.
+type simServer struct {
+	start time.Time
+
+	mu       sync.Mutex
+	latency  time.Duration
+	quota    int // 0: none
+	window   int64
+	inWindow int
+	okBySec  map[int]int
+	refused  int
+	accepted int
+	inFlight int
+	maxIn    int
+}
+
+func newSimServer(latency time.Duration, quota int) *simServer {
+	return &simServer{start: time.Now(), latency: latency, quota: quota, okBySec: map[int]int{}}
+}
+
+func (s *simServer) set(latency time.Duration, quota int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.latency, s.quota = latency, quota
+}
+
+// call serves one request: the quota is checked on arrival, the answer
+// comes after the latency.
+func (s *simServer) call() *http.Response {
+	now := time.Since(s.start)
+	sec := int(now / time.Second)
+	s.mu.Lock()
+	if int64(sec) != s.window {
+		s.window, s.inWindow = int64(sec), 0
+	}
+	ok := s.quota == 0 || s.inWindow < s.quota
+	if ok {
+		s.inWindow++
+		s.accepted++
+		s.okBySec[sec]++
+	} else {
+		s.refused++
+	}
+	s.inFlight++
+	s.maxIn = max(s.maxIn, s.inFlight)
+	lat := s.latency
+	s.mu.Unlock()
+	time.Sleep(lat)
+	s.mu.Lock()
+	s.inFlight--
+	s.mu.Unlock()
+	if !ok {
+		return &http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"1"}}}
+	}
+	return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}}
+}
+
+// perSec returns the accepted requests of each whole second in [from, to).
+func (s *simServer) perSec(from, to int) []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]int, 0, to-from)
+	for i := from; i < to; i++ {
+		out = append(out, s.okBySec[i])
+	}
+	return out
+}
+
+func (s *simServer) counts() (accepted, refused int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.accepted, s.refused
+}
+
+// drive runs callers that call s through l until ctx ends.
+func drive(ctx context.Context, t *testing.T, l *Limiter, s *simServer, callers int) *sync.WaitGroup {
+	t.Helper()
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				done, err := l.Acquire(ctx)
+				if err != nil {
+					if ctx.Err() == nil {
+						t.Errorf("Acquire: %v", err)
+					}
+					return
+				}
+				done(s.call(), nil)
+			}
+		}()
+	}
+	return &wg
+}
+
+func sum(xs []int) int {
+	n := 0
+	for _, x := range xs {
+		n += x
+	}
+	return n
+}
+
+// waitSecond waits until the server's clock passes sec.
+func waitSecond(ctx context.Context, s *simServer, sec int) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(time.Until(s.start.Add(time.Duration(sec) * time.Second))):
+	}
+}
+
+// TestQuotaSteps runs callers against a quota of 400/s that drops to
+// 120/s and comes back: the limiter uses most of each quota, follows each
+// step, and few calls are refused.
+func TestQuotaSteps(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for 26 s")
+	}
+	l, err := New(Options{Max: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSimServer(10*time.Millisecond, 400)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	wg := drive(ctx, t, l, s, 64)
+
+	waitSecond(ctx, s, 10)
+	s.set(10*time.Millisecond, 120)
+	waitSecond(ctx, s, 16)
+	s.set(10*time.Millisecond, 400)
+	waitSecond(ctx, s, 26)
+	cancel()
+	wg.Wait()
+
+	acc, ref := s.counts()
+	first, low, back := s.perSec(5, 10), s.perSec(12, 16), s.perSec(16, 26)
+	t.Logf("accepted %d, refused %d; per second: at 400 %v, at 120 %v, back at 400 %v; stats %+v", acc, ref, first, low, back, l.Stats())
+	if share := float64(ref) / float64(acc+ref); share > 0.05 {
+		t.Errorf("%.1f%% of calls refused, want at most 5%%", share*100)
+	}
+	if used := float64(sum(first)) / (5 * 400); used < 0.8 {
+		t.Errorf("at 400/s, seconds 5-10 used %.0f%% of the quota, want at least 80%%", used*100)
+	}
+	if used := float64(sum(low)) / (4 * 120); used < 0.6 {
+		t.Errorf("at 120/s, seconds 12-16 used %.0f%% of the quota, want at least 60%%: stuck after the drop", used*100)
+	}
+	followed := -1
+	for i, n := range back {
+		if float64(n) >= 0.85*400 {
+			followed = i
+			break
+		}
+	}
+	if followed < 0 || followed > 9 {
+		t.Errorf("back at 400/s, no second reached 85%% of it within 10 s: %v", back)
+	}
+	if st := l.Stats(); st.Throttled != uint64(ref) {
+		t.Errorf("Stats().Throttled = %d, want the %d refusals", st.Throttled, ref)
+	}
+}
+
+// TestLatencyStep: with no quota the limit opens up to the ceiling, so
+// that throughput follows the latency: Max/latency.
+func TestLatencyStep(t *testing.T) {
+	l, err := New(Options{Max: 48, Initial: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSimServer(5*time.Millisecond, 0)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	wg := drive(ctx, t, l, s, 64)
+	waitSecond(ctx, s, 1)
+	s.set(40*time.Millisecond, 0)
+	waitSecond(ctx, s, 4)
+	cancel()
+	wg.Wait()
+	st := l.Stats()
+	slow := s.perSec(2, 4)
+	t.Logf("per second at 40 ms: %v; server saw at most %d in flight; stats %+v", slow, s.maxIn, st)
+	if st.Limit != 48 {
+		t.Errorf("limit %d, want the ceiling 48 (nothing throttled)", st.Limit)
+	}
+	if s.maxIn > 48 {
+		t.Errorf("the server saw %d calls in flight, more than the ceiling 48", s.maxIn)
+	}
+	if _, ref := s.counts(); ref != 0 || st.Throttled != 0 {
+		t.Errorf("refused %d, throttled %d; want none", ref, st.Throttled)
+	}
+	// 48 in flight at 40 ms is 1,200/s; a loaded machine adds to the
+	// latency, so ask for half.
+	if n := sum(slow) / 2; n < 600 {
+		t.Errorf("%d calls/s at 40 ms, want at least 600 (48 in flight)", n)
+	}
+}
+
+// TestRetryAfterPausesEveryone: after a 429 with Retry-After: 1, no caller
+// gets to send until the second has passed.
+func TestRetryAfterPausesEveryone(t *testing.T) {
+	l, err := New(Options{Max: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, err := l.Acquire(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now()
+	done(&http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"1"}}}, nil)
+	if !l.Stats().Paused {
+		t.Fatal("not paused after a 429")
+	}
+	var wg sync.WaitGroup
+	var early atomic.Int32
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d, err := l.Acquire(t.Context())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if time.Since(at) < 990*time.Millisecond {
+				early.Add(1)
+			}
+			d(&http.Response{StatusCode: http.StatusOK}, nil)
+		}()
+	}
+	wg.Wait()
+	if n := early.Load(); n > 0 {
+		t.Errorf("%d callers sent before the Retry-After passed", n)
+	}
+	st := l.Stats()
+	if st.Throttled != 1 || st.ThrottledSeconds < 0.9 {
+		t.Errorf("stats %+v: want 1 throttled answer and about a second waited", st)
+	}
+}
+
+// TestKnownRateNeverExceeded: with Options.Rate no second holds more
+// calls than the rate, and SetShare scales it.
+func TestKnownRateNeverExceeded(t *testing.T) {
+	l, err := New(Options{Max: 32, Rate: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetShare(1, 2) // 100/s
+	s := newSimServer(time.Millisecond, 0)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	wg := drive(ctx, t, l, s, 32)
+	waitSecond(ctx, s, 3)
+	cancel()
+	wg.Wait()
+	per := s.perSec(0, 3)
+	t.Logf("per second: %v", per)
+	for i, n := range per {
+		if n > 101 {
+			t.Errorf("second %d: %d calls, more than the share of 100/s", i, n)
+		}
+	}
+	if per[1] < 80 {
+		t.Errorf("second 1: %d calls, want about 100", per[1])
+	}
+	if st := l.Stats(); st.Rate != 100 {
+		t.Errorf("Stats().Rate = %g, want 100", st.Rate)
+	}
+}
+
+// TestSlotsBoundCallsInFlight: Acquire blocks while the limit's calls are
+// in flight, in order, and a done frees a slot.
+func TestSlotsBoundCallsInFlight(t *testing.T) {
+	l, err := New(Options{Max: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d1, err := l.Acquire(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Acquire(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := l.Acquire(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a third Acquire with two in flight: %v, want it to wait until its context ends", err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		_, err := l.Acquire(t.Context())
+		got <- err
+	}()
+	d1(&http.Response{StatusCode: http.StatusOK}, nil)
+	if err := <-got; err != nil {
+		t.Fatalf("Acquire after a done: %v", err)
+	}
+}
+
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string   { return "i/o timeout" }
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }
+
+// TestSignals: what each ending of a call does to the limit.
+func TestSignals(t *testing.T) {
+	for name, tc := range map[string]struct {
+		resp      *http.Response
+		err       error
+		wantLimit int
+		throttled uint64
+		timeouts  uint64
+		acquire   int // calls in flight; 0: 10
+	}{
+		"ok grows the limit in slow start":    {resp: &http.Response{StatusCode: 200}, wantLimit: 11},
+		"timeout cuts to 90% of in flight":    {err: fmt.Errorf("get: %w", timeoutErr{}), wantLimit: 9, timeouts: 1},
+		"429 cuts and counts":                 {resp: &http.Response{StatusCode: 429, Header: http.Header{}}, wantLimit: 9, throttled: 1},
+		"503 is the breaker's":                {resp: &http.Response{StatusCode: 503}, wantLimit: 10},
+		"refused connection is the breaker's": {err: errors.New("connection refused"), wantLimit: 10},
+		"caller gave up":                      {err: context.Canceled, wantLimit: 10},
+	} {
+		t.Run(name, func(t *testing.T) {
+			l, err := New(Options{Max: 100, Initial: 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var dones []func(*http.Response, error)
+			for range cmp.Or(tc.acquire, 10) {
+				d, err := l.Acquire(t.Context())
+				if err != nil {
+					t.Fatal(err)
+				}
+				dones = append(dones, d)
+			}
+			dones[0](tc.resp, tc.err)
+			st := l.Stats()
+			if st.Limit != tc.wantLimit || st.Throttled != tc.throttled || st.Timeouts != tc.timeouts {
+				t.Errorf("stats %+v: want limit %d, throttled %d, timeouts %d", st, tc.wantLimit, tc.throttled, tc.timeouts)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for name, tc := range map[string]struct {
+		o    Options
+		want string
+	}{
+		"defaults":        {o: Options{}},
+		"negative max":    {o: Options{Max: -1}, want: "concurrency -1"},
+		"floor over max":  {o: Options{Max: 8, Min: 9}, want: "floor 9"},
+		"negative rate":   {o: Options{Rate: -1}, want: "API rate"},
+		"negative pause":  {o: Options{MaxPause: -time.Second}, want: "max pause"},
+		"rate and bounds": {o: Options{Max: 1, Min: 1, Rate: 0.5}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := tc.o.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("Validate: %v, want nil", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("Validate: %v, want an error naming %q", err, tc.want)
+			}
+		})
+	}
+}
