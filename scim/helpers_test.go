@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -40,7 +41,7 @@ const (
 )
 
 type fixture struct {
-	t   *testing.T
+	t   testing.TB
 	ns  *harness.NATS
 	nc  *nats.Conn
 	js  jetstream.JetStream
@@ -50,7 +51,7 @@ type fixture struct {
 
 // newFixture serves SCIM with the given mapping over an embedded JetStream
 // server that has the identity, dead-letter and outcome streams.
-func newFixture(t *testing.T, mappingSrc string) *fixture {
+func newFixture(t testing.TB, mappingSrc string) *fixture {
 	t.Helper()
 	ns, nc, js := harness.NewJetStream(t)
 	ctx := t.Context()
@@ -64,7 +65,7 @@ func newFixture(t *testing.T, mappingSrc string) *fixture {
 		t.Fatal(err)
 	}
 	s, err := New(ctx, Options{Conn: nc, Tokens: []kdapi.Secret{"another-token-0123456789", testToken}, Mapping: m,
-		Timeout: 3 * time.Second, Logger: harness.Logger(0)})
+		Timeout: 3 * time.Second, Logger: harness.Logger(slog.LevelError)})
 	if err != nil {
 		t.Fatal(err)
 	}
