@@ -30,6 +30,7 @@ import (
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/metrics"
 	"github.com/kdsync/kdsync/reconcile"
+	"github.com/kdsync/kdsync/scim"
 	"github.com/kdsync/kdsync/throttle"
 )
 
@@ -101,6 +102,10 @@ type IngressOptions struct {
 	// Options configure the ingress. Conn, Registerer, Logger and Decoder
 	// are set by Run.
 	Options ingress.Options
+	// SCIM, when set, serves SCIM 2.0 under /scim/v2 on the ingress's
+	// listener. Conn, Logger, Replicas, SubjectPrefix, DLQPrefix and
+	// OutcomePrefix are set by Run (the consumer's and the ingress's).
+	SCIM *scim.Options
 }
 
 func (o *IngressOptions) enabled() bool { return o.Addr != "" || o.Listener != nil }
@@ -149,8 +154,14 @@ func (o *Options) Validate() error {
 	if err := o.throttleOptions().Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if o.Ingress.SCIM != nil && !o.Ingress.enabled() {
+		errs = append(errs, errors.New("scim: KDSYNC_SCIM_TOKEN needs the ingress's address (KDSYNC_INGRESS_ADDR), which serves /scim/v2"))
+	}
 	if o.Ingress.enabled() {
 		errs = append(errs, o.Ingress.Options.Validate())
+		if o.Ingress.SCIM != nil {
+			errs = append(errs, o.Ingress.SCIM.Validate())
+		}
 		if (o.Ingress.TLSCert == "") != (o.Ingress.TLSKey == "") {
 			errs = append(errs, errors.New("ingress: TLS needs both a certificate and a key"))
 		}
@@ -288,7 +299,10 @@ func Run(ctx context.Context, o Options) error {
 	consumerCtx := ctx
 	var ingErr <-chan error
 	if o.Ingress.enabled() {
-		ing, err := startIngress(o.Ingress, co.Decoder, nc, reg, log.With("component", "ingress"))
+		if sc := o.Ingress.SCIM; sc != nil {
+			sc.Replicas, sc.DLQPrefix, sc.OutcomePrefix = co.Replicas, co.DLQPrefix, co.OutcomePrefix
+		}
+		ing, err := startIngress(ctx, o.Ingress, co.Decoder, nc, reg, log.With("component", "ingress"))
 		if err != nil {
 			return err
 		}
@@ -335,12 +349,22 @@ type ingressServer struct {
 
 // startIngress builds the ingress on run's connection and registerer,
 // with the consumer's decoder, and serves it on its own listener.
-func startIngress(cfg IngressOptions, dec handlers.Decoder, nc *nats.Conn, reg prometheus.Registerer, log *slog.Logger) (*ingressServer, error) {
+func startIngress(ctx context.Context, cfg IngressOptions, dec handlers.Decoder, nc *nats.Conn, reg prometheus.Registerer, log *slog.Logger) (*ingressServer, error) {
 	o := cfg.Options
 	o.Conn, o.Registerer, o.Logger, o.Decoder = nc, reg, log, dec
 	h, err := ingress.New(o)
 	if err != nil {
 		return nil, err
+	}
+	var sc *scim.Server
+	if cfg.SCIM != nil {
+		so := *cfg.SCIM
+		so.Conn, so.Logger = nc, log.With("component", "scim")
+		so.SubjectPrefix = cmp.Or(o.SubjectPrefix, ingress.DefaultSubjectPrefix)
+		if sc, err = scim.New(ctx, so); err != nil {
+			return nil, err
+		}
+		go sc.Run(ctx)
 	}
 	ln := cfg.Listener
 	if ln == nil {
@@ -351,6 +375,10 @@ func startIngress(cfg IngressOptions, dec handlers.Decoder, nc *nats.Conn, reg p
 	}
 	mux := http.NewServeMux()
 	h.Register(mux)
+	if sc != nil {
+		sc.Register(mux)
+		log.Info("serving SCIM 2.0", "path", scim.Prefix, "mapping", cfg.SCIM.Mapping.Name())
+	}
 	publishTimeout := cmp.Or(o.PublishTimeout, ingress.DefaultPublishTimeout)
 	s := &ingressServer{h: h, srv: ingress.NewServer(mux, publishTimeout), errc: make(chan error, 1),
 		timeout: publishTimeout + 5*time.Second, log: log}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,10 +18,14 @@ import (
 
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/guard"
+	"github.com/kdsync/kdsync/ingress"
 	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/internal/natsembed"
+	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/kdsim"
+	"github.com/kdsync/kdsync/mapping"
 	"github.com/kdsync/kdsync/metrics"
+	"github.com/kdsync/kdsync/scim"
 	"github.com/kdsync/kdsync/service"
 	"github.com/kdsync/kdsync/workload"
 )
@@ -41,6 +46,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	logLevel := fs.String("log-level", "warn", "kdsync's log level: debug, info, warn or error")
 	duration := fs.Duration("duration", 0, "stop after this long (0: run until interrupted)")
 	deprov := fs.String("deprovision-limit", "", "mass-deprovisioning guard for the demo, e.g. 5/10m (try kdsync guard status)")
+	scimAddr := fs.String("scim-addr", "127.0.0.1:8081", "address of the ingress with SCIM 2.0 under /scim/v2 (the demo prints curl commands for it; empty: off)")
 	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("KDSYNC_DEMO")); err != nil {
 		return err
 	}
@@ -104,6 +110,13 @@ Stop with Ctrl-C.
 `, ns.URL(), sim.URL, sim.URL, *httpAddr, ns.URL(), harness.AppID, harness.AppSecret.Reveal(), harness.APIUserID,
 		ns.URL(), sim.URL, ns.URL(), ns.URL())
 
+	var ingressOpts service.IngressOptions
+	if *scimAddr != "" {
+		if ingressOpts, err = demoSCIM(stdout, *scimAddr, sim); err != nil {
+			return err
+		}
+	}
+
 	reg := prometheus.NewRegistry()
 	b := buildInfo()
 	opts := service.Options{
@@ -124,6 +137,7 @@ Stop with Ctrl-C.
 		APIUserID:  harness.APIUserID,
 		APITimeout: 5 * time.Second,
 		HTTPAddr:   *httpAddr,
+		Ingress:    ingressOpts,
 		Build:      metrics.BuildInfo{Version: b.Version, Revision: b.Revision, GoVersion: b.GoVersion},
 		Logger:     log,
 		Registerer: reg,
@@ -197,6 +211,60 @@ func feed(ctx context.Context, nc *nats.Conn, depts []int64, users, perUser int,
 			return ctx.Err()
 		}
 	}
+}
+
+// Demo credentials of the ingress and of SCIM.
+const (
+	demoIngressToken = "demo-ingress-token-0123456789"
+	demoSCIMToken    = "demo-scim-token-0123456789abcdef"
+)
+
+// demoSCIM configures the ingress with SCIM for the demo: the issue's
+// example mapping with the simulator's departments, and prints the curl
+// commands that provision a SCIM-sourced user.
+func demoSCIM(w io.Writer, addr string, sim *harness.Sim) (service.IngressOptions, error) {
+	depts := sim.Server.Departments()
+	if len(depts) == 0 {
+		return service.IngressOptions{}, errors.New("demo: the simulator has no departments")
+	}
+	var b strings.Builder
+	b.WriteString(`scope: 'user.userType != "Contractor"'
+userId: 'user.externalId'
+deptId: 'departments[enterprise.department]'
+role: '"KooDrive Admins" in groups ? 3 : 1'
+status: 'user.active ? 0 : 1'
+departments:
+`)
+	for _, d := range depts {
+		fmt.Fprintf(&b, "  %s: %q\n", strconv.Quote(d.Name), d.ID)
+	}
+	m, err := mapping.Parse("(demo mapping)", []byte(b.String()))
+	if err != nil {
+		return service.IngressOptions{}, err
+	}
+	dept := depts[0].Name
+	for _, d := range depts {
+		if d.ParentID != "" { // a department below the root
+			dept = d.Name
+			break
+		}
+	}
+	base := "http://" + addr + scim.Prefix
+	user := fmt.Sprintf(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User","%s"],"userName":"sam@contoso.example","externalId":"1008600000029937613","active":true,"displayName":"Sam Lee","%s":{"department":%q}}`,
+		mapping.EnterpriseSchema, mapping.EnterpriseSchema, dept)
+	fmt.Fprintf(w, `SCIM 2.0 (as Entra ID or Okta would send it), mapping: the issue's example with the simulator's departments:
+  A='Authorization: Bearer %s' T='Content-Type: application/scim+json'
+  curl -sS %s/Users -H "$A" -H "$T" -d '%s'
+  curl -sS '%s/Users?filter=userName%%20eq%%20%%22sam@contoso.example%%22' -H "$A"
+  curl -sS -X PATCH %s/Users/<id> -H "$A" -H "$T" -d '{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"Replace","path":"active","value":"False"}]}'
+  and watch for the hired and disabled outcomes of user 1008600000029937613 below.
+
+`, demoSCIMToken, base, user, base, base)
+	return service.IngressOptions{
+		Addr:    addr,
+		Options: ingress.Options{Tokens: []kdapi.Secret{demoIngressToken}},
+		SCIM:    &scim.Options{Tokens: []kdapi.Secret{demoSCIMToken}, Mapping: m},
+	}, nil
 }
 
 func printOutcome(w io.Writer, data []byte) {

@@ -21,7 +21,9 @@ import (
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/ingress"
 	"github.com/kdsync/kdsync/kdapi"
+	"github.com/kdsync/kdsync/mapping"
 	"github.com/kdsync/kdsync/metrics"
+	"github.com/kdsync/kdsync/scim"
 )
 
 // natsFlags declares the NATS connection flags on fs (as kdsync run has
@@ -57,6 +59,8 @@ type ingestConfig struct {
 type ingressConfig struct {
 	options         ingress.Options
 	tlsCert, tlsKey string
+	// scim is nil unless SCIM tokens are given.
+	scim *scim.Options
 }
 
 // ingressFlags declares the flags of ingressConfig on fs and returns a
@@ -79,8 +83,26 @@ func ingressFlags(fs *flag.FlagSet) func() (ingressConfig, error) {
 	fs.DurationVar(&o.PublishTimeout, "ingress-publish-timeout", ingress.DefaultPublishTimeout, "how long to wait for JetStream's acknowledgement before answering 503")
 	fs.DurationVar(&o.RetryAfter, "ingress-retry-after", ingress.DefaultRetryAfter, "Retry-After of a 503")
 	fs.BoolVar(&o.AllowUnauthenticated, "ingress-allow-unauthenticated", false, "accept requests without credentials (local testing only)")
+	var so scim.Options
+	scimTokens := fs.String("scim-token", "", "SCIM bearer tokens (at least 16 characters), comma-separated for rotation; set: serve SCIM 2.0 under /scim/v2 on the ingress address (prefer the environment or -scim-token-file)")
+	scimTokenFile := fs.String("scim-token-file", "", "file of SCIM bearer tokens, comma- or newline-separated")
+	mappingFile := fs.String("mapping-file", "", "SCIM mapping file: YAML of CEL expressions (scope, userId, deptId, role, status, departments); empty: the default mapping (see docs/scim.md)")
+	fs.StringVar(&so.Bucket, "scim-bucket", scim.DefaultBucket, "JetStream KV bucket of the SCIM resources")
+	fs.StringVar(&so.Source, "scim-source", scim.DefaultSource, "CloudEvents source of the events SCIM writes publish")
+	fs.DurationVar(&so.SweepInterval, "scim-sweep-interval", scim.DefaultSweepInterval, "how often SCIM writes left pending (a crash) are finished and unmappable users mapped again; negative: only at start")
 	return func() (ingressConfig, error) {
 		var errs []error
+		st, err := secretList("SCIM token", *scimTokens, *scimTokenFile)
+		errs = append(errs, err)
+		if len(st) > 0 {
+			so.Tokens = st
+			m, err := mapping.LoadOrDefault(*mappingFile)
+			errs = append(errs, err)
+			so.Mapping = m
+			c.scim = &so
+		} else if *mappingFile != "" {
+			errs = append(errs, errors.New("mapping-file is set but SCIM is off: give KDSYNC_SCIM_TOKEN"))
+		}
 		t, err := secretList("ingress token", *tokens, *tokenFile)
 		errs = append(errs, err)
 		o.Tokens = t
@@ -102,6 +124,7 @@ func ingestFlags(fs *flag.FlagSet) func() (ingestConfig, error) {
 	shared := ingressFlags(fs)
 	maxEvent := fs.Int("max-event-size", handlers.DefaultMaxEventSize, "largest event accepted, in bytes (as kdsync run's)")
 	strictNumbers := fs.Bool("strict-numbers", false, "refuse a deptId sent as a JSON number above 2^53 (as kdsync run's)")
+	scimReplicas := fs.Int("scim-replicas", 1, "replicas of the SCIM bucket when kdsync ingest creates it")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "json", "json or text")
 	return func() (ingestConfig, error) {
@@ -120,6 +143,11 @@ func ingestFlags(fs *flag.FlagSet) func() (ingestConfig, error) {
 			errs = append(errs, errors.New("ingress-addr is required"))
 		}
 		errs = append(errs, c.ingress.options.Validate())
+		if c.ingress.scim != nil {
+			c.ingress.scim.Replicas = *scimReplicas
+			c.ingress.scim.SubjectPrefix = c.ingress.options.SubjectPrefix
+			errs = append(errs, c.ingress.scim.Validate())
+		}
 		return c, errors.Join(errs...)
 	}
 }
@@ -214,6 +242,17 @@ func runIngest(ctx context.Context, c ingestConfig, log *slog.Logger) error {
 	})
 	mux := http.NewServeMux()
 	h.Register(mux)
+	if c.ingress.scim != nil {
+		so := *c.ingress.scim
+		so.Conn, so.Logger = nc, log.With("component", "scim")
+		sc, err := scim.New(ctx, so)
+		if err != nil {
+			return err
+		}
+		sc.Register(mux)
+		go sc.Run(ctx)
+		log.Info("serving SCIM 2.0", "path", scim.Prefix, "mapping", so.Mapping.Name(), "bucket", so.Bucket)
+	}
 	servers := []*server{{name: "ingress", addr: c.addr, handler: mux, tlsCert: c.ingress.tlsCert, tlsKey: c.ingress.tlsKey}}
 	if c.httpAddr == "" {
 		mux.Handle("/", ops)

@@ -6,6 +6,7 @@
 //	kdsync publish   send one identity event
 //	kdsync ingest    the webhook ingress: CloudEvents over HTTP into the stream
 //	kdsync dlq       inspect, replay and purge dead letters
+//	kdsync mapping   try a SCIM mapping file on one user
 //	kdsync version   print the version
 //
 // Every flag has an environment variable: -nats-url is KDSYNC_NATS_URL.
@@ -37,6 +38,7 @@ Usage:
   kdsync dlq <command>     dead letters: list, show, replay, purge
   kdsync reconcile [flags] compare KooDrive with the desired users; -apply repairs the drift
   kdsync guard <command>   mass-deprovisioning guard: status, release, reject
+  kdsync mapping test      what a SCIM mapping file makes of one user
   kdsync version           print the version
 
 Run "kdsync <command> -h" for a command's flags. Every flag can be set by
@@ -67,6 +69,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdReconcile(ctx, args[1:], stdout, stderr)
 	case "guard":
 		err = cmdGuard(ctx, args[1:], stdout, stderr)
+	case "mapping":
+		err = cmdMapping(ctx, args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		b := buildInfo()
 		fmt.Fprintf(stdout, "kdsync %s (%s, %s)\n", b.Version, b.Revision, b.GoVersion)

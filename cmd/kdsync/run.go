@@ -207,7 +207,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := errors.Join(err, ingressErr); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
-	o.Ingress = service.IngressOptions{Addr: *ingressAddr, TLSCert: ic.tlsCert, TLSKey: ic.tlsKey, Options: ic.options}
+	o.Ingress = service.IngressOptions{Addr: *ingressAddr, TLSCert: ic.tlsCert, TLSKey: ic.tlsKey, Options: ic.options, SCIM: ic.scim}
 	o.Logger = log
 	b := o.Build
 	log.Info("kdsync starting", "version", b.Version, "revision", b.Revision,
