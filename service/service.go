@@ -65,6 +65,8 @@ type Options struct {
 	// Ingress, when its Addr or Listener is set, serves the webhook
 	// ingress (POST /events) on its own listener.
 	Ingress IngressOptions
+	// Console, when its Addr or Listener is set, serves the web console.
+	Console ConsoleOptions
 
 	Build metrics.BuildInfo
 
@@ -135,6 +137,7 @@ func (o *Options) Validate() error {
 	if err := o.Consumer.Check(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, o.Console.validate())
 	if o.Ingress.enabled() {
 		errs = append(errs, o.Ingress.Options.Validate())
 		if (o.Ingress.TLSCert == "") != (o.Ingress.TLSKey == "") {
@@ -254,6 +257,11 @@ func Run(ctx context.Context, o Options) error {
 	defer stopPoll()
 	go m.PollConsumer(pctx, 5*time.Second, c.JetStreamConsumers)
 
+	if o.Console.enabled() {
+		if err := startConsole(ctx, o, nc, client, log.With("component", "console")); err != nil {
+			return err
+		}
+	}
 	if o.Reconcile.Interval > 0 {
 		if err := startReconcile(ctx, o, nc, reg, c.Ready, c.Leads, log.With("component", "reconcile")); err != nil {
 			return err

@@ -36,6 +36,11 @@ func TestValidate(t *testing.T) {
 			},
 			[]string{"KDSYNC_API_BASE_URL", "partitions -2", "pull batch -1"},
 		},
+		"console token too short": {
+			func(o *service.Options) { o.Console.Addr, o.Console.Options.Token = "127.0.0.1:0", "short" },
+			[]string{"KDSYNC_CONSOLE_TOKEN must be at least 16"},
+		},
+		"console off needs no token": {func(o *service.Options) { o.Console.Options.Token = "short" }, nil},
 		"two authentications": {
 			func(o *service.Options) { o.AppID = "a" },
 			[]string{"choose one authentication"},

@@ -87,6 +87,14 @@ func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 	shadow := fs.Bool("shadow", false, "the same as -mode shadow")
 	fs.StringVar(&o.HTTPAddr, "http-addr", ":9090", "address of /metrics, /healthz and /readyz (empty or off: none)")
 	fs.BoolVar(&o.Pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP address (keep that address private)")
+	fs.StringVar(&o.Console.Addr, "console-addr", "", "serve the web console on this address, e.g. 127.0.0.1:8090 (empty: off); keep it private")
+	consoleToken := fs.String("console-token", "", "token operators sign in to the console with, at least 16 characters (prefer the environment or -console-token-file)")
+	consoleTokenFile := fs.String("console-token-file", "", "file holding the console token")
+	fs.BoolVar(&o.Console.Options.ReadOnly, "console-readonly", false, "the console shows everything and changes nothing (no sync, replay, release or reject)")
+	fs.DurationVar(&o.Console.Options.SessionTTL, "console-session-ttl", 8*time.Hour, "a console session ends this long after signing in")
+	fs.DurationVar(&o.Console.Options.IdleTimeout, "console-idle-timeout", 30*time.Minute, "a console session unused this long ends")
+	fs.StringVar(&o.Console.TLSCert, "console-tls-cert", "", "certificate file: serve the console over HTTPS (with -console-tls-key)")
+	fs.StringVar(&o.Console.TLSKey, "console-tls-key", "", "key file of -console-tls-cert")
 	return func() (service.Options, error) {
 		var errs []error
 		c.StreamSubjects = splitList(*subjects)
@@ -98,6 +106,8 @@ func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 		token, err := secretValue("api token", *apiToken, *apiTokenFile)
 		errs = append(errs, err)
 		o.APIToken = token
+		o.Console.Options.Token, err = secretValue("console token", *consoleToken, *consoleTokenFile)
+		errs = append(errs, err)
 		if *defaultDept != "" {
 			d, err := strconv.ParseInt(*defaultDept, 10, 64)
 			if err != nil || d <= 0 {
