@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/kdsync/kdsync/console"
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/guard"
@@ -22,6 +24,7 @@ import (
 	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/kdsim"
+	"github.com/kdsync/kdsync/metrics"
 )
 
 const token = kdapi.Secret("console-test-token-0123456789")
@@ -50,6 +53,7 @@ func (c *clock) add(d time.Duration) {
 type world struct {
 	*harness.Pipeline
 	srv      *httptest.Server
+	handler  http.Handler
 	clock    *clock
 	user     string // hired, then a change dead-lettered, then a disable held
 	heldSeq  uint64
@@ -60,7 +64,12 @@ type world struct {
 
 func newWorld(t *testing.T, mutate func(*console.Options)) *world {
 	t.Helper()
-	p := harness.NewPipeline(t, harness.PipelineOptions{Limit: guard.Limit{N: 1, Window: time.Hour}})
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(reg, metrics.BuildInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := harness.NewPipeline(t, harness.PipelineOptions{Limit: guard.Limit{N: 1, Window: time.Hour}, Observer: m})
 	w := &world{Pipeline: p, clock: &clock{t: time.Now()}, user: "1008600000000000041"}
 	depts := p.Sim.Departments()
 	w.dept = strconv.FormatInt(depts[0], 10)
@@ -80,7 +89,7 @@ func newWorld(t *testing.T, mutate func(*console.Options)) *world {
 		return err == nil && len(held) == 1
 	})
 
-	o := console.Options{Token: token, JetStream: p.JS, KooDrive: p.KD, Now: w.clock.now,
+	o := console.Options{Token: token, JetStream: p.JS, KooDrive: p.KD, Now: w.clock.now, Gatherer: reg,
 		SessionTTL: time.Hour, IdleTimeout: 10 * time.Minute, SyncWait: 10 * time.Second, ReplayWait: 10 * time.Second,
 		Logger: harness.Logger(0)}
 	if mutate != nil {
@@ -91,7 +100,8 @@ func newWorld(t *testing.T, mutate func(*console.Options)) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.srv = httptest.NewTLSServer(c.Handler())
+	w.handler = c.Handler()
+	w.srv = httptest.NewTLSServer(w.handler)
 	t.Cleanup(w.srv.Close)
 	return w
 }
@@ -375,7 +385,7 @@ func TestSessionsExpire(t *testing.T) {
 		t.Errorf("idle 11m (timeout 10m): %d, want 303", got)
 	}
 	// Active all along, but past the TTL.
-	csrf := w.login(t, c, "alice")
+	w.login(t, c, "alice")
 	for range 6 {
 		w.clock.add(9 * time.Minute)
 		if got := get(); got != http.StatusOK {
@@ -386,7 +396,7 @@ func TestSessionsExpire(t *testing.T) {
 	if got := get(); got != http.StatusSeeOther {
 		t.Errorf("63m after sign-in (TTL 1h): %d, want 303", got)
 	}
-	csrf = w.login(t, c, "alice")
+	csrf := w.login(t, c, "alice")
 	resp, _ := do(t, c, "POST", w.srv.URL+"/logout", url.Values{"csrf": {csrf}}, nil)
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("logout: %s", resp.Status)

@@ -32,6 +32,8 @@ type PipelineOptions struct {
 	// Limit is the mass-deprovisioning guard's limit; zero: no guard.
 	Limit guard.Limit
 	Sim   kdsim.Options
+	// Observer, when set, is told about the consumer's work (metrics).
+	Observer consumer.Observer
 }
 
 // NewPipeline starts a Pipeline for t.
@@ -43,6 +45,7 @@ func NewPipeline(t testing.TB, o PipelineOptions) *Pipeline {
 		RetryInitial: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond,
 		Handler:          &handlers.Handler{Users: env.KD},
 		DeprovisionLimit: o.Limit,
+		Observer:         o.Observer,
 		Logger:           Logger(slog.LevelError),
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
