@@ -35,6 +35,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"github.com/kdsync/kdsync/dlq"
 	"github.com/kdsync/kdsync/guard"
@@ -161,6 +162,10 @@ type Server struct {
 
 	guardMu sync.Mutex
 	guardS  *guard.Store
+
+	// failures limits wrong tokens (sign-in forms and bearer headers) to
+	// a guessing pace: a burst of 10, then one per 2 seconds.
+	failures *rate.Limiter
 }
 
 // New builds the console and creates the audit stream when missing.
@@ -170,7 +175,8 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	o.defaults()
 	s := &Server{opts: o, tokenSum: sha256.Sum256([]byte(o.Token.Reveal())), key: []byte(randomToken()),
-		sessions: newSessions(o.SessionTTL, o.IdleTimeout, o.Now), log: o.Logger}
+		sessions: newSessions(o.SessionTTL, o.IdleTimeout, o.Now), log: o.Logger,
+		failures: rate.NewLimiter(rate.Every(2*time.Second), 10)}
 	s.audit = &audit{js: o.JetStream, stream: o.AuditStream, prefix: o.AuditPrefix}
 	if err := s.audit.ensure(ctx, o.Replicas); err != nil {
 		return nil, err
@@ -278,7 +284,8 @@ type principal struct {
 func (s *Server) authenticate(r *http.Request) *principal {
 	if h := r.Header.Get("Authorization"); h != "" {
 		tok, ok := strings.CutPrefix(h, "Bearer ")
-		if !ok || !s.tokenOK(tok) {
+		if !ok || s.guessing() || !s.tokenOK(tok) {
+			s.failed()
 			return nil
 		}
 		who := "bearer"
@@ -297,6 +304,13 @@ func (s *Server) authenticate(r *http.Request) *principal {
 	}
 	return &principal{who: ss.who, csrf: ss.csrf, sid: ss.id}
 }
+
+// guessing reports whether wrong tokens came too fast lately: then no
+// token is checked until the pace slows.
+func (s *Server) guessing() bool { return s.failures.TokensAt(s.opts.Now()) < 1 }
+
+// failed counts a wrong token.
+func (s *Server) failed() { s.failures.AllowN(s.opts.Now(), 1) }
 
 func (s *Server) tokenOK(tok string) bool {
 	sum := sha256.Sum256([]byte(tok))

@@ -254,7 +254,9 @@ func TestStrangersGetNothing(t *testing.T) {
 	if got := w.pending(t); len(got) != 1 {
 		t.Errorf("held events after strangers' posts: %v", got)
 	}
-	// The right bearer token is let in.
+	// The right bearer token is let in (once the wrong ones above no
+	// longer count as guessing).
+	w.clock.add(30 * time.Second)
 	resp, body := do(t, c, "GET", w.srv.URL+"/api/users/"+w.user, nil, map[string]string{"Authorization": "Bearer " + token.Reveal()})
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"eventId": "w-1"`) {
 		t.Errorf("bearer: %s\n%s", resp.Status, body)
@@ -303,6 +305,35 @@ func TestLogin(t *testing.T) {
 	}
 	if strings.Join(got, ",") != "login_failed:mallory,refused:,login:alice" {
 		t.Errorf("audit %v", got)
+	}
+}
+
+// TestGuessingIsSlowed: past 10 wrong tokens in a burst, no token is
+// checked (sign-in 429, bearer 401) until the pace falls to one per 2s.
+func TestGuessingIsSlowed(t *testing.T) {
+	w := newWorld(t, nil)
+	c := w.browser(t)
+	try := func(tok string) int {
+		t.Helper()
+		_, page := do(t, c, "GET", w.srv.URL+"/login", nil, nil)
+		resp, _ := do(t, c, "POST", w.srv.URL+"/login", url.Values{"csrf": {csrfOf(t, page)}, "token": {tok}}, nil)
+		return resp.StatusCode
+	}
+	for i := range 10 {
+		if got := try("wrong-token-guess-" + strconv.Itoa(i)); got != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d, want 401", i, got)
+		}
+	}
+	if got := try(token.Reveal()); got != http.StatusTooManyRequests {
+		t.Errorf("the right token right after 10 wrong ones: %d, want 429", got)
+	}
+	resp, _ := do(t, c, "GET", w.srv.URL+"/api/session", nil, map[string]string{"Authorization": "Bearer " + token.Reveal()})
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("bearer while guessing is limited: %s, want 401", resp.Status)
+	}
+	w.clock.add(3 * time.Second)
+	if got := try(token.Reveal()); got != http.StatusSeeOther {
+		t.Errorf("the right token 3s later: %d, want 303", got)
 	}
 }
 

@@ -154,7 +154,15 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		who = name
 	}
 	next := safeNext(r.PostForm.Get("next"))
+	if s.guessing() {
+		// Too many wrong tokens lately: no more guesses for now.
+		s.record(r, nil, Entry{Who: who, Action: AuditLoginFailed, Result: "too many wrong tokens; refused unchecked"})
+		w.Header().Set("Retry-After", "2")
+		s.fail(w, r, nil, http.StatusTooManyRequests, "Too many wrong tokens lately. Wait a few seconds and try again.")
+		return
+	}
 	if !s.tokenOK(r.PostForm.Get("token")) {
+		s.failed()
 		s.record(r, nil, Entry{Who: who, Action: AuditLoginFailed, Result: "wrong token"})
 		tok := randomToken()
 		http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: tok, Path: "/login", MaxAge: 600,
