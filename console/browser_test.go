@@ -70,8 +70,9 @@ func browse(t *testing.T) context.Context {
 	return ctx
 }
 
-// stepTimeout bounds each step of a browser test.
-const stepTimeout = 30 * time.Second
+// stepTimeout bounds each step of a browser test (generous: a replay or a
+// sync waits for kdsync's outcome, slow on a loaded machine).
+const stepTimeout = 90 * time.Second
 
 func run(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
