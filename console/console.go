@@ -9,7 +9,8 @@
 // a form sets a session cookie (Secure, HttpOnly, SameSite=Strict), and
 // scripts send Authorization: Bearer <token>. Sessions live in memory and
 // expire (Options.SessionTTL from sign-in, Options.IdleTimeout since the
-// last request). Every state-changing request carries a CSRF token (403
+// last request). With Options.OIDC operators can also sign in through the
+// team's OpenID Connect provider. Every state-changing request carries a CSRF token (403
 // without: the form's hidden field, or the X-CSRF-Token header, which a
 // script reads from GET /api/session), asks for confirmation (a first POST
 // renders what will happen; the second, with confirm=yes, does it), and is
@@ -83,6 +84,8 @@ type Options struct {
 	AuditStream   string // KDSYNC_AUDIT
 	AuditPrefix   string // kdsync.audit
 	Replicas      int    // of the audit stream; default 1
+	// OIDC, when set, adds sign-in through an OpenID Connect provider.
+	OIDC *OIDC
 	// Protect lists users sync never changes (kdsync's API user).
 	Protect map[string]bool
 	// SyncWait and ReplayWait bound the wait for an outcome; default 30s
@@ -105,6 +108,9 @@ func (o *Options) Validate() error {
 	}
 	if o.SessionTTL < 0 || o.IdleTimeout < 0 {
 		errs = append(errs, errors.New("console: session times must not be negative"))
+	}
+	if o.OIDC != nil {
+		errs = append(errs, o.OIDC.Validate())
 	}
 	return errors.Join(errs...)
 }
@@ -166,6 +172,7 @@ type Server struct {
 	// failures limits wrong tokens (sign-in forms and bearer headers) to
 	// a guessing pace: a burst of 10, then one per 2 seconds.
 	failures *rate.Limiter
+	oidc     *oidcLogin // nil: token sign-in only
 }
 
 // New builds the console and creates the audit stream when missing.
@@ -197,6 +204,11 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	if s.pages, err = parsePages(); err != nil {
 		return nil, err
+	}
+	if o.OIDC != nil {
+		if s.oidc, err = newOIDC(ctx, o.OIDC); err != nil {
+			return nil, err
+		}
 	}
 	s.routes()
 	return s, nil

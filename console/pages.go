@@ -23,6 +23,8 @@ func (s *Server) routes() {
 	m.Handle("GET /static/", staticFS())
 	m.HandleFunc("GET /login", s.loginForm)
 	m.HandleFunc("POST /login", s.login)
+	m.HandleFunc("GET /login/oidc", s.oidcStart)
+	m.HandleFunc("GET /login/callback", s.oidcCallback)
 	m.HandleFunc("POST /logout", s.action(AuditLogout, s.logout))
 	m.HandleFunc("GET /{$}", s.page(s.overviewPage))
 	m.HandleFunc("GET /users", s.page(s.usersPage))
@@ -42,7 +44,7 @@ func (s *Server) routes() {
 
 // pageNames are the templates, each rendered inside layout.html.
 var pageNames = []string{"login.html", "overview.html", "users.html", "user.html", "dlq.html", "letter.html",
-	"guard.html", "audit.html", "confirm.html", "result.html", "error.html"}
+	"guard.html", "audit.html", "confirm.html", "result.html", "error.html", "continue.html"}
 
 func parsePages() (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
@@ -120,13 +122,26 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, p *principal, stat
 
 type loginData struct {
 	Next, CSRF, Error string
+	// OIDC names the provider when its sign-in is on.
+	OIDC string
+}
+
+func (s *Server) loginData(next, csrf, errMsg string) loginData {
+	d := loginData{Next: next, CSRF: csrf, Error: errMsg}
+	if s.oidc != nil {
+		d.OIDC = s.oidc.cfg.Name
+		if d.OIDC == "" {
+			d.OIDC = "single sign-on"
+		}
+	}
+	return d
 }
 
 func (s *Server) loginForm(w http.ResponseWriter, r *http.Request) {
 	tok := randomToken()
 	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: tok, Path: "/login", MaxAge: 600,
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
-	s.render(w, r, http.StatusOK, "login.html", nil, "Sign in", loginData{Next: safeNext(r.URL.Query().Get("next")), CSRF: tok})
+	s.render(w, r, http.StatusOK, "login.html", nil, "Sign in", s.loginData(safeNext(r.URL.Query().Get("next")), tok, ""))
 }
 
 // safeNext keeps a redirect target on this site.
@@ -167,15 +182,20 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		tok := randomToken()
 		http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: tok, Path: "/login", MaxAge: 600,
 			Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
-		s.render(w, r, http.StatusUnauthorized, "login.html", nil, "Sign in", loginData{Next: next, CSRF: tok, Error: "That token is not right."})
+		s.render(w, r, http.StatusUnauthorized, "login.html", nil, "Sign in", s.loginData(next, tok, "That token is not right."))
 		return
 	}
+	s.signIn(w, r, who)
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+// signIn starts a session for who: a fresh id in the session cookie.
+func (s *Server) signIn(w http.ResponseWriter, r *http.Request, who string) {
 	ss := s.sessions.start(who)
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: ss.id, Path: "/", MaxAge: int(s.opts.SessionTTL.Seconds()),
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: "", Path: "/login", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 	s.record(r, &principal{who: who}, Entry{Action: AuditLogin, Result: "ok"})
-	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request, p *principal) {

@@ -45,6 +45,9 @@ func (o *ConsoleOptions) validate() error {
 	if (o.TLSCert == "") != (o.TLSKey == "") {
 		errs = append(errs, errors.New("console: TLS needs both a certificate and a key"))
 	}
+	if o.Options.OIDC != nil {
+		errs = append(errs, o.Options.OIDC.Validate())
+	}
 	return errors.Join(errs...)
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/peterbourgon/ff/v3"
 
+	"github.com/kdsync/kdsync/console"
 	"github.com/kdsync/kdsync/guard"
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/metrics"
@@ -95,6 +96,14 @@ func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 	fs.DurationVar(&o.Console.Options.IdleTimeout, "console-idle-timeout", 30*time.Minute, "a console session unused this long ends")
 	fs.StringVar(&o.Console.TLSCert, "console-tls-cert", "", "certificate file: serve the console over HTTPS (with -console-tls-key)")
 	fs.StringVar(&o.Console.TLSKey, "console-tls-key", "", "key file of -console-tls-cert")
+	var oidc console.OIDC
+	fs.StringVar(&oidc.Issuer, "console-oidc-issuer", "", "console sign-in through this OpenID Connect provider too (its issuer URL; empty: token only)")
+	fs.StringVar(&oidc.ClientID, "console-oidc-client-id", "", "the console's client id at the OIDC provider")
+	oidcSecret := fs.String("console-oidc-client-secret", "", "the console's client secret at the OIDC provider (prefer the environment or -console-oidc-client-secret-file)")
+	oidcSecretFile := fs.String("console-oidc-client-secret-file", "", "file holding the OIDC client secret")
+	fs.StringVar(&oidc.RedirectURL, "console-oidc-redirect-url", "", "the console's callback registered at the provider: https://<console>/login/callback")
+	oidcAllowed := fs.String("console-oidc-allowed", "", "who may sign in through OIDC: e-mail addresses and @domains, comma-separated (verified addresses only)")
+	fs.StringVar(&oidc.Name, "console-oidc-name", "", "the provider's name on the sign-in button (default: single sign-on)")
 	return func() (service.Options, error) {
 		var errs []error
 		c.StreamSubjects = splitList(*subjects)
@@ -108,6 +117,12 @@ func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 		o.APIToken = token
 		o.Console.Options.Token, err = secretValue("console token", *consoleToken, *consoleTokenFile)
 		errs = append(errs, err)
+		if oidc.Issuer != "" {
+			oidc.ClientSecret, err = secretValue("console OIDC client secret", *oidcSecret, *oidcSecretFile)
+			errs = append(errs, err)
+			oidc.Allowed = splitList(*oidcAllowed)
+			o.Console.Options.OIDC = &oidc
+		}
 		if *defaultDept != "" {
 			d, err := strconv.ParseInt(*defaultDept, 10, 64)
 			if err != nil || d <= 0 {
