@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
+	"github.com/kdsync/kdsync/console"
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/internal/testenv"
@@ -260,5 +261,48 @@ func TestBrowser(t *testing.T) {
 	)
 	if url := get(t, ctx, "location", chromedp.Location()); !strings.Contains(url, "/login?next=") {
 		t.Errorf("after signing out the timeline is at %s", url)
+	}
+}
+
+// TestBrowserOIDC signs in through the provider in Chromium: the provider
+// (127.0.0.1) is another site than the console (localhost), so the
+// browser comes back with a cross-site navigation, and the console's
+// SameSite=Strict session cookie must still be there on the next page.
+func TestBrowserOIDC(t *testing.T) {
+	ctx := browse(t)
+	p := newIDP(t)
+	w := newWorld(t, nil)
+	srv := httptest.NewUnstartedServer(nil)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	base := strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)
+	c, err := console.New(t.Context(), console.Options{Token: token, JetStream: w.JS, KooDrive: w.KD,
+		OIDC: &console.OIDC{Issuer: p.srv.URL, ClientID: clientID, ClientSecret: "client-secret-0123456789",
+			RedirectURL: base + "/login/callback", Allowed: []string{"ops@example.com"}, Name: "Example IdP", HTTPClient: p.srv.Client()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Config.Handler = c.Handler()
+	p.as("ops@example.com", true)
+	p.mu.Lock()
+	p.consent = true
+	p.mu.Unlock()
+
+	type css = chromedp.CSS
+	run(t, ctx, "sign in through the provider",
+		chromedp.Navigate(base+"/guard"),
+		chromedp.WaitVisible(css(`a.button`)),
+		chromedp.Focus(css(`a.button`)),
+		chromedp.KeyEvent(kb.Enter),
+		// At the provider's site: the way back is a navigation it starts.
+		chromedp.WaitVisible(css(`#consent`)),
+		chromedp.Click(css(`#consent`)),
+		chromedp.WaitVisible(css(`#holds`)),
+	)
+	if who := get(t, ctx, "who", chromedp.Text(css(`.who`))); who != "Signed in as ops@example.com" {
+		t.Errorf("signed in as %q", who)
+	}
+	if url := get(t, ctx, "location", chromedp.Location()); url != base+"/guard" {
+		t.Errorf("at %s, want %s/guard", url, base)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"html"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -33,6 +35,10 @@ type idp struct {
 	codes    map[string]grant
 	// tamperNonce makes the ID token carry another nonce.
 	tamperNonce bool
+	// consent: the authorization endpoint shows a page with a link back
+	// (the operator acts on the provider's site, as at a real provider)
+	// instead of redirecting at once.
+	consent bool
 }
 
 type grant struct {
@@ -68,8 +74,15 @@ func newIDP(t *testing.T) *idp {
 		code := "code-" + b64([]byte(q.Get("state")))[:12]
 		p.mu.Lock()
 		p.codes[code] = grant{nonce: q.Get("nonce"), challenge: q.Get("code_challenge"), redirect: q.Get("redirect_uri")}
+		consent := p.consent
 		p.mu.Unlock()
-		http.Redirect(w, r, q.Get("redirect_uri")+"?code="+code+"&state="+url.QueryEscape(q.Get("state")), http.StatusFound)
+		back := q.Get("redirect_uri") + "?code=" + code + "&state=" + url.QueryEscape(q.Get("state"))
+		if consent {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			fmt.Fprintf(w, `<!doctype html><title>Example IdP</title><a id="consent" href="%s">Continue to kdsync</a>`, html.EscapeString(back))
+			return
+		}
+		http.Redirect(w, r, back, http.StatusFound)
 	})
 	mux.HandleFunc("POST /token", func(w http.ResponseWriter, r *http.Request) {
 		if err := r.ParseForm(); err != nil {
