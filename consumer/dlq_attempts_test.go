@@ -105,6 +105,19 @@ func TestDeadLetterAttemptLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Contract v1.1: the dead letter's and the outcome's subjects name the user.
+	if want := "kdsync.dlq.permanent.hired." + user; m.Subject != want {
+		t.Errorf("dead letter on %s, want %s", m.Subject, want)
+	}
+	outs, err := js.Stream(ctx, "KDSYNC_OUTCOMES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if om, err := outs.GetLastMsgForSubject(ctx, "kdsync.outcome.deadlettered.hired."+user); err != nil {
+		t.Errorf("no outcome on kdsync.outcome.deadlettered.hired.%s: %v", user, err)
+	} else if om.Header.Get(jetstream.MsgIDHeader) != consumer.OutcomeMsgID("IDENTITY", ack.Sequence) {
+		t.Errorf("outcome %s is another event's", om.Header.Get(jetstream.MsgIDHeader))
+	}
 	if got := m.Header.Get(consumer.HdrAttempts); got != "4" {
 		t.Errorf("%s: %q, want 4", consumer.HdrAttempts, got)
 	}

@@ -45,7 +45,8 @@ const (
 )
 
 // Outcome is published once per event on
-// <OutcomePrefix>.<result>.<action>, with Nats-Msg-Id <stream>:<sequence>.
+// <OutcomePrefix>.<result>.<action>.<userId> (OutcomeSubject), with
+// Nats-Msg-Id <stream>:<sequence>.
 type Outcome struct {
 	EventID string `json:"eventId,omitempty"`
 	// Source is the event's CloudEvents source: with EventID, its identity.

@@ -332,7 +332,7 @@ func (c *Consumer) finish(l *lane, it *item) error {
 		}
 	}
 	outMsg := &nats.Msg{
-		Subject: c.opts.OutcomePrefix + "." + string(out.Result) + "." + string(out.Action),
+		Subject: OutcomeSubject(c.opts.OutcomePrefix, out.Result, out.Action, out.UserID),
 		Header:  nats.Header{jetstream.MsgIDHeader: {OutcomeMsgID(c.opts.Stream, it.seq)}},
 		Data:    it.body,
 	}
@@ -555,12 +555,8 @@ func (c *Consumer) deadLetterMsg(it *item, out *Outcome) *nats.Msg {
 	h.Set(HdrUserID, clipHeader(out.UserID))
 	h.Set(HdrDeadAt, time.Now().UTC().Format(time.RFC3339Nano))
 	h.Set(jetstream.MsgIDHeader, OutcomeMsgID(c.opts.Stream, it.seq))
-	reason := out.Reason
-	if reason == "" {
-		reason = "unknown"
-	}
 	return &nats.Msg{
-		Subject: c.opts.DLQPrefix + "." + subjectToken(reason) + "." + string(out.Action),
+		Subject: DeadLetterSubject(c.opts.DLQPrefix, out.Reason, out.Action, out.UserID),
 		Header:  h,
 		Data:    it.msg.Data(),
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kdsync/kdsync/guard"
+	"github.com/kdsync/kdsync/handlers"
 )
 
 // setup creates or binds the streams, the KV bucket and the consumer.
@@ -66,9 +67,9 @@ func (c *Consumer) setup(ctx context.Context) error {
 	} else {
 		// Binding only: what kdsync will publish to must be stored by
 		// someone, or every event would wait forever on its outcome.
-		need := [][2]string{{o.OutcomePrefix + ".applied.hired", o.OutcomeStream}}
+		need := [][2]string{{OutcomeSubject(o.OutcomePrefix, Applied, handlers.Hired, "0"), o.OutcomeStream}}
 		if !o.Shadow {
-			need = append(need, [2]string{o.DLQPrefix + ".permanent.hired", o.DLQStream})
+			need = append(need, [2]string{DeadLetterSubject(o.DLQPrefix, "permanent", handlers.Hired, "0"), o.DLQStream})
 		}
 		var errs []error
 		for _, n := range need {

@@ -1,7 +1,8 @@
 // Package dlq inspects and replays kdsync's dead letters.
 //
 // The consumer writes a dead letter to the DLQ stream (KDSYNC_DLQ) on
-// <prefix>.<reason>.<action>: the original event, body and headers
+// <prefix>.<reason>.<action>.<userId> (<prefix>.<reason>.<action> before
+// contract v1.1; both are read): the original event, body and headers
 // unchanged, plus Kdsync-* headers saying why, after how many attempts
 // (and each failed attempt's error, Kdsync-Attempt-Log), and where it
 // came from (Kdsync-Original-Subject, -Stream, -Sequence).
@@ -14,6 +15,7 @@
 package dlq
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -108,7 +110,7 @@ type Letter struct {
 	Data   []byte      `json:"-"`
 }
 
-func letter(m *jetstream.RawStreamMsg) *Letter {
+func letter(prefix string, m *jetstream.RawStreamMsg) *Letter {
 	h, subject := m.Header, m.Subject
 	l := &Letter{Seq: m.Sequence, Subject: subject, Stored: m.Time.UTC(), Header: h, Data: m.Data}
 	l.Reason = h.Get(consumer.HdrErrorClass)
@@ -128,15 +130,10 @@ func letter(m *jetstream.RawStreamMsg) *Letter {
 	l.OriginalSeq, _ = strconv.ParseUint(h.Get(consumer.HdrOriginalSeq), 10, 64)
 	l.DeadAt, _ = time.Parse(time.RFC3339Nano, h.Get(consumer.HdrDeadAt))
 	l.ReplayOf = h.Get(consumer.HdrReplayOf)
-	if i := strings.LastIndexByte(subject, '.'); i >= 0 {
-		l.Action = subject[i+1:]
-	}
-	if l.Reason == "" {
-		// The subject's reason token: <prefix>.<reason>.<action>.
-		parts := strings.Split(subject, ".")
-		if len(parts) >= 2 {
-			l.Reason = parts[len(parts)-2]
-		}
+	if p, ok := consumer.ParseSubject(prefix, subject); ok {
+		l.Action = p.Action
+		l.Reason = cmp.Or(l.Reason, p.Kind)
+		l.UserID = cmp.Or(l.UserID, p.User)
 	}
 	return l
 }
@@ -178,15 +175,10 @@ func (s Selector) match(l *Letter) bool {
 	return true
 }
 
-// filter is the subject filter that narrows a scan on the server.
-func (s *Store) filter(sel Selector) string {
-	tok := func(v string) string {
-		if v == "" || strings.ContainsAny(v, ".*> ") {
-			return "*"
-		}
-		return v
-	}
-	return s.opts.Prefix + "." + tok(sel.Reason) + "." + tok(sel.Action)
+// filters are the subject filters that narrow a scan on the server: the
+// letters of both subject forms (with and without the user token).
+func (s *Store) filters(sel Selector) []string {
+	return consumer.SubjectFilters(s.opts.Prefix, sel.Reason, sel.Action, sel.User)
 }
 
 // List returns the letters sel selects, in DLQ order.
@@ -195,11 +187,11 @@ func (s *Store) List(ctx context.Context, sel Selector) ([]*Letter, error) {
 		return s.bySeq(ctx, sel)
 	}
 	var out []*Letter
-	err := s.scan(ctx, s.opts.Stream, s.filter(sel), sel.Since, func(m *jetstream.RawStreamMsg) bool {
+	err := s.scan(ctx, s.opts.Stream, s.filters(sel), sel.Since, func(m *jetstream.RawStreamMsg) bool {
 		if !sel.Until.IsZero() && m.Time.After(sel.Until) {
 			return false
 		}
-		if l := letter(m); sel.match(l) {
+		if l := letter(s.opts.Prefix, m); sel.match(l) {
 			out = append(out, l)
 		}
 		return true
@@ -224,7 +216,7 @@ func (s *Store) bySeq(ctx context.Context, sel Selector) ([]*Letter, error) {
 		if err != nil {
 			return nil, fmt.Errorf("dlq: get %s #%d: %w", s.opts.Stream, seq, err)
 		}
-		if l := letter(m); sel.match(l) {
+		if l := letter(s.opts.Prefix, m); sel.match(l) {
 			out = append(out, l)
 		}
 	}
@@ -244,10 +236,10 @@ func (s *Store) Find(ctx context.Context, ref string) ([]*Letter, error) {
 }
 
 // scan reads stream from since (the start when zero) through the messages
-// on filter present when it began, with an ordered consumer, handing each
+// on filters present when it began, with an ordered consumer, handing each
 // to f until f returns false.
-func (s *Store) scan(ctx context.Context, stream, filter string, since time.Time, f func(*jetstream.RawStreamMsg) bool) error {
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}}
+func (s *Store) scan(ctx context.Context, stream string, filters []string, since time.Time, f func(*jetstream.RawStreamMsg) bool) error {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: filters}
 	if !since.IsZero() {
 		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
 		cfg.OptStartTime = &since
@@ -312,14 +304,10 @@ func (s *Store) Outcome(ctx context.Context, l *Letter) (*consumer.Outcome, erro
 		at = l.Stored
 	}
 	want := consumer.OutcomeMsgID(l.OriginalStream, l.OriginalSeq)
-	action := l.Action
-	if action == "" || strings.ContainsAny(action, "*> ") {
-		action = "*"
-	}
-	filter := s.opts.OutcomePrefix + "." + string(consumer.Deadlettered) + "." + action
+	filters := consumer.SubjectFilters(s.opts.OutcomePrefix, string(consumer.Deadlettered), l.Action, l.UserID)
 	var found *consumer.Outcome
 	var decodeErr error
-	err := s.scan(ctx, s.opts.OutcomeStream, filter, at.Add(-time.Minute), func(m *jetstream.RawStreamMsg) bool {
+	err := s.scan(ctx, s.opts.OutcomeStream, filters, at.Add(-time.Minute), func(m *jetstream.RawStreamMsg) bool {
 		if m.Time.After(at.Add(time.Minute)) {
 			return false
 		}

@@ -56,6 +56,18 @@ type death struct {
 	resent bool
 	// attemptLog is the Kdsync-Attempt-Log header, if any.
 	attemptLog string
+	// old: stored on the subjects of contract v1.0, without the user
+	// token (kdsync.dlq.<reason>.<action>, kdsync.outcome.<result>.<action>).
+	old bool
+}
+
+// subjects are d's dead-letter and outcome subjects.
+func (d death) subjects() (dead, outcome string) {
+	if d.old {
+		return "kdsync.dlq." + d.class + "." + string(d.action), "kdsync.outcome.deadlettered." + string(d.action)
+	}
+	return consumer.DeadLetterSubject("kdsync.dlq", d.class, d.action, d.user),
+		consumer.OutcomeSubject("kdsync.outcome", consumer.Deadlettered, d.action, d.user)
 }
 
 // original builds the identity event as a publisher sends it.
@@ -111,13 +123,14 @@ func (f *fixture) kill(d death) uint64 {
 	h.Set(consumer.HdrUserID, d.user)
 	h.Set(consumer.HdrDeadAt, time.Now().UTC().Format(time.RFC3339Nano))
 	h.Set(jetstream.MsgIDHeader, consumer.OutcomeMsgID("IDENTITY", ack.Sequence))
-	dack, err := f.js.PublishMsg(ctx, &nats.Msg{Subject: "kdsync.dlq." + d.class + "." + string(d.action), Header: h, Data: orig.Data})
+	deadSubj, outSubj := d.subjects()
+	dack, err := f.js.PublishMsg(ctx, &nats.Msg{Subject: deadSubj, Header: h, Data: orig.Data})
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	out, _ := json.Marshal(consumer.Outcome{EventID: d.id, UserID: d.user, Action: d.action, Result: consumer.Deadlettered,
 		Reason: d.class, Error: errText, Attempts: d.attempts, Subject: orig.Subject, Stream: "IDENTITY", Sequence: ack.Sequence, Time: time.Now().UTC()})
-	if _, err := f.js.PublishMsg(ctx, &nats.Msg{Subject: "kdsync.outcome.deadlettered." + string(d.action), Data: out,
+	if _, err := f.js.PublishMsg(ctx, &nats.Msg{Subject: outSubj, Data: out,
 		Header: nats.Header{jetstream.MsgIDHeader: {consumer.OutcomeMsgID("IDENTITY", ack.Sequence)}}}); err != nil {
 		f.t.Fatal(err)
 	}
@@ -139,8 +152,9 @@ func TestList(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	mid := time.Now()
 	time.Sleep(20 * time.Millisecond)
-	s3 := f.kill(death{id: "e3", user: "1001", action: handlers.Disabled, class: "retry_budget_exhausted", attempts: 37, binary: true})
-	f.kill(death{id: "e4", user: "1003", action: handlers.Changed, class: "not_found", attempts: 1})
+	// e3 and e4 are stored as kdsync before contract v1.1 stored them.
+	s3 := f.kill(death{id: "e3", user: "1001", action: handlers.Disabled, class: "retry_budget_exhausted", attempts: 37, binary: true, old: true})
+	f.kill(death{id: "e4", user: "1003", action: handlers.Changed, class: "not_found", attempts: 1, old: true})
 	time.Sleep(20 * time.Millisecond)
 	late := time.Now()
 
@@ -192,7 +206,7 @@ func TestList(t *testing.T) {
 func TestFindAndOutcome(t *testing.T) {
 	f := newFixture(t)
 	f.kill(death{id: "x1", user: "2001", action: handlers.Changed, class: "not_found", attempts: 1})
-	s2 := f.kill(death{id: "2", user: "2002", action: handlers.Enabled, class: "permanent", attempts: 2})
+	s2 := f.kill(death{id: "2", user: "2002", action: handlers.Enabled, class: "permanent", attempts: 2, old: true})
 	f.kill(death{id: "x1", user: "2001", action: handlers.Changed, class: "not_found", attempts: 1, resent: true})
 
 	ls, err := f.store.Find(t.Context(), strconv.FormatUint(s2, 10))
@@ -215,6 +229,16 @@ func TestFindAndOutcome(t *testing.T) {
 	}
 	if out.EventID != "2" || out.Sequence != 2 || out.Result != consumer.Deadlettered || out.Attempts != 2 {
 		t.Errorf("outcome %+v", out)
+	}
+	// A letter of the v1.1 form finds its outcome of the v1.1 form.
+	s4 := f.kill(death{id: "x4", user: "2004", action: handlers.Changed, class: "not_found", attempts: 3})
+	l4 := ls2(t, f, s4)
+	if l4.Subject != "kdsync.dlq.not_found.changed.2004" || l4.Action != "changed" || l4.Reason != "not_found" || l4.UserID != "2004" {
+		t.Errorf("letter %+v", l4)
+	}
+	out, err = f.store.Outcome(t.Context(), l4)
+	if err != nil || out == nil || out.EventID != "x4" || out.Attempts != 3 {
+		t.Fatalf("outcome of a v1.1 letter: %+v %v", out, err)
 	}
 }
 

@@ -551,3 +551,24 @@ func desiredFromRecord(key string, value []byte) (Desired, recordKind) {
 	}
 	return Desired{}, recordUnknown
 }
+
+// ReadUser reads the desired state of one user from kdsync's record of it
+// in the state bucket, as ReadState does for all. ok is false when there
+// is no record, or one that says nothing (no event applied yet).
+func ReadUser(ctx context.Context, kv jetstream.KeyValue, user string) (d Desired, ok bool, err error) {
+	e, err := kv.Get(ctx, consumer.KVKey(user))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Desired{}, false, nil
+	}
+	if err != nil {
+		return Desired{}, false, fmt.Errorf("reconcile: record of %s: %w", user, err)
+	}
+	d, kind := desiredFromRecord(e.Key(), e.Value())
+	switch kind {
+	case recordUnreadable:
+		return Desired{}, false, fmt.Errorf("reconcile: record of %s is unreadable", user)
+	case recordUnknown:
+		return Desired{}, false, nil
+	}
+	return d, true, nil
+}

@@ -153,10 +153,10 @@ func (s *Server) messages(id string, base uint64, changes []change) []outMsg {
 }
 
 // deadLetter builds, for a user the mapping cannot map, a dead letter on
-// <DLQPrefix>.mapping.<action> (the SCIM User as its body; headers as the
-// consumer's dead letters have them, without an original subject: a replay
-// cannot fix a mapping) and its outcome on
-// <OutcomePrefix>.deadlettered.<action>.
+// <DLQPrefix>.mapping.<action>.<userId> (the SCIM User as its body; headers
+// as the consumer's dead letters have them, without an original subject: a
+// replay cannot fix a mapping) and its outcome on
+// <OutcomePrefix>.deadlettered.<action>.<userId>.
 func (s *Server) deadLetter(id string, base uint64, action handlers.Action, userID string, res resource, merr error) []outMsg {
 	evID := eventID(id, base, 0)
 	now := s.now().UTC()
@@ -186,8 +186,8 @@ func (s *Server) deadLetter(id string, base uint64, action handlers.Action, user
 		Time: now}
 	ob, _ := json.Marshal(out)
 	return []outMsg{
-		{Subject: s.opts.DLQPrefix + "." + mapping.Reason + "." + string(action), Header: h, Data: body, BestEffort: true},
-		{Subject: s.opts.OutcomePrefix + "." + string(consumer.Deadlettered) + "." + string(action),
+		{Subject: consumer.DeadLetterSubject(s.opts.DLQPrefix, mapping.Reason, action, userID), Header: h, Data: body, BestEffort: true},
+		{Subject: consumer.OutcomeSubject(s.opts.OutcomePrefix, consumer.Deadlettered, action, userID),
 			Header: map[string][]string{jetstream.MsgIDHeader: {"outcome-" + eventKey(s.opts.Source, evID)}}, Data: ob, BestEffort: true},
 	}
 }

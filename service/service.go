@@ -74,6 +74,8 @@ type Options struct {
 	// Ingress, when its Addr or Listener is set, serves the webhook
 	// ingress (POST /events) on its own listener.
 	Ingress IngressOptions
+	// Console, when its Addr or Listener is set, serves the web console.
+	Console ConsoleOptions
 
 	Build metrics.BuildInfo
 
@@ -157,6 +159,7 @@ func (o *Options) Validate() error {
 	if o.Ingress.SCIM != nil && !o.Ingress.enabled() {
 		errs = append(errs, errors.New("scim: KDSYNC_SCIM_TOKEN needs the ingress's address (KDSYNC_INGRESS_ADDR), which serves /scim/v2"))
 	}
+	errs = append(errs, o.Console.validate())
 	if o.Ingress.enabled() {
 		errs = append(errs, o.Ingress.Options.Validate())
 		if o.Ingress.SCIM != nil {
@@ -287,6 +290,11 @@ func Run(ctx context.Context, o Options) error {
 		go followShare(pctx, lim, c.Share, time.Second)
 	}
 
+	if o.Console.enabled() {
+		if err := startConsole(ctx, o, nc, client, log.With("component", "console")); err != nil {
+			return err
+		}
+	}
 	if o.Reconcile.Interval > 0 {
 		if err := startReconcile(ctx, o, nc, reg, c.Ready, c.Leads, log.With("component", "reconcile")); err != nil {
 			return err

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kdsync/kdsync/console"
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/service"
 )
@@ -35,6 +36,18 @@ func TestValidate(t *testing.T) {
 				o.Consumer.PullBatch = -1
 			},
 			[]string{"KDSYNC_API_BASE_URL", "partitions -2", "pull batch -1"},
+		},
+		"console token too short": {
+			func(o *service.Options) { o.Console.Addr, o.Console.Options.Token = "127.0.0.1:0", "short" },
+			[]string{"KDSYNC_CONSOLE_TOKEN must be at least 16"},
+		},
+		"console off needs no token": {func(o *service.Options) { o.Console.Options.Token = "short" }, nil},
+		"console OIDC incomplete": {
+			func(o *service.Options) {
+				o.Console.Addr, o.Console.Options.Token = "127.0.0.1:0", "console-token-0123456789"
+				o.Console.Options.OIDC = &console.OIDC{Issuer: "https://idp.example", ClientID: "c", RedirectURL: "https://console.example/cb"}
+			},
+			[]string{"must end in /login/callback", "allowed to sign in"},
 		},
 		"two authentications": {
 			func(o *service.Options) { o.AppID = "a" },

@@ -97,8 +97,8 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
   NATS (embedded, JetStream)  %s
   KooDrive simulator          %s/koodrive/ose/v1  (admin: %s/_admin/stats, /_admin/users)
   metrics and health          http://%s/metrics  /healthz  /readyz
-  outcomes                    kdsync.outcome.<result>.<action> (stream KDSYNC_OUTCOMES)
-  dead letters                kdsync.dlq.<reason>.<action> (stream KDSYNC_DLQ)
+  outcomes                    kdsync.outcome.<result>.<action>.<userId> (stream KDSYNC_OUTCOMES)
+  dead letters                kdsync.dlq.<reason>.<action>.<userId> (stream KDSYNC_DLQ)
 Publish your own event from another terminal:
   go run ./cmd/kdsync publish -nats-url %s -type hired -user 1008600000029937613 -dept 1319678187126486147 -role 1
 Run a second kdsync against the same parts, e.g. in shadow mode:

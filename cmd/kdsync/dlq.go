@@ -110,7 +110,7 @@ func parseDLQFlags(sub string, args []string, stderr io.Writer) (*dlqConfig, err
 	env.SetOutput(io.Discard)
 	conn := natsFlags(env)
 	env.StringVar(&c.store.Stream, "dlq-stream", "KDSYNC_DLQ", "stream of dead letters")
-	env.StringVar(&c.store.Prefix, "dlq-prefix", "kdsync.dlq", "subject prefix of dead letters: <prefix>.<reason>.<action>")
+	env.StringVar(&c.store.Prefix, "dlq-prefix", "kdsync.dlq", "subject prefix of dead letters: <prefix>.<reason>.<action>.<userId>")
 	env.StringVar(&c.store.OutcomeStream, "outcome-stream", "KDSYNC_OUTCOMES", "stream of outcomes")
 	env.StringVar(&c.store.OutcomePrefix, "outcome-prefix", "kdsync.outcome", "subject prefix of outcomes")
 

@@ -7,6 +7,8 @@
 //	kdsync ingest    the webhook ingress: CloudEvents over HTTP into the stream
 //	kdsync dlq       inspect, replay and purge dead letters
 //	kdsync mapping   try a SCIM mapping file on one user
+//	kdsync user      one user's story: events, outcomes, KooDrive's state
+//	kdsync sync      provision one user on demand
 //	kdsync version   print the version
 //
 // Every flag has an environment variable: -nats-url is KDSYNC_NATS_URL.
@@ -39,6 +41,8 @@ Usage:
   kdsync reconcile [flags] compare KooDrive with the desired users; -apply repairs the drift
   kdsync guard <command>   mass-deprovisioning guard: status, release, reject
   kdsync mapping test      what a SCIM mapping file makes of one user
+  kdsync user <userId>     one user's events, outcomes, dead letters, holds, KooDrive state, verdict
+  kdsync sync <userId>     provision on demand: repair one user through the stream now
   kdsync version           print the version
 
 Run "kdsync <command> -h" for a command's flags. Every flag can be set by
@@ -71,6 +75,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdGuard(ctx, args[1:], stdout, stderr)
 	case "mapping":
 		err = cmdMapping(ctx, args[1:], stdout, stderr)
+	case "user":
+		err = cmdUser(ctx, args[1:], stdout, stderr)
+	case "sync":
+		err = cmdSync(ctx, args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		b := buildInfo()
 		fmt.Fprintf(stdout, "kdsync %s (%s, %s)\n", b.Version, b.Revision, b.GoVersion)

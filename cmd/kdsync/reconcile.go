@@ -91,15 +91,7 @@ func parseReconcileFlags(args []string, stderr io.Writer) (*reconcileConfig, err
 	env := flag.NewFlagSet("kdsync reconcile", flag.ContinueOnError)
 	env.SetOutput(io.Discard)
 	conn := natsFlags(env)
-	env.StringVar(&c.api.baseURL, "api-base-url", "", "KooDrive endpoint root, e.g. https://intl.myhuaweicloud-koodrive.com")
-	env.StringVar(&c.api.appID, "app-id", "", "KooDrive app id (app authentication)")
-	appSecret := env.String("app-secret", "", "KooDrive app secret (prefer the environment or -app-secret-file)")
-	appSecretFile := env.String("app-secret-file", "", "file holding the KooDrive app secret")
-	env.StringVar(&c.api.userID, "api-user-id", "", "KooDrive user id the app acts as (X-User-Id); reconciliation never repairs this user")
-	apiToken := env.String("api-token", "", "KooDrive bearer token (instead of app authentication)")
-	apiTokenFile := env.String("api-token-file", "", "file holding the KooDrive bearer token")
-	env.DurationVar(&c.api.timeout, "api-timeout", 10*time.Second, "timeout of one KooDrive call")
-	notFound := env.String("not-found-codes", strings.Join(kdapi.DefaultNotFoundCodes, ","), "KooDrive codes meaning \"not found\"")
+	api := apiFlags(env)
 	env.StringVar(&c.stream, "stream", "IDENTITY", "JetStream stream of identity events (repairs are published into it)")
 	env.StringVar(&c.stateBucket, "state-bucket", "KDSYNC_STATE", "KV bucket of kdsync's per-user records")
 	env.StringVar(&c.subjectPrefix, "subject-prefix", reconcile.DefaultSubjectPrefix, "subject prefix of repairs: <prefix>.<action>.<userId>")
@@ -147,11 +139,8 @@ func parseReconcileFlags(args []string, stderr io.Writer) (*reconcileConfig, err
 	c.nats = conn()
 	var errs []error
 	var err error
-	c.api.secret, err = secretValue("app secret", *appSecret, *appSecretFile)
+	c.api, err = api()
 	errs = append(errs, err)
-	c.api.token, err = secretValue("api token", *apiToken, *apiTokenFile)
-	errs = append(errs, err)
-	c.api.notFound = splitList(*notFound)
 	if c.format, err = reconcile.ParseFormat(*format); err != nil {
 		errs = append(errs, err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/peterbourgon/ff/v3"
 
+	"github.com/kdsync/kdsync/console"
 	"github.com/kdsync/kdsync/guard"
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/metrics"
@@ -43,9 +44,9 @@ func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 	fs.BoolVar(&c.Manage, "manage", true, "create or update the streams, consumer and KV bucket; when false, bind to existing ones")
 	fs.IntVar(&c.Replicas, "replicas", 1, "replicas of the streams and bucket kdsync creates")
 	fs.StringVar(&c.OutcomeStream, "outcome-stream", "KDSYNC_OUTCOMES", "stream of outcomes")
-	fs.StringVar(&c.OutcomePrefix, "outcome-prefix", "kdsync.outcome", "subject prefix of outcomes: <prefix>.<result>.<action>")
+	fs.StringVar(&c.OutcomePrefix, "outcome-prefix", "kdsync.outcome", "subject prefix of outcomes: <prefix>.<result>.<action>.<userId>")
 	fs.StringVar(&c.DLQStream, "dlq-stream", "KDSYNC_DLQ", "stream of dead letters")
-	fs.StringVar(&c.DLQPrefix, "dlq-prefix", "kdsync.dlq", "subject prefix of dead letters: <prefix>.<reason>.<action>")
+	fs.StringVar(&c.DLQPrefix, "dlq-prefix", "kdsync.dlq", "subject prefix of dead letters: <prefix>.<reason>.<action>.<userId>")
 	fs.StringVar(&c.StateBucket, "state-bucket", "KDSYNC_STATE", "KV bucket of per-user watermarks and applied state")
 	fs.IntVar(&c.Concurrency, "concurrency", 512, "most KooDrive calls in flight at once: the ceiling of the adaptive limit (enough for 100 ms per call at 5,000 calls/s)")
 	fs.IntVar(&o.ConcurrencyMin, "concurrency-min", 4, "fewest KooDrive calls in flight the adaptive limit goes down to")
@@ -86,10 +87,26 @@ func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 	fs.Float64Var(&o.Reconcile.Rate, "reconcile-rate", 5, "KooDrive requests per second of periodic reconciliation")
 	fs.IntVar(&o.Reconcile.MaxRepairs, "reconcile-max-repairs", 1000, "a pass with more repairs than this publishes none")
 	fs.IntVar(&o.Reconcile.MaxDisables, "reconcile-max-disables", 50, "a pass with more disables than this publishes none")
-	mode := fs.String("mode", "active", "active, or shadow: consume through its own consumer, read KooDrive, publish the calls it would make and the difference they would cause on kdsync.shadow.<result>.<action>, write nothing")
+	mode := fs.String("mode", "active", "active, or shadow: consume through its own consumer, read KooDrive, publish the calls it would make and the difference they would cause on kdsync.shadow.<result>.<action>.<userId>, write nothing")
 	shadow := fs.Bool("shadow", false, "the same as -mode shadow")
 	fs.StringVar(&o.HTTPAddr, "http-addr", ":9090", "address of /metrics, /healthz and /readyz (empty or off: none)")
 	fs.BoolVar(&o.Pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP address (keep that address private)")
+	fs.StringVar(&o.Console.Addr, "console-addr", "", "serve the web console on this address, e.g. 127.0.0.1:8090 (empty: off); keep it private")
+	consoleToken := fs.String("console-token", "", "token operators sign in to the console with, at least 16 characters (prefer the environment or -console-token-file)")
+	consoleTokenFile := fs.String("console-token-file", "", "file holding the console token")
+	fs.BoolVar(&o.Console.Options.ReadOnly, "console-readonly", false, "the console shows everything and changes nothing (no sync, replay, release or reject)")
+	fs.DurationVar(&o.Console.Options.SessionTTL, "console-session-ttl", 8*time.Hour, "a console session ends this long after signing in")
+	fs.DurationVar(&o.Console.Options.IdleTimeout, "console-idle-timeout", 30*time.Minute, "a console session unused this long ends")
+	fs.StringVar(&o.Console.TLSCert, "console-tls-cert", "", "certificate file: serve the console over HTTPS (with -console-tls-key)")
+	fs.StringVar(&o.Console.TLSKey, "console-tls-key", "", "key file of -console-tls-cert")
+	var oidc console.OIDC
+	fs.StringVar(&oidc.Issuer, "console-oidc-issuer", "", "console sign-in through this OpenID Connect provider too (its issuer URL; empty: token only)")
+	fs.StringVar(&oidc.ClientID, "console-oidc-client-id", "", "the console's client id at the OIDC provider")
+	oidcSecret := fs.String("console-oidc-client-secret", "", "the console's client secret at the OIDC provider (prefer the environment or -console-oidc-client-secret-file)")
+	oidcSecretFile := fs.String("console-oidc-client-secret-file", "", "file holding the OIDC client secret")
+	fs.StringVar(&oidc.RedirectURL, "console-oidc-redirect-url", "", "the console's callback registered at the provider: https://<console>/login/callback")
+	oidcAllowed := fs.String("console-oidc-allowed", "", "who may sign in through OIDC: e-mail addresses and @domains, comma-separated (verified addresses only)")
+	fs.StringVar(&oidc.Name, "console-oidc-name", "", "the provider's name on the sign-in button (default: single sign-on)")
 	return func() (service.Options, error) {
 		var errs []error
 		c.StreamSubjects = splitList(*subjects)
@@ -101,6 +118,14 @@ func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 		token, err := secretValue("api token", *apiToken, *apiTokenFile)
 		errs = append(errs, err)
 		o.APIToken = token
+		o.Console.Options.Token, err = secretValue("console token", *consoleToken, *consoleTokenFile)
+		errs = append(errs, err)
+		if oidc.Issuer != "" {
+			oidc.ClientSecret, err = secretValue("console OIDC client secret", *oidcSecret, *oidcSecretFile)
+			errs = append(errs, err)
+			oidc.Allowed = splitList(*oidcAllowed)
+			o.Console.Options.OIDC = &oidc
+		}
 		if *defaultDept != "" {
 			d, err := strconv.ParseInt(*defaultDept, 10, 64)
 			if err != nil || d <= 0 {
