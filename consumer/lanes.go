@@ -50,7 +50,7 @@ type item struct {
 	// once finished.
 	guardOK, guardHold bool
 	body               []byte // the encoded outcome, once decided
-	parkState          // park.go, budget.go
+	parkState                 // park.go, budget.go
 }
 
 // laneState says where a lane is.

@@ -484,14 +484,14 @@ type parkedMsg struct {
 var _ jetstream.Msg = (*parkedMsg)(nil)
 
 func (m *parkedMsg) Metadata() (*jetstream.MsgMetadata, error) { md := m.md; return &md, nil }
-func (m *parkedMsg) Data() []byte                               { return m.data }
-func (m *parkedMsg) Headers() nats.Header                       { return m.header }
-func (m *parkedMsg) Subject() string                            { return m.subject }
-func (m *parkedMsg) Reply() string                              { return "" }
-func (m *parkedMsg) Ack() error                                 { return nil }
-func (m *parkedMsg) DoubleAck(context.Context) error            { return nil }
-func (m *parkedMsg) Nak() error                                 { return nil }
-func (m *parkedMsg) NakWithDelay(time.Duration) error           { return nil }
-func (m *parkedMsg) InProgress() error                          { return nil }
-func (m *parkedMsg) Term() error                                { return nil }
-func (m *parkedMsg) TermWithReason(string) error                { return nil }
+func (m *parkedMsg) Data() []byte                              { return m.data }
+func (m *parkedMsg) Headers() nats.Header                      { return m.header }
+func (m *parkedMsg) Subject() string                           { return m.subject }
+func (m *parkedMsg) Reply() string                             { return "" }
+func (m *parkedMsg) Ack() error                                { return nil }
+func (m *parkedMsg) DoubleAck(context.Context) error           { return nil }
+func (m *parkedMsg) Nak() error                                { return nil }
+func (m *parkedMsg) NakWithDelay(time.Duration) error          { return nil }
+func (m *parkedMsg) InProgress() error                         { return nil }
+func (m *parkedMsg) Term() error                               { return nil }
+func (m *parkedMsg) TermWithReason(string) error               { return nil }
