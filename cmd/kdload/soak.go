@@ -246,7 +246,9 @@ func soak(ctx context.Context, o soakOptions, progress io.Writer) (*SoakReport, 
 				// Disables for 3×limit users: past the limit they are held
 				// (with their users' later events parked behind), released
 				// half a fault interval later.
-				burstIn <- disables(evs, 3*limit, nextFault)
+				b := disables(evs, 3*limit, nextFault)
+				fmt.Fprintf(progress, "%6.0fs  %d disables for the guard to hold past %d\n", since(), len(b), limit)
+				burstIn <- b
 				releaseAt = time.Now().Add(o.every / 2)
 			}
 		}
