@@ -130,6 +130,12 @@ type Options struct {
 	DeprovisionLimit guard.Limit
 	// GuardBucket is the guard's KV bucket; default KDSYNC_GUARD.
 	GuardBucket string
+	// ParkStream keeps the events the guard holds, and the later events
+	// of their users, out of the ack window until an operator decides
+	// (see park.go); subjects <ParkPrefix>.<user key>. Defaults
+	// KDSYNC_PARKED and kdsync.parked.
+	ParkStream string
+	ParkPrefix string
 	// Shadow runs the pipeline without writing to KooDrive: Handler.Users
 	// must be a handlers.Shadow, outcomes carry the planned calls and the
 	// difference they would make, and nothing is dead-lettered into the
@@ -159,6 +165,8 @@ func (o *Options) setDefaults() {
 	def(&o.PriorityGroup, "kdsync")
 	def(&o.MembersBucket, "KDSYNC_MEMBERS")
 	def(&o.GuardBucket, "KDSYNC_GUARD")
+	def(&o.ParkStream, "KDSYNC_PARKED")
+	def(&o.ParkPrefix, "kdsync.parked")
 	if o.InstanceID == "" {
 		o.InstanceID = defaultInstanceID()
 	}
@@ -289,7 +297,9 @@ type Consumer struct {
 
 	membersKV jetstream.KeyValue
 	guard     *guard.Store // nil without a deprovision limit
-	guardHeld atomic.Int64 // events this instance holds for the guard
+	guardHeld atomic.Int64 // held events pending a decision, of this instance's partitions
+	parking   jetstream.Stream
+	parkedN   atomic.Int64 // events parked, of this instance's partitions
 
 	queue   chan *lane // lanes waiting for a worker
 	breaker *breaker
@@ -349,13 +359,16 @@ type Stats struct {
 	InFlight  int // events held, unacknowledged
 	Oldest    time.Duration
 	GuardHeld int // deprovisioning events held for an operator
+	// Parked is how many events are parked (held ones and the later events
+	// of their users), out of the ack window.
+	Parked int
 }
 
 // Stats returns the current lane figures.
 func (c *Consumer) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := Stats{Lanes: len(c.lanes), InFlight: c.inflight, GuardHeld: int(c.guardHeld.Load())}
+	s := Stats{Lanes: len(c.lanes), InFlight: c.inflight, GuardHeld: int(c.guardHeld.Load()), Parked: int(c.parkedN.Load())}
 	now := time.Now()
 	for _, l := range c.lanes {
 		if len(l.queue) > 0 {
@@ -417,6 +430,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 	tick := newTicker(c)
 	go tick.run(c.stopping)
+	parkDone := c.startParkLoop(c.stopping)
 	// Workers bound the KooDrive calls under way: one call per worker.
 	for range c.opts.Concurrency {
 		c.workers.Add(1)
@@ -463,6 +477,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		<-done
 	}
 	tick.stopWait()
+	<-parkDone
 	c.nakAll()
 	c.log.Info("consumer stopped")
 	return pullErr

@@ -46,10 +46,11 @@ type item struct {
 	ra    *retryAfter
 	last  error         // the last KooDrive failure
 	infra time.Duration // wait before retrying a NATS step (watermark, outcome)
-	// guard: admitted past the mass-deprovisioning guard; held while it
-	// waits for an operator; hold to forget once finished.
-	guardOK, guardHeld, guardHold bool
-	body                          []byte // the encoded outcome, once decided
+	// guard: admitted past the mass-deprovisioning guard; hold to forget
+	// once finished.
+	guardOK, guardHold bool
+	body               []byte // the encoded outcome, once decided
+	parkState                 // park.go, budget.go
 }
 
 // laneState says where a lane is.

@@ -26,12 +26,15 @@ import (
 // neither, and the event is Nak'd with the rest of its lane. This is the
 // one place that decides an event's fate.
 func (c *Consumer) step(l *lane, it *item) (wait time.Duration, done bool) {
-	if it.stage != stageFinish {
+	if it.stage != stageFinish && it.stage != stagePark {
 		var stop bool
 		wait, stop = c.decide(l, it)
 		if stop || wait > 0 {
 			return wait, false
 		}
+	}
+	if it.stage == stagePark {
+		return c.parkStep(l, it) // park.go: no outcome yet
 	}
 	if err := c.finish(l, it); err != nil {
 		if c.hard.Err() != nil {
@@ -39,6 +42,9 @@ func (c *Consumer) step(l *lane, it *item) (wait time.Duration, done bool) {
 		}
 		c.log.Warn("storing the outcome failed; retrying", "seq", it.seq, "err", err)
 		return it.nextInfraWait(), false
+	}
+	if it.parked {
+		c.drainNext(l, it) // park.go: the user's next parked event
 	}
 	return 0, true
 }
@@ -73,6 +79,9 @@ func (c *Consumer) decide(l *lane, it *item) (wait time.Duration, stop bool) {
 		}
 		it.infra = 0
 		it.wm = wm
+		if c.parkBehind(it) {
+			return 0, false // park.go: the user has parked events
+		}
 		c.classify(it)
 	}
 	if it.stage == stageApply && c.guard != nil && !it.guardOK && deprovisions(it.ev) {
@@ -98,12 +107,9 @@ func deprovisions(ev *handlers.Event) bool {
 	return false
 }
 
-// guardHoldWait is how often a held event asks for an operator's decision.
-const guardHoldWait = 2 * time.Second
-
-// guardCheck asks the guard about a deprovisioning event. It returns a
-// wait while the event is held; it moves the event on when admitted or
-// rejected.
+// guardCheck asks the guard about a deprovisioning event. It parks the
+// event while it is held; it moves the event on when admitted or
+// rejected. It returns a wait only when the guard cannot be asked.
 func (c *Consumer) guardCheck(it *item) time.Duration {
 	ctx, cancel := context.WithTimeout(c.stopping, 10*time.Second)
 	defer cancel()
@@ -116,13 +122,14 @@ func (c *Consumer) guardCheck(it *item) time.Duration {
 	}
 	switch v {
 	case guard.Wait:
-		if !it.guardHeld {
-			it.guardHeld = true
-			c.guardHeld.Add(1)
-			c.log.Warn("deprovisioning held by the mass-deprovisioning guard; an operator releases or rejects it (kdsync guard)",
+		// Parked (park.go) and acknowledged: it leaves the ack window,
+		// and the user's later events are parked behind it.
+		if !it.parked {
+			c.log.Warn("deprovisioning held by the mass-deprovisioning guard and parked; an operator releases or rejects it (kdsync guard)",
 				"event", it.ev.ID, "user", it.ev.UserID, "action", it.ev.Action, "seq", it.seq, "limit", c.opts.DeprovisionLimit.String())
 		}
-		return guardHoldWait
+		it.stage = stagePark
+		return 0
 	case guard.Rejected:
 		it.out.Result, it.out.Reason = Skipped, SkipGuardRejected
 		it.out.Note = "rejected by an operator at the mass-deprovisioning guard"
@@ -134,10 +141,6 @@ func (c *Consumer) guardCheck(it *item) time.Duration {
 			it.out.Note = "released by an operator at the mass-deprovisioning guard"
 			it.guardHold = true
 		}
-	}
-	if it.guardHeld {
-		it.guardHeld = false
-		c.guardHeld.Add(-1)
 	}
 	return 0
 }
@@ -209,6 +212,9 @@ func (c *Consumer) attempt(it *item) (wait time.Duration, stop bool) {
 		return min(c.opts.BreakerProbe, time.Second), false
 	}
 	it.out.Attempts++
+	if it.firstAttempt.IsZero() {
+		it.firstAttempt = time.Now()
+	}
 	// With partitions the call runs under the lease's fence: abandoned
 	// when this instance may no longer work the partition.
 	ctx, unfence := fenced(kdapi.WithTraceID(c.hard, it.ev.ID), it.src)
@@ -258,7 +264,7 @@ func (c *Consumer) attempt(it *item) (wait time.Duration, stop bool) {
 			b.MaxInterval = c.opts.RetryMax
 			b.Multiplier = 2
 			b.RandomizationFactor = 0.5
-			b.MaxElapsedTime = c.opts.RetryBudget
+			b.MaxElapsedTime = 0 // the budget is counted from the first attempt: retryLeft
 			it.ra = &retryAfter{BackOff: b, limit: c.opts.RetryMax}
 			it.bo = backoff.WithContext(it.ra, c.stopping)
 			it.bo.Reset()
@@ -268,13 +274,16 @@ func (c *Consumer) attempt(it *item) (wait time.Duration, stop bool) {
 		if d == 0 {
 			d = it.bo.NextBackOff()
 		}
-		if d == backoff.Stop {
+		left := c.retryLeft(it) // budget.go
+		if d == backoff.Stop || left <= 0 {
 			if c.stopping.Err() != nil {
 				return 0, true
 			}
-			it.deadLetter(ClassBudgetExhausted, fmt.Sprintf("retry budget of %s spent after %d attempts; last error: %v", c.opts.RetryBudget, it.out.Attempts, err))
+			it.deadLetter(ClassBudgetExhausted, fmt.Sprintf("retry budget of %s spent since the first attempt at %s (%d attempts in this delivery); last error: %v",
+				c.opts.RetryBudget, it.retrySince.UTC().Format(time.RFC3339), it.out.Attempts, err))
 			return 0, false
 		}
+		d = min(d, left)
 		c.obs.Retry(classOf(err), d, it.ra.used)
 		c.log.Debug("retrying event", "event", it.ev.ID, "seq", it.seq, "attempt", it.out.Attempts, "wait", d, "err", err)
 		return d, false

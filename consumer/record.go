@@ -25,7 +25,22 @@ type Record struct {
 	Recent     []string       `json:"recent,omitempty"`
 	State      handlers.State `json:"state"`
 	At         time.Time      `json:"at"`
+	// Parked is the stream sequence of the last event of this user parked
+	// in the parking stream (see park.go): while it is above Seq the user
+	// has parked events, and every later event of theirs is parked behind
+	// them, in order, until they are released or rejected and drained.
+	Parked uint64 `json:"parked,omitempty"`
+	// RetrySeq and RetrySince are the event being retried (the user's
+	// head) and when its first attempt was made: its retry budget is
+	// counted from then, across redeliveries, restarts and handovers.
+	// Written at its first retryable failure; void once Seq reaches it.
+	RetrySeq   uint64    `json:"retrySeq,omitempty"`
+	RetrySince time.Time `json:"retrySince,omitzero"`
 }
+
+// parked reports whether the user has events in the parking stream not
+// yet finished.
+func (r *Record) parked() bool { return r.Parked > r.Seq }
 
 const recentIDs = 8
 
@@ -56,6 +71,9 @@ func (r Record) next(seq uint64, ev *handlers.Event, state *handlers.State, at t
 	n := r
 	n.Seq = seq
 	n.At = at
+	if n.RetrySeq <= seq {
+		n.RetrySeq, n.RetrySince = 0, time.Time{}
+	}
 	if ev != nil && ev.ID != "" {
 		if key := ev.Key(); !r.seenKey(key, ev.ID) {
 			keep := r.Recent[max(0, len(r.Recent)-(recentIDs-1)):]

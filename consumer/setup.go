@@ -114,6 +114,9 @@ func (c *Consumer) setup(ctx context.Context) error {
 		c.guard = g
 		c.log.Info("mass-deprovisioning guard on", "limit", o.DeprovisionLimit.String(), "bucket", o.GuardBucket)
 	}
+	if err := c.setupParking(ctx); err != nil {
+		return err
+	}
 	return c.bindSources(ctx)
 }
 

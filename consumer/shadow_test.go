@@ -129,6 +129,7 @@ func TestShadowBesideActive(t *testing.T) {
 	shadow.Handler = &handlers.Handler{Users: handlers.Shadow{Users: skd}}
 	shadow.Consumer, shadow.OutcomeStream, shadow.OutcomePrefix = "kdsync-shadow", "KDSYNC_SHADOW", "kdsync.shadow"
 	shadow.StateBucket, shadow.GuardBucket, shadow.MembersBucket = "KDSYNC_SHADOW_STATE", "KDSYNC_SHADOW_GUARD", "KDSYNC_SHADOW_MEMBERS"
+	shadow.ParkStream, shadow.ParkPrefix = "KDSYNC_SHADOW_PARKED", "kdsync.shadow-parked"
 	time.Sleep(500 * time.Millisecond) // the active instance partitions the stream first
 	stopShadow := e.run(shadow)
 	defer func() { stopShadow() }()

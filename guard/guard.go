@@ -7,6 +7,10 @@
 //
 //	window        the times of the deprovisions counted in the window
 //	held.<seq>    a held event (stream sequence <seq>) and the operator's decision
+//	tripped       present while some held event awaits a decision
+//
+// The consumer parks held events out of JetStream's ack window (see the
+// consumer package's park.go); this package keeps only the holds.
 package guard
 
 import (
@@ -146,12 +150,11 @@ func (s *Store) Check(ctx context.Context, l Limit, h Hold) (v Verdict, released
 		}
 		return Wait, false, nil
 	}
-	held, err := s.Held(ctx)
-	if err != nil {
-		return Wait, false, err
-	}
-	if slices.ContainsFunc(held, func(x Hold) bool { return x.Decision == Pending }) {
+	switch _, err := s.kv.Get(ctx, trippedKey); {
+	case err == nil:
 		return Wait, false, s.put(ctx, h)
+	case !errors.Is(err, jetstream.ErrKeyNotFound):
+		return Wait, false, fmt.Errorf("guard: read %s: %w", trippedKey, err)
 	}
 	for range 5 {
 		now := s.now()
@@ -195,8 +198,15 @@ func (s *Store) put(ctx context.Context, h Hold) error {
 	if _, err := s.kv.Create(ctx, holdKey(h.Seq), b); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 		return fmt.Errorf("guard: hold %d: %w", h.Seq, err)
 	}
+	if _, err := s.kv.Put(ctx, trippedKey, []byte(strconv.FormatUint(h.Seq, 10))); err != nil {
+		return fmt.Errorf("guard: mark tripped: %w", err)
+	}
 	return nil
 }
+
+// trippedKey is present while some held event awaits a decision: every
+// new deprovision is held too, without listing the holds.
+const trippedKey = "tripped"
 
 func (s *Store) hold(ctx context.Context, seq uint64) (*Hold, error) {
 	e, err := s.kv.Get(ctx, holdKey(seq))
@@ -215,27 +225,37 @@ func (s *Store) hold(ctx context.Context, seq uint64) (*Hold, error) {
 
 // Held lists the held events (pending and decided, not yet finished), in
 // stream order.
+// It reads them in one pass (a watch of their current values), so that
+// the consumer can list thousands every few seconds.
 func (s *Store) Held(ctx context.Context) ([]Hold, error) {
-	l, err := s.kv.ListKeysFiltered(ctx, "held.>")
+	w, err := s.kv.Watch(ctx, "held.>", jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("guard: list holds: %w", err)
 	}
+	defer func() { _ = w.Stop() }()
 	var out []Hold
-	for k := range l.Keys() {
-		seq, err := strconv.ParseUint(strings.TrimPrefix(k, "held."), 10, 64)
-		if err != nil {
-			continue
-		}
-		h, err := s.hold(ctx, seq)
-		if err != nil {
-			return nil, err
-		}
-		if h != nil {
-			out = append(out, *h)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("guard: list holds: %w", ctx.Err())
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, errors.New("guard: list holds: the watch ended early")
+			}
+			if e == nil { // the current values are all in
+				slices.SortFunc(out, func(a, b Hold) int { return cmp.Compare(a.Seq, b.Seq) })
+				return out, nil
+			}
+			if _, err := strconv.ParseUint(strings.TrimPrefix(e.Key(), "held."), 10, 64); err != nil {
+				continue
+			}
+			var h Hold
+			if err := json.Unmarshal(e.Value(), &h); err != nil {
+				return nil, fmt.Errorf("guard: hold %s unreadable: %w", e.Key(), err)
+			}
+			out = append(out, h)
 		}
 	}
-	slices.SortFunc(out, func(a, b Hold) int { return cmp.Compare(a.Seq, b.Seq) })
-	return out, nil
 }
 
 // Decide records an operator's decision on the held events seqs (all
@@ -267,7 +287,33 @@ func (s *Store) Decide(ctx context.Context, seqs []uint64, d Decision, by string
 			return done, fmt.Errorf("guard: reset window: %w", err)
 		}
 	}
-	return done, nil
+	return done, s.untrip(ctx)
+}
+
+// untrip clears the tripped mark when no hold awaits a decision; a hold
+// made meanwhile marks it again.
+func (s *Store) untrip(ctx context.Context) error {
+	held, err := s.Held(ctx)
+	if err != nil {
+		return err
+	}
+	if slices.ContainsFunc(held, func(x Hold) bool { return x.Decision == Pending }) {
+		return nil
+	}
+	if err := s.kv.Delete(ctx, trippedKey); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("guard: clear %s: %w", trippedKey, err)
+	}
+	again, err := s.Held(ctx)
+	if err != nil {
+		return err
+	}
+	for _, h := range again {
+		if h.Decision == Pending {
+			_, err := s.kv.Put(ctx, trippedKey, []byte(strconv.FormatUint(h.Seq, 10)))
+			return err
+		}
+	}
+	return nil
 }
 
 // Finish forgets a held event once its outcome is stored.

@@ -12,6 +12,7 @@
 //	go run ./cmd/kdload -events 100000 -users 20000
 //	go run ./cmd/kdload -kdsync-cpuprofile kdsync.prof -cpuprofile load.prof
 //	go run ./cmd/kdload -sweep -sweep-repeat 3 -sweep-out docs/perf/scaling.tsv
+//	go run ./cmd/kdload -soak 30m    # a fault every minute; slopes of RSS, goroutines, open files
 package main
 
 import (
@@ -141,6 +142,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	sweepOut := fs.String("sweep-out", "", "append one TSV row per run to this file and write the medians to its .median.tsv sibling")
 	sweepOther := fs.Float64("sweep-max-other", 0.10, "a run during which other processes used more than this share of the machine is marked disturbed and run again (at most twice)")
 	sweepWait := fs.Duration("sweep-wait-idle", 10*time.Minute, "before each run, wait up to this long for the machine to be quiet (under 15% busy over 3s, load average under 2); 0: do not wait")
+	soakFor := fs.Duration("soak", 0, "soak: run this long under a steady stream of events with a fault every -soak-every (kdsync SIGKILL, NATS restart, KooDrive outage, throttling, a guard hold released later), sampling kdsync's RSS, goroutines and open files; the checker at the end")
+	soakEvery := fs.Duration("soak-every", time.Minute, "soak: time between faults")
+	soakRate := fs.Float64("soak-rate", 50, "soak: events published per second")
+	soakUsers := fs.Int("soak-users", 2000, "soak: users the events are spread over")
 	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("KDLOAD")); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -161,6 +166,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	o.quotaSteps = steps
+	if *soakFor > 0 {
+		r, err := soak(ctx, soakOptions{duration: *soakFor, every: *soakEvery, rate: *soakRate, users: *soakUsers,
+			bin: *bin, keepLog: *keep, seed: *seed}, stderr)
+		if err != nil {
+			fmt.Fprintf(stderr, "kdload: %v\n", err)
+			return 1
+		}
+		printSoak(stdout, r)
+		_ = json.NewEncoder(stdout).Encode(r)
+		if r.Verdict != "clean" {
+			return 1
+		}
+		return 0
+	}
 	if *sweep {
 		sw := sweepOptions{seconds: *sweepSec, minEvents: *sweepMin, maxEvents: *sweepMax, repeat: *sweepRepeat, out: *sweepOut,
 			maxOther: *sweepOther, waitIdle: *sweepWait, timeout: *timeout}

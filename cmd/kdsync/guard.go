@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"slices"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -23,14 +22,25 @@ import (
 // -shadow), apart from the active instances' KDSYNC_GUARD.
 const shadowGuardBucket = "KDSYNC_SHADOW_GUARD"
 
+// shadowParkStream and shadowParkPrefix are where a shadow instance parks
+// the events its guard holds.
+const (
+	shadowParkStream = "KDSYNC_SHADOW_PARKED"
+	shadowParkPrefix = "kdsync.shadow-parked"
+)
+
 const guardUsage = `Usage: kdsync guard status|release|reject [flags]
 
   status                      the held deprovisioning events and the window's count
   release -seq N,... | -all   apply the held events, in order
   reject  -seq N,... | -all   do not apply them: each gets a skipped outcome (guard_rejected)
 
+Held events, and the later events of their users, are parked in the
+stream KDSYNC_PARKED, out of kdsync's ack window: status counts them.
+
 A shadow instance (kdsync run -shadow) holds in its own bucket,
-KDSYNC_SHADOW_GUARD: add -shadow to reach it. Its decisions change nothing
+KDSYNC_SHADOW_GUARD, and parks in KDSYNC_SHADOW_PARKED: add -shadow to
+reach them. Its decisions change nothing
 in KooDrive either way.
 
 The connection flags, -guard-bucket and -deprovision-limit are also read
@@ -41,15 +51,14 @@ that no stray KDSYNC_ALL can release anything.
 
 // guardConfig is what kdsync guard's flags say.
 type guardConfig struct {
-	nats     consumer.ConnectOptions
-	bucket   string
-	stream   string
-	consumer string
-	limit    guard.Limit
-	json     bool
-	seqs     []uint64
-	all      bool
-	by       string
+	nats       consumer.ConnectOptions
+	bucket     string
+	parkStream string
+	limit      guard.Limit
+	json       bool
+	seqs       []uint64
+	all        bool
+	by         string
 }
 
 // guardFlags declares kdsync guard's flags: on env those also read from
@@ -62,8 +71,7 @@ func guardFlags(out io.Writer) (env, fs *flag.FlagSet, config func() (*guardConf
 	conn := natsFlags(env)
 	env.StringVar(&c.bucket, "guard-bucket", "KDSYNC_GUARD", "the guard's KV bucket, as kdsync run's -guard-bucket")
 	limit := env.String("deprovision-limit", "", "the limit kdsync runs with, e.g. 50/10m (status shows the window's count against it)")
-	env.StringVar(&c.stream, "stream", "IDENTITY", "status: the stream kdsync consumes, as kdsync run's -stream")
-	env.StringVar(&c.consumer, "consumer", "kdsync", "status: kdsync's durable consumer, as kdsync run's -consumer (its ack window is shown)")
+	env.StringVar(&c.parkStream, "park-stream", "KDSYNC_PARKED", "status: the stream kdsync parks held events in, as kdsync run's -park-stream")
 
 	fs = flag.NewFlagSet("kdsync guard", flag.ContinueOnError)
 	fs.SetOutput(out)
@@ -91,8 +99,8 @@ func guardFlags(out io.Writer) (env, fs *flag.FlagSet, config func() (*guardConf
 		if *shadow && !set["guard-bucket"] {
 			c.bucket = shadowGuardBucket
 		}
-		if *shadow && !set["consumer"] {
-			c.consumer = "kdsync-shadow"
+		if *shadow && !set["park-stream"] {
+			c.parkStream = shadowParkStream
 		}
 		if c.seqs, err = parseSeqs(*seqList); err != nil {
 			errs = append(errs, err)
@@ -174,43 +182,9 @@ func cmdGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return guardDecide(ctx, st, c, guard.Decision(verb), stdout)
 }
 
-// ackWindow is one of kdsync's consumers and how full its ack window is:
-// held events stay unacknowledged, and a full window stops deliveries for
-// every user.
-type ackWindow struct {
-	Consumer      string `json:"consumer"`
-	AckPending    int    `json:"ackPending"`
-	MaxAckPending int    `json:"maxAckPending"`
-}
-
-func (w ackWindow) nearlyFull() bool {
-	return w.MaxAckPending > 0 && w.AckPending*10 >= w.MaxAckPending*9
-}
-
-// ackWindows reads the ack windows of the consumer named name on stream,
-// and of its partitions (name-p<n>).
-func ackWindows(ctx context.Context, js jetstream.JetStream, stream, name string) ([]ackWindow, error) {
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		return nil, err
-	}
-	var out []ackWindow
-	l := s.ListConsumers(ctx)
-	for info := range l.Info() {
-		if info.Name != name && !strings.HasPrefix(info.Name, name+"-p") {
-			continue
-		}
-		out = append(out, ackWindow{Consumer: info.Name, AckPending: info.NumAckPending, MaxAckPending: info.Config.MaxAckPending})
-	}
-	if err := l.Err(); err != nil {
-		return nil, err
-	}
-	slices.SortFunc(out, func(a, b ackWindow) int { return strings.Compare(a.Consumer, b.Consumer) })
-	return out, nil
-}
-
-// guardStatus prints the held events, the window's count and how full
-// the consumers' ack windows are.
+// guardStatus prints the held events, the window's count and what is
+// parked: the held events and their users' later events, out of kdsync's
+// ack window.
 func guardStatus(ctx context.Context, js jetstream.JetStream, st *guard.Store, c *guardConfig, stdout io.Writer) error {
 	held, err := st.Held(ctx)
 	if err != nil {
@@ -222,10 +196,30 @@ func guardStatus(ctx context.Context, js jetstream.JetStream, st *guard.Store, c
 			return err
 		}
 	}
-	windows, werr := ackWindows(ctx, js, c.stream, c.consumer)
+	parked, perr := guard.ReadParked(ctx, js, c.parkStream)
+	if perr != nil && !errors.Is(perr, jetstream.ErrStreamNotFound) {
+		return perr
+	}
+	if parked == nil {
+		parked = &guard.Parked{Stream: c.parkStream}
+	}
+	parkedOf := func(h guard.Hold) uint64 {
+		if h.Subject != "" {
+			return parked.ByUser[consumer.ParkToken(h.Subject)]
+		}
+		return parked.ByUser[consumer.KVKey(h.UserID)]
+	}
 	if c.json {
-		return json.NewEncoder(stdout).Encode(map[string]any{"bucket": c.bucket, "held": held, "counted": counted,
-			"limit": c.limit.String(), "ackWindows": windows})
+		type heldJSON struct {
+			guard.Hold
+			Parked uint64 `json:"parked"`
+		}
+		hs := make([]heldJSON, 0, len(held))
+		for _, h := range held {
+			hs = append(hs, heldJSON{h, parkedOf(h)})
+		}
+		return json.NewEncoder(stdout).Encode(map[string]any{"bucket": c.bucket, "held": hs, "counted": counted,
+			"limit": c.limit.String(), "parked": parked})
 	}
 	fmt.Fprintf(stdout, "bucket: %s\n", c.bucket)
 	if counted >= 0 {
@@ -235,29 +229,23 @@ func guardStatus(ctx context.Context, js jetstream.JetStream, st *guard.Store, c
 	}
 	pending := 0
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tHELD SINCE\tACTION\tUSER\tEVENT ID\tDECISION")
+	fmt.Fprintln(tw, "SEQ\tHELD SINCE\tACTION\tUSER\tEVENT ID\tDECISION\tPARKED")
 	for _, h := range held {
 		d := string(h.Decision)
 		if d == "" {
 			d, pending = "pending", pending+1
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", h.Seq, h.Since.UTC().Format("2006-01-02T15:04:05Z"), h.Action, h.UserID, h.EventID, d)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\n", h.Seq, h.Since.UTC().Format("2006-01-02T15:04:05Z"), h.Action, h.UserID, h.EventID, d, parkedOf(h))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%d held, %d pending a decision\n", len(held), pending)
-	switch {
-	case werr != nil:
-		fmt.Fprintf(stdout, "ack window: unknown (stream %s: %v)\n", c.stream, werr)
-	case len(windows) == 0:
-		fmt.Fprintf(stdout, "ack window: unknown (no consumer %s on stream %s; see -consumer)\n", c.consumer, c.stream)
-	}
-	for _, w := range windows {
-		fmt.Fprintf(stdout, "ack window of %s: %d of %d events delivered and not yet acknowledged\n", w.Consumer, w.AckPending, w.MaxAckPending)
-		if w.nearlyFull() && pending > 0 {
-			fmt.Fprintf(stdout, "  nearly full: held events count in it, and when it is full no user's events are delivered; release or reject the held events (or raise KDSYNC_MAX_ACK_PENDING)\n")
-		}
+	if perr != nil {
+		fmt.Fprintf(stdout, "parked: none (no parking stream %s yet; see -park-stream)\n", c.parkStream)
+	} else {
+		fmt.Fprintf(stdout, "parked: %d events of %d users in %s, out of kdsync's ack window (other users flow); each user's are applied in order once decided\n",
+			parked.Events, parked.Users, parked.Stream)
 	}
 	return nil
 }

@@ -5,8 +5,8 @@ import (
 	"cmp"
 	"encoding/json"
 	"flag"
-	"fmt"
 	"maps"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -123,37 +123,41 @@ func TestGuardCommand(t *testing.T) {
 		t.Fatalf("status: exit %d: %s", code, errOut)
 	}
 	for _, w := range []string{"bucket: KDSYNC_GUARD", "window: 1 of 1/1h0m0s", "SEQ", "disabled  u2", "3 held, 3 pending a decision",
-		"ack window: unknown (stream IDENTITY: "} {
+		"parked: none (no parking stream KDSYNC_PARKED yet"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("status lacks %q:\n%s", w, out)
 		}
 	}
 
-	// kdsync's consumer with its ack window full of delivered,
-	// unacknowledged events (held ones among them): status says so.
+	// Held events and their users' later events parked: status counts
+	// them, per held event and in all.
 	ctx := t.Context()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "IDENTITY", Subjects: []string{"identity.>"}}); err != nil {
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "KDSYNC_PARKED", Subjects: []string{"kdsync.parked.>"}}); err != nil {
 		t.Fatal(err)
 	}
-	cons, err := js.CreateOrUpdateConsumer(ctx, "IDENTITY", jetstream.ConsumerConfig{Durable: "kdsync", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 6 {
-		if _, err := js.Publish(ctx, fmt.Sprintf("identity.employee.disabled.u%d", i), []byte("{}")); err != nil {
+	for _, subj := range []string{"kdsync.parked.u.u2", "kdsync.parked.u.u2", "kdsync.parked.u.u3"} {
+		if _, err := js.Publish(ctx, subj, []byte("{}")); err != nil {
 			t.Fatal(err)
 		}
 	}
-	batch, err := cons.Fetch(6, jetstream.FetchMaxWait(time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range batch.Messages() { // delivered, never acknowledged
-	}
 	code, out, errOut = guardCmd("status")
-	if code != 0 || !strings.Contains(out, "ack window of kdsync: 4 of 4 events delivered and not yet acknowledged") ||
-		!strings.Contains(out, "nearly full: held events count in it") {
-		t.Fatalf("status with a full ack window: exit %d\n%s%s", code, out, errOut)
+	if code != 0 || !strings.Contains(out, "parked: 3 events of 2 users in KDSYNC_PARKED") ||
+		!regexp.MustCompile(`disabled\s+u2\s+ev-u2\s+pending\s+2\n`).MatchString(out) {
+		t.Fatalf("status with parked events: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = guardCmd("status", "-json")
+	var status struct {
+		Held []struct {
+			UserID string `json:"userId"`
+			Parked int    `json:"parked"`
+		} `json:"held"`
+		Parked struct{ Events, Users int } `json:"parked"`
+	}
+	if err := json.Unmarshal([]byte(out), &status); err != nil || code != 0 {
+		t.Fatalf("status -json: exit %d, %v\n%s%s", code, err, out, errOut)
+	}
+	if status.Parked.Events != 3 || status.Parked.Users != 2 || len(status.Held) != 3 || status.Held[0].UserID != "u2" || status.Held[0].Parked != 2 {
+		t.Fatalf("status -json: %+v", status)
 	}
 
 	code, out, errOut = guardCmd("reject", "-seq", "2", "-by", "alice")
@@ -261,6 +265,7 @@ func names(o service.Options) map[string]string {
 	return map[string]string{
 		"consumer": c.Consumer, "outcome stream": c.OutcomeStream, "outcome prefix": c.OutcomePrefix,
 		"state bucket": c.StateBucket, "guard bucket": c.GuardBucket, "members bucket": cmp.Or(c.MembersBucket, "KDSYNC_MEMBERS"),
+		"park stream": c.ParkStream, "park prefix": c.ParkPrefix,
 	}
 }
 
@@ -312,9 +317,10 @@ func TestShadowOptionsApart(t *testing.T) {
 
 	// Names set explicitly, by flag or environment, win.
 	t.Setenv("KDSYNC_GUARD_BUCKET", "G_ENV")
-	o, logged := serviceOptions(t, "-shadow", "-consumer", "canary", "-state-bucket", "S", "-outcome-stream", "O", "-outcome-prefix", "o.p")
+	o, logged := serviceOptions(t, "-shadow", "-consumer", "canary", "-state-bucket", "S", "-outcome-stream", "O", "-outcome-prefix", "o.p",
+		"-park-stream", "P")
 	got, want := names(o), map[string]string{"consumer": "canary", "state bucket": "S", "outcome stream": "O", "outcome prefix": "o.p",
-		"guard bucket": "G_ENV", "members bucket": "KDSYNC_SHADOW_MEMBERS"}
+		"guard bucket": "G_ENV", "members bucket": "KDSYNC_SHADOW_MEMBERS", "park stream": "P", "park prefix": "kdsync.shadow-parked"}
 	if !maps.Equal(got, want) || logged != "" {
 		t.Errorf("explicit names: %v (logged %q), want %v", got, logged, want)
 	}

@@ -80,6 +80,8 @@ func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 
 	deprov := fs.String("deprovision-limit", "", "mass-deprovisioning guard: at most N disables and deletes per window, e.g. 50/10m; past it they are held for an operator (kdsync guard); empty: off")
 	fs.StringVar(&c.GuardBucket, "guard-bucket", "KDSYNC_GUARD", "the guard's KV bucket")
+	fs.StringVar(&c.ParkStream, "park-stream", "KDSYNC_PARKED", "stream the guard's held events, and their users' later events, are parked in until decided")
+	fs.StringVar(&c.ParkPrefix, "park-prefix", "kdsync.parked", "subject prefix of parked events: <prefix>.<user key>")
 	fs.DurationVar(&o.Reconcile.Interval, "reconcile-interval", 0, "compare KooDrive with the desired state this often and export the drift as metrics (0: off)")
 	fs.StringVar(&o.Reconcile.Source, "reconcile-source", "", "desired state for periodic reconciliation: an HRIS export (CSV or JSON Lines), read afresh each pass (empty: kdsync's own records)")
 	fs.BoolVar(&o.Reconcile.Complete, "reconcile-complete", false, "the source lists everyone who should have an account (users beyond it are unexpected)")
@@ -173,6 +175,8 @@ func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 				{"outcome-prefix", "kdsync.shadow", &c.OutcomePrefix},
 				{"state-bucket", "KDSYNC_SHADOW_STATE", &c.StateBucket},
 				{"guard-bucket", shadowGuardBucket, &c.GuardBucket},
+				{"park-stream", shadowParkStream, &c.ParkStream},
+				{"park-prefix", shadowParkPrefix, &c.ParkPrefix},
 				{"members-bucket", "KDSYNC_SHADOW_MEMBERS", &c.MembersBucket}, // no flag (yet): always
 			} {
 				f := fs.Lookup(d.flag)
