@@ -78,16 +78,24 @@ func TestShutdownDuringRetry(t *testing.T) {
 	}
 	e.publish(evs)
 	opts := e.options()
+	retries := &retryWatch{}
+	opts.Observer = retries
 	stop := e.run(opts)
 	o := e.collect()
-	// Let every lane fail a few times.
-	deadline := time.Now().Add(10 * time.Second)
-	for e.sim.Stats().Faults["outage"] < 40 && time.Now().Before(deadline) {
+	// Let the lanes fail a few times: 40 calls refused, and at least as
+	// many retries scheduled as there are users, so that "no outcome"
+	// below follows retries, not a consumer that never tried.
+	users := len(harness.UserIDs(evs))
+	deadline := time.Now().Add(30 * time.Second)
+	for e.sim.Stats().Faults["outage"] < 40 || retries.count() < users {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30s of outage: %d calls refused, %d retries scheduled; want 40 and %d", e.sim.Stats().Faults["outage"], retries.count(), users)
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	stop()
 	if n := o.Distinct(); n != 0 {
-		t.Fatalf("%d outcomes while KooDrive was down; want none (retries, not dead letters)", n)
+		t.Fatalf("%d outcomes after %d retries while KooDrive was down; want none (retries, not dead letters)", n, retries.count())
 	}
 	e.sim.StopOutage()
 	stop = e.run(e.options())
@@ -97,6 +105,28 @@ func TestShutdownDuringRetry(t *testing.T) {
 	if r.Events != len(evs) {
 		t.Fatalf("checked %d events", r.Events)
 	}
+}
+
+// retryWatch counts the retries the consumer schedules.
+type retryWatch struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (*retryWatch) EventReceived() {}
+func (*retryWatch) EventFinished(handlers.Action, consumer.Result, string, time.Duration, bool) {
+}
+func (r *retryWatch) Retry(string, time.Duration, bool) {
+	r.mu.Lock()
+	r.n++
+	r.mu.Unlock()
+}
+func (*retryWatch) BreakerState(int) {}
+
+func (r *retryWatch) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n
 }
 
 // TestBreakerOpensAndCloses takes KooDrive down for a while: the breaker
@@ -195,7 +225,7 @@ func TestBadInputDeadLettered(t *testing.T) {
 	}
 
 	e.publish(good[:len(good)/2])
-	js, _ := jetstream.New(e.nc)
+	js := e.js()
 	ctx := context.Background()
 	for _, b := range bads {
 		m := &nats.Msg{Subject: b.subject, Data: []byte(b.body), Header: b.header}
@@ -247,7 +277,10 @@ func TestBadInputDeadLettered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, _ := dlq.Info(ctx)
+	info, err := dlq.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if want := uint64(len(bads) - 1); info.State.Msgs != want { // all but the binary-mode hire
 		t.Fatalf("DLQ holds %d messages, want %d", info.State.Msgs, want)
 	}

@@ -95,7 +95,17 @@ func TestPartitionedInstances(t *testing.T) {
 		t.Fatalf("instances %v did not all finish events: %v", want, byInstance(o.All()))
 	}
 	waitInstances("a", "b", "c")
+	// A killed instance, a partition handed over and a lease lapsing under
+	// load each may leave a write on the wire that the next holder makes
+	// again: at most one per call under way (Concurrency) each. The lapses
+	// come at moments the test cannot know.
+	conc := e.options().Concurrency
+	killFrom := time.Now()
 	ins["b"].kill()
+	e.ambiguous.Interruptions = append(e.ambiguous.Interruptions,
+		checker.Interruption{What: "b killed", From: killFrom, To: time.Now(), Limit: conc},
+		checker.Interruption{What: "partitions handed over to d and from b", Limit: conc},
+		checker.Interruption{What: "leases lapsing under load", Limit: conc})
 	t.Logf("killed b; outcomes by instance: %v", byInstance(o.All()))
 	ins["d"] = e.startInstance("d", 8)
 	time.Sleep(time.Second) // d joins; b's membership expires; partitions move
@@ -107,7 +117,7 @@ func TestPartitionedInstances(t *testing.T) {
 			in.stop(t)
 		}
 	}
-	r := checker.Check(checker.Input{Events: harness.CheckerEvents(evs), Effects: e.sim.Effects(harness.UserIDs(evs)), Outcomes: o.All(), Final: e.sim.Final()})
+	r := checker.Check(checker.Input{Events: harness.CheckerEvents(evs), Effects: e.sim.Effects(harness.UserIDs(evs)), Outcomes: o.All(), Final: e.sim.Final(), Ambiguous: e.ambiguous})
 	suspects := slices.Clone(r.Reordered)
 	for _, w := range r.WrongResult {
 		suspects = append(suspects, strings.SplitN(w, ":", 2)[0])

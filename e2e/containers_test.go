@@ -365,7 +365,7 @@ func (r remoteSim) Effects(userIDs []string) ([]checker.Effect, error) {
 		}
 		for _, op := range rec.Ops {
 			if !op.Direct {
-				all = append(all, seqEffect{op.Seq, checker.Effect{UserID: id, TraceID: op.TraceID, Op: op.Op}})
+				all = append(all, seqEffect{op.Seq, checker.Effect{UserID: id, TraceID: op.TraceID, Op: op.Op, At: op.Time, Fault: op.FaultAfter}})
 			}
 		}
 	}
@@ -387,7 +387,10 @@ func (r remoteSim) Final() (map[string]checker.UserState, error) {
 	}
 	out := map[string]checker.UserState{}
 	for _, u := range list.Users {
-		d, _ := strconv.ParseInt(u.DeptID, 10, 64)
+		d, err := strconv.ParseInt(u.DeptID, 10, 64)
+		if err != nil {
+			d = -1 // no event implies it: a state mismatch, not a silent 0
+		}
 		out[u.UserID] = checker.UserState{DeptID: d, Role: u.Role, Status: u.Status}
 	}
 	return out, nil
