@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kdsync/kdsync/checker"
 	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/internal/natsembed"
 	"github.com/kdsync/kdsync/internal/tcpproxy"
@@ -126,7 +127,7 @@ func TestNetworkCut(t *testing.T) {
 	if got := metricValue(metrics, "kdsync_nats_reconnects_total"); got < 2 {
 		t.Errorf("kdsync_nats_reconnects_total = %v, want at least 2", got)
 	}
-	verify(t, "network-cut", evs, sim, outcomes,
+	verify(t, "network-cut", evs, sim, outcomes, checker.Ambiguity{},
 		fmt.Sprintf("kdsync-NATS TCP cut twice for %s each (connections closed, dials refused); %d publishes re-sent", cutFor, resent), wall)
 }
 
@@ -218,7 +219,7 @@ func TestKooDriveSlowThrottledAlreadyExists(t *testing.T) {
 	if got := metricValue(metrics, "kdsync_retry_after_seconds_total"); got < 1 {
 		t.Errorf("kdsync_retry_after_seconds_total = %v; the 429s' Retry-After was not honoured", got)
 	}
-	verify(t, "koodrive-slow-throttled-exists", evs, sim, outcomes,
+	verify(t, "koodrive-slow-throttled-exists", evs, sim, outcomes, checker.Ambiguity{FailAfterWrite: true},
 		fmt.Sprintf("%d answered after the 300ms client timeout (write applied), %d 429 with Retry-After 1s, %d users existing before their hire (%d creates answered already-exists); %d requests",
 			st.Faults["slow"], st.Faults["error429"], pre, st.DuplicateCreates, st.Requests), wall)
 }
@@ -363,7 +364,9 @@ func TestSIGTERMDuringLongRetry(t *testing.T) {
 	if err := collectAll(ctx, nc, outcomes); err != nil {
 		t.Fatal(err)
 	}
-	verify(t, "sigterm-during-retry", evs, sim, outcomes,
+	// The calls left hanging were applied (marked slow): each explains
+	// one repeat by the third run.
+	verify(t, "sigterm-during-retry", evs, sim, outcomes, checker.Ambiguity{FailAfterWrite: true},
 		fmt.Sprintf("SIGTERM during a KooDrive outage (%d calls refused) and with %d calls hanging past the %s shutdown timeout, restart each time", outageCalls, hung, shutdownTimeout), wall)
 }
 
