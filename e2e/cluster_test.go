@@ -17,6 +17,7 @@ import (
 	"github.com/kdsync/kdsync/checker"
 	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/internal/natsembed"
+	"github.com/kdsync/kdsync/internal/testenv"
 	"github.com/kdsync/kdsync/kdsim"
 	"github.com/kdsync/kdsync/workload"
 )
@@ -190,9 +191,7 @@ func (c *cluster) moveStreamLeader(ctx context.Context, t *testing.T, nc *nats.C
 // node is started again on its store. Nothing is lost, reordered or
 // answered twice.
 func TestClusterNodeLoss(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs kdsync as a process against a three-node cluster")
-	}
+	testenv.SkipShort(t, "runs kdsync as a process against a three-node cluster")
 	seed := testSeed(t)
 	bins.path(t, "kdsync") // built before the clock starts
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

@@ -17,6 +17,7 @@ import (
 	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/internal/natsembed"
 	"github.com/kdsync/kdsync/internal/tcpproxy"
+	"github.com/kdsync/kdsync/internal/testenv"
 	"github.com/kdsync/kdsync/kdsim"
 	"github.com/kdsync/kdsync/workload"
 )
@@ -42,9 +43,7 @@ func waitUnready(ctx context.Context, httpAddr string) error {
 // turns unready, reconnects when the path is back, and nothing is lost,
 // reordered or answered twice.
 func TestNetworkCut(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs kdsync as a process")
-	}
+	testenv.SkipShort(t, "runs kdsync as a process")
 	seed := testSeed(t)
 	bins.path(t, "kdsync") // built before the clock starts
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -138,9 +137,7 @@ func TestNetworkCut(t *testing.T) {
 // applied once in order, nothing is dead-lettered, Retry-After is
 // honoured, and the pre-existing users end as their events say.
 func TestKooDriveSlowThrottledAlreadyExists(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs kdsync as a process")
-	}
+	testenv.SkipShort(t, "runs kdsync as a process")
 	seed := testSeed(t)
 	bins.path(t, "kdsync") // built before the clock starts
 	rng := rand.New(rand.NewPCG(seed, 2))
@@ -231,9 +228,7 @@ func TestKooDriveSlowThrottledAlreadyExists(t *testing.T) {
 // status 0 within its shutdown timeout and stores no outcome; a third run,
 // with KooDrive healthy, applies every event in order.
 func TestSIGTERMDuringLongRetry(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs kdsync as a process")
-	}
+	testenv.SkipShort(t, "runs kdsync as a process")
 	seed := testSeed(t)
 	bins.path(t, "kdsync") // built before the clock starts
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -374,9 +369,7 @@ func TestSIGTERMDuringLongRetry(t *testing.T) {
 // start (the broker down when the pod starts, then the pod is deleted): a
 // requested stop is not a failure, so kdsync exits with status 0.
 func TestSIGTERMWhileNATSUnreachable(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs kdsync as a process")
-	}
+	testenv.SkipShort(t, "runs kdsync as a process")
 	closed := freeAddr(t)
 	logPath := filepath.Join(t.TempDir(), "kdsync.log")
 	d := startDaemon(t, kdsyncEnv("nats://"+closed, "http://"+closed, "127.0.0.1:0"), logPath)

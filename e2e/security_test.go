@@ -27,6 +27,7 @@ import (
 	"github.com/kdsync/kdsync/checker"
 	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/internal/natsembed"
+	"github.com/kdsync/kdsync/internal/testenv"
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/kdsim"
 	"github.com/kdsync/kdsync/workload"
@@ -163,9 +164,7 @@ func runSmall(t *testing.T, scenario string, natsURL string, nc *nats.Conn, sim 
 // never appear in kdsync's log. Without the CA, or with a wrong token,
 // kdsync refuses to go on, and says why without the secret.
 func TestNATSTLSAndCredentials(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs kdsync as a process")
-	}
+	testenv.SkipShort(t, "runs kdsync as a process")
 	seed := testSeed(t)
 	bins.path(t, "kdsync") // built before the clock starts
 	p := newPKI(t)
@@ -298,9 +297,7 @@ func scanEndpoints(t *testing.T, httpAddr string, pprof bool, secrets ...string)
 // credentials: no secret appears in kdsync's log, its HTTP endpoints, the
 // outcomes or the dead letters; /debug/pprof is off unless asked for.
 func TestSecretsNeverLogged(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs kdsync as a process")
-	}
+	testenv.SkipShort(t, "runs kdsync as a process")
 	seed := testSeed(t)
 	bins.path(t, "kdsync") // built before the clock starts
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -448,9 +445,7 @@ func dedupEnv(env []string) []string {
 // are wrong in ways that involve a secret: kdsync refuses or retries, and
 // neither its errors nor its log show the secret.
 func TestSecretsNotInErrorMessages(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs kdsync as a process")
-	}
+	testenv.SkipShort(t, "runs kdsync as a process")
 	const secret = "s3cret-6a1f0e9d8c"
 	ns := startSingle(t, natsembed.Options{User: "kdsync", Password: secret})
 	closedPort := freeAddr(t)
@@ -550,9 +545,7 @@ func TestSecretsNotInErrorMessages(t *testing.T) {
 // TestHTTPEndpointCanBeTurnedOff sets KDSYNC_HTTP_ADDR to nothing, which
 // the flag's help documents as "empty: off": kdsync then serves no HTTP.
 func TestHTTPEndpointCanBeTurnedOff(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs kdsync as a process")
-	}
+	testenv.SkipShort(t, "runs kdsync as a process")
 	closed := freeAddr(t)
 	logPath := filepath.Join(t.TempDir(), "kdsync.log")
 	d := startDaemon(t, kdsyncEnv("nats://"+closed, "http://"+closed, ""), logPath)
