@@ -422,3 +422,82 @@ func TestReplayStaleAndForced(t *testing.T) {
 		t.Fatalf("forced replay not applied: %+v", u)
 	}
 }
+
+// TestOutcomeStoredBeforeAck: an event is acknowledged only once its
+// outcome is stored. While the outcome stream refuses writes (full, with
+// discard new), kdsync applies each user's head event and then holds it,
+// retrying the outcome: nothing more is acknowledged; once the stream takes
+// writes again everything finishes.
+func TestOutcomeStoredBeforeAck(t *testing.T) {
+	e := newEnv(t, kdsim.Faults{})
+	evs := e.generate(20, 3, 23)
+	stop := e.run(e.options())
+	defer stop()
+	o := e.collect()
+	e.publish(evs[:1])
+	e.wait(o, 1, 30*time.Second)
+
+	ctx := t.Context()
+	js := e.js()
+	outs, err := js.Stream(ctx, "KDSYNC_OUTCOMES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := outs.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := info.Config
+	full := open
+	full.MaxMsgs, full.Discard = int64(info.State.Msgs), jetstream.DiscardNew
+	if _, err := js.UpdateStream(ctx, full); err != nil {
+		t.Fatalf("making the outcome stream refuse writes: %v", err)
+	}
+
+	e.publish(evs[1:])
+	// Every user's hire is applied (its lane then holds it, the outcome
+	// refused).
+	users := harness.UserIDs(evs)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		applied := 0
+		for _, u := range users {
+			if rec, ok := e.sim.User(u); ok && len(rec.Ops) > 0 {
+				applied++
+			}
+		}
+		if applied == len(users) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d users' hires applied in 30s", applied, len(users))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// For a second, while the outcomes are refused, nothing but the first
+	// event may be acknowledged.
+	cons, err := js.Consumer(ctx, "IDENTITY", "kdsync")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		ci, err := cons.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		acked := len(evs) - int(ci.NumPending) - ci.NumAckPending
+		if acked > 1 {
+			t.Fatalf("%d events acknowledged while their outcomes could not be stored (ack floor %d, %d pending ack)", acked, ci.AckFloor.Stream, ci.NumAckPending)
+		}
+	}
+	if n := o.Distinct(); n != 1 {
+		t.Fatalf("%d outcomes stored while the stream refused them", n)
+	}
+
+	if _, err := js.UpdateStream(ctx, open); err != nil {
+		t.Fatalf("opening the outcome stream again: %v", err)
+	}
+	e.wait(o, len(evs), 60*time.Second)
+	stop()
+	e.check(evs, o, false)
+}
