@@ -106,7 +106,7 @@ func (e *env) wait(o *harness.Outcomes, n int, d time.Duration) {
 	defer cancel()
 	js := e.js()
 	for {
-		wctx, wcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		wctx, wcancel := context.WithTimeout(ctx, 500*time.Millisecond)
 		err := o.WaitFor(wctx, n)
 		wcancel()
 		if err == nil {

@@ -136,6 +136,15 @@ func (e *env) seed(first uint64, n int) []kdsim.User {
 			e.t.Fatal(err)
 		}
 		futs = append(futs, f)
+		if len(futs)%1000 == 0 {
+			// Bounded batches: a loaded server otherwise stalls the
+			// client's async window ("too many outstanding").
+			select {
+			case <-e.js.PublishAsyncComplete():
+			case <-time.After(30 * time.Second):
+				e.t.Fatal("records not acknowledged")
+			}
+		}
 	}
 	for _, f := range futs {
 		select {
