@@ -71,9 +71,10 @@ EOF
     return
   fi
   echo "mutant $name ($file): caught by ${caught[*]} ($(( $(date +%s) - t0 ))s)"
-  # The first failure message of each test, to show what noticed.
+  # The last message of each test (its failure), to show what noticed.
   for t in $tests; do
-    grep -A1 -- "--- FAIL: $t " "$log" | sed -n 2p | sed 's/^ */      /' | cut -c1-200
+    awk -v t="--- FAIL: $t " 'index($0, t) == 1 {on = 1; next} on && /^    [^ ]/ {last = $0} on && !/^ / {on = 0} END {print last}' "$log" \
+      | sed 's/^ */      /' | cut -c1-220
   done
 }
 
