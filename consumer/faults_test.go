@@ -78,16 +78,24 @@ func TestShutdownDuringRetry(t *testing.T) {
 	}
 	e.publish(evs)
 	opts := e.options()
+	retries := &retryWatch{}
+	opts.Observer = retries
 	stop := e.run(opts)
 	o := e.collect()
-	// Let every lane fail a few times.
-	deadline := time.Now().Add(10 * time.Second)
-	for e.sim.Stats().Faults["outage"] < 40 && time.Now().Before(deadline) {
+	// Let the lanes fail a few times: 40 calls refused, and at least as
+	// many retries scheduled as there are users, so that "no outcome"
+	// below follows retries, not a consumer that never tried.
+	users := len(harness.UserIDs(evs))
+	deadline := time.Now().Add(30 * time.Second)
+	for e.sim.Stats().Faults["outage"] < 40 || retries.count() < users {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30s of outage: %d calls refused, %d retries scheduled; want 40 and %d", e.sim.Stats().Faults["outage"], retries.count(), users)
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	stop()
 	if n := o.Distinct(); n != 0 {
-		t.Fatalf("%d outcomes while KooDrive was down; want none (retries, not dead letters)", n)
+		t.Fatalf("%d outcomes after %d retries while KooDrive was down; want none (retries, not dead letters)", n, retries.count())
 	}
 	e.sim.StopOutage()
 	stop = e.run(e.options())
@@ -97,6 +105,28 @@ func TestShutdownDuringRetry(t *testing.T) {
 	if r.Events != len(evs) {
 		t.Fatalf("checked %d events", r.Events)
 	}
+}
+
+// retryWatch counts the retries the consumer schedules.
+type retryWatch struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (*retryWatch) EventReceived() {}
+func (*retryWatch) EventFinished(handlers.Action, consumer.Result, string, time.Duration, bool) {
+}
+func (r *retryWatch) Retry(string, time.Duration, bool) {
+	r.mu.Lock()
+	r.n++
+	r.mu.Unlock()
+}
+func (*retryWatch) BreakerState(int) {}
+
+func (r *retryWatch) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n
 }
 
 // TestBreakerOpensAndCloses takes KooDrive down for a while: the breaker
@@ -195,7 +225,7 @@ func TestBadInputDeadLettered(t *testing.T) {
 	}
 
 	e.publish(good[:len(good)/2])
-	js, _ := jetstream.New(e.nc)
+	js := e.js()
 	ctx := context.Background()
 	for _, b := range bads {
 		m := &nats.Msg{Subject: b.subject, Data: []byte(b.body), Header: b.header}
@@ -247,7 +277,10 @@ func TestBadInputDeadLettered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, _ := dlq.Info(ctx)
+	info, err := dlq.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if want := uint64(len(bads) - 1); info.State.Msgs != want { // all but the binary-mode hire
 		t.Fatalf("DLQ holds %d messages, want %d", info.State.Msgs, want)
 	}
@@ -388,4 +421,83 @@ func TestReplayStaleAndForced(t *testing.T) {
 	if u := e.sim.Final()[user]; u.DeptID != 1319678187126486147 {
 		t.Fatalf("forced replay not applied: %+v", u)
 	}
+}
+
+// TestOutcomeStoredBeforeAck: an event is acknowledged only once its
+// outcome is stored. While the outcome stream refuses writes (full, with
+// discard new), kdsync applies each user's head event and then holds it,
+// retrying the outcome: nothing more is acknowledged; once the stream takes
+// writes again everything finishes.
+func TestOutcomeStoredBeforeAck(t *testing.T) {
+	e := newEnv(t, kdsim.Faults{})
+	evs := e.generate(20, 3, 23)
+	stop := e.run(e.options())
+	defer stop()
+	o := e.collect()
+	e.publish(evs[:1])
+	e.wait(o, 1, 30*time.Second)
+
+	ctx := t.Context()
+	js := e.js()
+	outs, err := js.Stream(ctx, "KDSYNC_OUTCOMES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := outs.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := info.Config
+	full := open
+	full.MaxMsgs, full.Discard = int64(info.State.Msgs), jetstream.DiscardNew
+	if _, err := js.UpdateStream(ctx, full); err != nil {
+		t.Fatalf("making the outcome stream refuse writes: %v", err)
+	}
+
+	e.publish(evs[1:])
+	// Every user's hire is applied (its lane then holds it, the outcome
+	// refused).
+	users := harness.UserIDs(evs)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		applied := 0
+		for _, u := range users {
+			if rec, ok := e.sim.User(u); ok && len(rec.Ops) > 0 {
+				applied++
+			}
+		}
+		if applied == len(users) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d users' hires applied in 30s", applied, len(users))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// For a second, while the outcomes are refused, nothing but the first
+	// event may be acknowledged.
+	cons, err := js.Consumer(ctx, "IDENTITY", "kdsync")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		ci, err := cons.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		acked := len(evs) - int(ci.NumPending) - ci.NumAckPending
+		if acked > 1 {
+			t.Fatalf("%d events acknowledged while their outcomes could not be stored (ack floor %d, %d pending ack)", acked, ci.AckFloor.Stream, ci.NumAckPending)
+		}
+	}
+	if n := o.Distinct(); n != 1 {
+		t.Fatalf("%d outcomes stored while the stream refused them", n)
+	}
+
+	if _, err := js.UpdateStream(ctx, open); err != nil {
+		t.Fatalf("opening the outcome stream again: %v", err)
+	}
+	e.wait(o, len(evs), 60*time.Second)
+	stop()
+	e.check(evs, o, false)
 }

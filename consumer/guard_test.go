@@ -27,10 +27,16 @@ func TestGuardHoldsSurvivesRestartAndReleases(t *testing.T) {
 	}
 	var disables, enables []workload.Event
 	for i, h := range hires {
-		d, _ := workload.Encode(eventOf(h, "d", handlers.Disabled), "identity.employee.", "t", time.Now())
+		d, err := workload.Encode(eventOf(h, "d", handlers.Disabled), "identity.employee.", "t", time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
 		disables = append(disables, d)
 		if i == users-1 {
-			en, _ := workload.Encode(eventOf(h, "e", handlers.Enabled), "identity.employee.", "t", time.Now())
+			en, err := workload.Encode(eventOf(h, "e", handlers.Enabled), "identity.employee.", "t", time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
 			enables = append(enables, en)
 		}
 	}
@@ -95,8 +101,8 @@ func TestGuardHoldsSurvivesRestartAndReleases(t *testing.T) {
 	if disabled != users-2 { // all but the rejected one and the re-enabled one
 		t.Fatalf("%d users disabled, want %d", disabled, users-2)
 	}
-	if left, _ := st.Held(context.Background()); len(left) != 0 {
-		t.Fatalf("%d holds left after their outcomes", len(left))
+	if left, err := st.Held(context.Background()); err != nil || len(left) != 0 {
+		t.Fatalf("%d holds left after their outcomes (%v)", len(left), err)
 	}
 }
 

@@ -93,28 +93,28 @@ func TestLeaseFence(t *testing.T) {
 	}
 
 	// a stops renewing (a pause, a cut): its fence falls first, then the
-	// server expires the lease and b takes it.
-	fellAt := time.Now()
-	select {
-	case <-call.Done():
-	case <-time.After(5 * time.Second):
-		t.Fatal("the fence did not fall without renewals")
-	}
-	if leased(pa) {
-		t.Fatal("leased after the fence fell")
-	}
-	var takenAt time.Time
-	for deadline := time.Now().Add(5 * time.Second); takenAt.IsZero(); time.Sleep(10 * time.Millisecond) {
+	// server expires the lease and b takes it. b tries all along: every
+	// try while a's fence is up must fail.
+	upTries := 0
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatal("b never took the lapsed lease")
+			t.Fatalf("b never took the lapsed lease (%d tries while a's fence was up)", upTries)
 		}
+		up := call.Err() == nil
 		if b.acquire(ctx, pb) {
-			takenAt = time.Now()
+			if call.Err() == nil || leased(pa) {
+				t.Fatalf("b took the lease while a's fence was up (after %d refused tries)", upTries)
+			}
+			break
+		}
+		if up {
+			upTries++
 		}
 	}
-	if !takenAt.After(fellAt) {
-		t.Fatalf("b took the lease (%s) before a's fence fell (%s)", takenAt, fellAt)
+	if upTries == 0 {
+		t.Fatal("b never tried while a's fence was up: the probe proved nothing")
 	}
+	t.Logf("b refused %d times while a's fence was up, then took the lease after it fell", upTries)
 	if !leased(pb) || !b.Leads() || a.Leads() {
 		t.Fatalf("after the takeover: b leased %v, b leads %v, a leads %v", leased(pb), b.Leads(), a.Leads())
 	}

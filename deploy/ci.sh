@@ -10,23 +10,28 @@
 #   1. promtool: check config, check rules, test rules (rules_test.yml),
 #      and the rule tests must fail on each alert's expression broken;
 #      deploy/ci_checks.py: alerts complete and documented, every alert
-#      tested both ways, PrometheusRule == rules.yml, the shipped KDSYNC_*
-#      variables are real flags, the manifests agree with each other;
-#      kubectl kustomize (when kubectl is there); deploy/kubecheck: every
-#      manifest decodes strictly into its Kubernetes API type (a misspelt
-#      field fails); docker-compose config.
+#      tested both ways (after a control run of the re-serialised rules),
+#      PrometheusRule == rules.yml, the shipped KDSYNC_* variables are real
+#      flags, the manifests agree with each other; deploy/kubecheck: the
+#      kustomization built as `kubectl kustomize` would (the kustomize
+#      library kubectl embeds; no kubectl needed) and its promises checked,
+#      then every manifest and the built output decoded strictly into its
+#      Kubernetes API type (a misspelt field fails); docker-compose config.
 #   2. kdsync demo on a free port: promtool check metrics on its /metrics,
 #      then a real Prometheus (Debian's) scraping it every 1s with rules.yml:
 #      every Grafana panel query must return series, the rules must load.
 #   3. deploy/build-images.sh (tag ci<pid>, removed at exit), then
 #      docker-compose up nats kdsim kdsync,
 #      20 events published with `docker-compose run --rm kdsync publish`,
-#      and the simulator must show them applied within 60s.
+#      and within 60s every user must be in the simulator in the state its
+#      events imply, kdsync's /metrics must show them applied, none
+#      dead-lettered.
 # Everything it starts listens on 127.0.0.1 and is stopped at exit.
 #
 # Environment: KEEP_DOCKERD=1 leaves a dockerd that this script started
 # running; KDSYNC_CI_SKIP_DOCKER=1 skips docker-compose config and part 3
-# (it says so, loudly).
+# (it says so, loudly), and is refused in CI (CI=true or KDSYNC_CI=1): a
+# variable inherited there must not turn the check off.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin:/usr/sbin:/sbin"
@@ -35,6 +40,11 @@ export DEBIAN_FRONTEND=noninteractive
 export no_proxy="127.0.0.1,localhost${no_proxy:+,$no_proxy}"
 export NO_PROXY=$no_proxy
 started_at=$(date +%s)
+
+if [ -n "${KDSYNC_CI_SKIP_DOCKER:-}" ] && { [ "${CI:-}" = true ] || [ "${KDSYNC_CI:-}" = 1 ]; }; then
+  echo "deploy/ci.sh: FAILED: KDSYNC_CI_SKIP_DOCKER is set in CI (CI=${CI:-} KDSYNC_CI=${KDSYNC_CI:-}): the images and the compose run would not be checked" >&2
+  exit 1
+fi
 
 step() { printf '\n== [%3ss] %s\n' "$(( $(date +%s) - started_at ))" "$*"; }
 run() { echo "+ $*" >&2; "$@"; }
@@ -122,15 +132,12 @@ run go build -o "$work/kdsync" ./cmd/kdsync
 "$work/kdsync" run -h >"$work/flags.txt" 2>&1 || true
 run $PY deploy/ci_checks.py static "$work/flags.txt"
 manifests=("$PWD"/deploy/kubernetes/*.yaml)
-if command -v kubectl >/dev/null; then
-  run kubectl kustomize deploy/kubernetes >"$work/k8s.yaml"
-  echo "kustomize: $(grep -c '^kind:' "$work/k8s.yaml") objects: $(grep '^kind:' "$work/k8s.yaml" | cut -d' ' -f2 | tr '\n' ' ')"
-  manifests+=("$work/k8s.yaml")
-else
-  echo "kubectl not installed: kubectl kustomize deploy/kubernetes skipped"
-fi
-echo "+ (cd deploy/kubecheck && go run . ${manifests[*]})   # strict decoding into the Kubernetes API types"
-(cd deploy/kubecheck && go run . "${manifests[@]}") || die "Kubernetes manifests do not decode strictly"
+# The kustomization built with sigs.k8s.io/kustomize/api (what `kubectl
+# kustomize` runs), its output checked with the manifests.
+echo "+ (cd deploy/kubecheck && go run . -kustomize $PWD/deploy/kubernetes $work/k8s.yaml ${manifests[*]})   # kustomize build, strict decoding into the Kubernetes API types"
+(cd deploy/kubecheck && go run . -kustomize "$PWD/../kubernetes" "$work/k8s.yaml" "${manifests[@]}") \
+  || die "the kustomization does not build, or the manifests do not decode strictly"
+grep -q '^kind: Deployment' "$work/k8s.yaml" || die "the kustomize build holds no Deployment"
 
 if [ -z "${KDSYNC_CI_SKIP_DOCKER:-}" ]; then
   step "docker-compose config (all services, prometheus and grafana included)"
@@ -253,16 +260,42 @@ for i in $(seq 1 $changes); do
   publish -type changed -user "$(( 1008600000000000000 + i ))" -role 2
 done
 stats() { curl -sf "http://127.0.0.1:$KDSIM_PORT/_admin/stats"; }
-applied() {
-  stats | $PY -c "import json,sys; s=json.load(sys.stdin); sys.exit(0 if s['creates'] >= $hires and s['updates'] >= $changes else 1)"
+# final_state: every user in the simulator as its events imply: department
+# 1319678187126486147, enabled, role 2 for the first $changes (hired with
+# role 1, then changed), role 1 for the rest; prints what differs.
+final_state() {
+  curl -sf "http://127.0.0.1:$KDSIM_PORT/_admin/users" | $PY -c "
+import json, sys
+users = {u['userId']: u for u in json.load(sys.stdin)['users']}
+bad = []
+for i in range(1, $hires + 1):
+    uid = str(1008600000000000000 + i)
+    want = {'deptId': '1319678187126486147', 'role': 2 if i <= $changes else 1, 'status': 0}
+    u = users.get(uid)
+    got = {k: u[k] for k in want} if u else None
+    if got != want:
+        bad.append(f'{uid}: {got}, want {want}')
+extra = sorted(set(users) - {str(1008600000000000000 + i) for i in range(1, $hires + 1)})
+if extra:
+    bad.append(f'users no event made: {extra}')
+print('\n'.join(bad))
+sys.exit(1 if bad else 0)"
 }
-if ! wait_for 60 applied; then
-  echo "kdsim stats: $(stats)"; compose_logs
-  die "the simulator did not see $hires creates and $changes updates within 60s"
+if ! wait_for 60 final_state; then
+  echo "kdsim stats: $(stats)"; echo "differences:"; final_state || true; compose_logs
+  die "the simulator's users are not in the state their $hires hires and $changes changes imply within 60s"
 fi
+echo "all $hires users in the simulator as their events imply"
 echo "kdsim stats: $(stats | $PY -c 'import json,sys; s=json.load(sys.stdin); print({k: s[k] for k in ("requests", "creates", "updates", "writes", "authFailures", "invalid")})')"
-finished=$(curl -sf "http://127.0.0.1:$KDSYNC_PORT/metrics" | grep '^kdsync_events_finished_total' | grep -v ' 0$' || true)
+# kdsync's own account: every event finished as applied, none
+# dead-lettered. A kdsync that does not answer fails here.
+metrics=$(curl -sf "http://127.0.0.1:$KDSYNC_PORT/metrics") || { compose_logs; die "kdsync's /metrics does not answer"; }
+finished=$(echo "$metrics" | grep '^kdsync_events_finished_total' | grep -v ' 0$' || true)
 echo "kdsync_events_finished_total (non-zero):"; echo "$finished"
 echo "$finished" | grep -q 'result="deadlettered"' && { compose_logs; die "events were dead-lettered"; }
+applied_total=$(echo "$metrics" | $PY -c '
+import re, sys
+print(int(sum(float(m.group(1)) for m in re.finditer(r"^kdsync_events_finished_total\{[^}]*result=\"applied\"[^}]*\} (\S+)$", sys.stdin.read(), re.M))))')
+[ "$applied_total" -eq $(( hires + changes )) ] || { compose_logs; die "kdsync counts $applied_total events applied, want $(( hires + changes ))"; }
 run $COMPOSE down -v --remove-orphans
 compose_project=""

@@ -25,10 +25,13 @@
       (comma-separated) with all of rules.yml's alerts.
 
   ci_checks.py mutants
-      The rule tests can fail: for each alert, a copy of rules.yml whose
-      expression for that alert never fires (`vector(0) > 1`) and one
-      where it always fires (`vector(1)`, no labels) must each make
-      `promtool test rules` fail; prints promtool's complaint for the first.
+      The rule tests can fail: after a control run (rules.yml re-serialised
+      as the mutants are, unchanged, must pass), for each alert a copy of
+      rules.yml whose expression for that alert never fires (`vector(0) >
+      1`) and one where it always fires (`vector(1)`, no labels) must each
+      make a test of `promtool test rules` fail (an expectation not met:
+      another error, such as rules that do not load, is not a catch);
+      prints promtool's complaint for the first.
 
 Needs PyYAML. Exit status 1 on the first failed check group, with every
 problem of that group listed.
@@ -406,6 +409,14 @@ def check_queries(prom, groups):
     fail(f"Prometheus loaded rule groups {groups} ({len(got)} rules, all healthy)", problems)
 
 
+def failed_a_test(res):
+    """Whether promtool test rules failed on a test's expectation (its
+    report shows what was expected and what came), not on an error such as
+    a rules file that does not load."""
+    out = res.stdout + res.stderr
+    return res.returncode != 0 and re.search(r"^\s*exp:", out, re.M) and re.search(r"^\s*got:", out, re.M)
+
+
 def check_mutants():
     """Every alert's tests catch a broken expression, both ways."""
     names = [r["alert"] for g in load_yaml(RULES)["groups"] for r in g["rules"] if "alert" in r]
@@ -426,12 +437,24 @@ def check_mutants():
                                  cwd=tmp, capture_output=True, text=True)
         return job, res
 
+    # The control: the rules re-serialised the way the mutants are, none
+    # changed, must pass. Otherwise every "caught" mutant proves nothing.
+    _, control = run((None, "control", None))
+    if control.returncode != 0:
+        print((control.stdout + control.stderr)[:2000])
+        fail("control run: the re-serialised, unchanged rules pass promtool test rules",
+             [f"promtool test rules exits {control.returncode} on the unchanged rules"])
+    print("control run: the re-serialised, unchanged rules pass their tests")
+
     jobs = [(n, k, e) for n in names for k, e in kinds]
     problems, shown = [], False
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         for (name, kind, expr), res in pool.map(run, jobs):
             if res.returncode == 0:
                 problems.append(f"{name}: expression replaced by `{expr}` ({kind}), yet promtool test rules passes")
+            elif not failed_a_test(res):
+                out = " | ".join(l.strip() for l in (res.stdout + res.stderr).splitlines() if l.strip())[:300]
+                problems.append(f"{name} with `{expr}` ({kind}): promtool exits {res.returncode} without a failed expectation: {out}")
             elif not shown:
                 shown = True
                 out = [l for l in (res.stdout + res.stderr).splitlines() if l.strip()]

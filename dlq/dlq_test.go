@@ -300,8 +300,8 @@ func TestReplay(t *testing.T) {
 			if err != nil || ev.ID != l.EventID || ev.Binary != (name != "structured") {
 				t.Errorf("decode: %+v %v", ev, err)
 			}
-			if left, _ := f.store.List(t.Context(), dlq.Selector{Seqs: []uint64{tc.seq}}); len(left) != 0 {
-				t.Error("the letter is still in the DLQ")
+			if left, err := f.store.List(t.Context(), dlq.Selector{Seqs: []uint64{tc.seq}}); err != nil || len(left) != 0 {
+				t.Errorf("the letter is still in the DLQ (%d letters, %v)", len(left), err)
 			}
 			// Replaying the same letter again (e.g. after a crash before
 			// the removal) stores nothing new.

@@ -154,8 +154,8 @@ func TestReplayAfterRaisingTheSizeLimit(t *testing.T) {
 	if !ok || u.User.DeptID != strconv.FormatInt(dept, 10) {
 		t.Fatalf("user after the replay: %+v %v", u, ok)
 	}
-	if left, _ := p.store.List(t.Context(), dlq.Selector{}); len(left) != 0 {
-		t.Errorf("%d dead letters left", len(left))
+	if left, err := p.store.List(t.Context(), dlq.Selector{}); err != nil || len(left) != 0 {
+		t.Errorf("%d dead letters left (%v)", len(left), err)
 	}
 }
 
@@ -244,8 +244,8 @@ func TestReplayStaleThroughTheConsumer(t *testing.T) {
 	if u, _ := p.sim.User(user); u.User.DeptID != early {
 		t.Fatalf("the forced replay was not applied: %+v", u.User)
 	}
-	if left, _ := p.store.List(t.Context(), dlq.Selector{User: user}); len(left) != 0 {
-		t.Errorf("%d dead letters left", len(left))
+	if left, err := p.store.List(t.Context(), dlq.Selector{User: user}); err != nil || len(left) != 0 {
+		t.Errorf("%d dead letters left (%v)", len(left), err)
 	}
 }
 

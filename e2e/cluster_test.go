@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -13,8 +14,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kdsync/kdsync/checker"
 	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/internal/natsembed"
+	"github.com/kdsync/kdsync/internal/testenv"
 	"github.com/kdsync/kdsync/kdsim"
 	"github.com/kdsync/kdsync/workload"
 )
@@ -125,11 +128,14 @@ func (c *cluster) kdsyncClient() string {
 	return ""
 }
 
-// moveStreamLeader asks stream's leader to step down in favour of want
-// and returns the leader once it has changed (or the current one when
-// want is empty, already leads, or the move does not happen in time).
+// moveStreamLeader asks stream's leader to step down in favour of want and
+// returns once want leads; it fails t when want is empty, the step-down is
+// refused, or want does not lead within 10s.
 func (c *cluster) moveStreamLeader(ctx context.Context, t *testing.T, nc *nats.Conn, stream, want string) string {
 	t.Helper()
+	if want == "" {
+		t.Fatal("moving the stream leader: no node named")
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -145,23 +151,37 @@ func (c *cluster) moveStreamLeader(ctx context.Context, t *testing.T, nc *nats.C
 		}
 		return info.Cluster.Leader
 	}
-	cur := leader()
-	if want == "" || cur == want {
-		return cur
+	if leader() == want {
+		return want
 	}
 	req := fmt.Sprintf(`{"placement":{"preferred":%q}}`, want)
-	if _, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+stream, []byte(req)); err != nil {
-		t.Logf("stream leader step-down: %v", err)
-		return cur
+	msg, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+stream, []byte(req))
+	if err != nil {
+		t.Fatalf("stream leader step-down towards %s: %v", want, err)
+	}
+	var resp struct {
+		Success bool `json:"success"`
+		Error   *struct {
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		t.Fatalf("stream leader step-down: answer %q: %v", msg.Data, err)
+	}
+	if resp.Error != nil || !resp.Success {
+		t.Fatalf("stream leader step-down towards %s refused: %s", want, msg.Data)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if l := leader(); l != "" && l != cur {
+	for {
+		l := leader()
+		if l == want {
 			return l
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stream %s led by %q 10s after a step-down towards %s", stream, l, want)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return leader()
 }
 
 // TestClusterNodeLoss runs kdsync against a three-node JetStream cluster
@@ -171,9 +191,7 @@ func (c *cluster) moveStreamLeader(ctx context.Context, t *testing.T, nc *nats.C
 // node is started again on its store. Nothing is lost, reordered or
 // answered twice.
 func TestClusterNodeLoss(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs kdsync as a process against a three-node cluster")
-	}
+	testenv.SkipShort(t, "runs kdsync as a process against a three-node cluster")
 	seed := testSeed(t)
 	bins.path(t, "kdsync") // built before the clock starts
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -227,17 +245,26 @@ func TestClusterNodeLoss(t *testing.T) {
 	}
 	// The harshest single-node loss: the node that leads the event stream
 	// and holds kdsync's connection. Move the leadership there first.
-	leader := cl.moveStreamLeader(ctx, t, nc, "IDENTITY", cl.kdsyncClient())
-	victim := cl.node(leader)
-	onVictim := cl.kdsyncClient() == victim.Name()
+	on := cl.kdsyncClient()
+	if on == "" {
+		t.Fatal("kdsync's connection is on no node")
+	}
+	victim := cl.node(cl.moveStreamLeader(ctx, t, nc, "IDENTITY", on))
+	if now := cl.kdsyncClient(); now != victim.Name() {
+		t.Fatalf("kdsync's connection moved from %s to %q while the leadership moved there", on, now)
+	}
 	victim.Stop()
 	down := time.Now()
 	before := outcomes.Distinct()
-	t.Logf("node %s (stream leader; kdsync connected to it: %v) shut down after %d outcomes", victim.Name(), onVictim, before)
+	t.Logf("node %s (stream leader, holding kdsync's connection) shut down after %d outcomes", victim.Name(), before)
 
 	// The two left go on: outcomes keep coming while it is down.
 	if err := outcomes.WaitFor(ctx, before+len(evs)/5); err != nil {
 		t.Fatal("no progress with one node down: ", err, d.tail())
+	}
+	// kdsync failed over: its connection is on one of the two left.
+	if on := cl.kdsyncClient(); on == "" || on == victim.Name() {
+		t.Fatalf("kdsync's connection is on %q with %s down; want another node", on, victim.Name())
 	}
 	if time.Since(down) < 3*time.Second {
 		// Keep it down a few seconds at least, so that elections and
@@ -269,7 +296,7 @@ func TestClusterNodeLoss(t *testing.T) {
 	if err := cl.waitMeta(ctx); err != nil {
 		t.Fatal(err)
 	}
-	verify(t, "cluster-node-loss", evs, sim, outcomes,
-		fmt.Sprintf("R3 stream leader %s shut down mid-stream for %s then restarted; kdsync on it: %v; %d publishes re-sent",
-			victim.Name(), downFor.Round(100*time.Millisecond), onVictim, resent), wall)
+	verify(t, "cluster-node-loss", evs, sim, outcomes, checker.Ambiguity{},
+		fmt.Sprintf("R3 stream leader %s, holding kdsync's connection, shut down mid-stream for %s then restarted; %d publishes re-sent",
+			victim.Name(), downFor.Round(100*time.Millisecond), resent), wall)
 }

@@ -365,7 +365,7 @@ func (r remoteSim) Effects(userIDs []string) ([]checker.Effect, error) {
 		}
 		for _, op := range rec.Ops {
 			if !op.Direct {
-				all = append(all, seqEffect{op.Seq, checker.Effect{UserID: id, TraceID: op.TraceID, Op: op.Op}})
+				all = append(all, seqEffect{op.Seq, checker.Effect{UserID: id, TraceID: op.TraceID, Op: op.Op, At: op.Time, Fault: op.FaultAfter}})
 			}
 		}
 	}
@@ -387,7 +387,10 @@ func (r remoteSim) Final() (map[string]checker.UserState, error) {
 	}
 	out := map[string]checker.UserState{}
 	for _, u := range list.Users {
-		d, _ := strconv.ParseInt(u.DeptID, 10, 64)
+		d, err := strconv.ParseInt(u.DeptID, 10, 64)
+		if err != nil {
+			d = -1 // no event implies it: a state mismatch, not a silent 0
+		}
 		out[u.UserID] = checker.UserState{DeptID: d, Role: u.Role, Status: u.Status}
 	}
 	return out, nil
@@ -411,7 +414,7 @@ func defaultDepartments() []int64 {
 }
 
 // verifyRemote is verify for a simulator in a container.
-func verifyRemote(t *testing.T, scenario string, evs []workload.Event, sim remoteSim, o *harness.Outcomes, faults string, wall time.Duration) *checker.Report {
+func verifyRemote(t *testing.T, scenario string, evs []workload.Event, sim remoteSim, o *harness.Outcomes, amb checker.Ambiguity, faults string, wall time.Duration) *checker.Report {
 	t.Helper()
 	effects, err := sim.Effects(harness.UserIDs(evs))
 	if err != nil {
@@ -422,7 +425,7 @@ func verifyRemote(t *testing.T, scenario string, evs []workload.Event, sim remot
 		t.Fatal(err)
 	}
 	return report(t, scenario, evs, checker.Input{
-		Events: harness.CheckerEvents(evs), Effects: effects, Outcomes: o.All(), Final: final,
+		Events: harness.CheckerEvents(evs), Effects: effects, Outcomes: o.All(), Final: final, Ambiguous: amb,
 	}, o, faults, wall)
 }
 
@@ -505,7 +508,7 @@ func TestContainersFullFlow(t *testing.T) {
 	if !strings.Contains(out, `"kdsync stopped"`) {
 		t.Errorf("kdsync's log lacks its clean stop:\n%s", tailString(out, 2000))
 	}
-	verifyRemote(t, "containers-full-flow", evs, sim, outcomes,
+	verifyRemote(t, "containers-full-flow", evs, sim, outcomes, checker.Ambiguity{FailAfterWrite: true},
 		fmt.Sprintf("containers, shipped configuration; simulator: %d requests, faults %v", st.Requests, st.Faults), wall)
 }
 
@@ -557,7 +560,7 @@ func TestContainersNATSRestart(t *testing.T) {
 	if got := metricValue(s.metrics(ctx), "kdsync_nats_reconnects_total"); got < 1 {
 		t.Errorf("kdsync_nats_reconnects_total = %v, want at least 1", got)
 	}
-	verifyRemote(t, "containers-nats-restart", evs, remoteSim{s.simURL}, outcomes,
+	verifyRemote(t, "containers-nats-restart", evs, remoteSim{s.simURL}, outcomes, checker.Ambiguity{},
 		fmt.Sprintf("NATS container killed (SIGKILL) mid-stream and started again on its store; %d publishes re-sent", resent), wall)
 }
 

@@ -13,9 +13,11 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kdsync/kdsync/checker"
 	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/internal/natsembed"
 	"github.com/kdsync/kdsync/internal/tcpproxy"
+	"github.com/kdsync/kdsync/internal/testenv"
 	"github.com/kdsync/kdsync/kdsim"
 	"github.com/kdsync/kdsync/workload"
 )
@@ -41,9 +43,7 @@ func waitUnready(ctx context.Context, httpAddr string) error {
 // turns unready, reconnects when the path is back, and nothing is lost,
 // reordered or answered twice.
 func TestNetworkCut(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs kdsync as a process")
-	}
+	testenv.SkipShort(t, "runs kdsync as a process")
 	seed := testSeed(t)
 	bins.path(t, "kdsync") // built before the clock starts
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -126,7 +126,7 @@ func TestNetworkCut(t *testing.T) {
 	if got := metricValue(metrics, "kdsync_nats_reconnects_total"); got < 2 {
 		t.Errorf("kdsync_nats_reconnects_total = %v, want at least 2", got)
 	}
-	verify(t, "network-cut", evs, sim, outcomes,
+	verify(t, "network-cut", evs, sim, outcomes, checker.Ambiguity{},
 		fmt.Sprintf("kdsync-NATS TCP cut twice for %s each (connections closed, dials refused); %d publishes re-sent", cutFor, resent), wall)
 }
 
@@ -137,9 +137,7 @@ func TestNetworkCut(t *testing.T) {
 // applied once in order, nothing is dead-lettered, Retry-After is
 // honoured, and the pre-existing users end as their events say.
 func TestKooDriveSlowThrottledAlreadyExists(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs kdsync as a process")
-	}
+	testenv.SkipShort(t, "runs kdsync as a process")
 	seed := testSeed(t)
 	bins.path(t, "kdsync") // built before the clock starts
 	rng := rand.New(rand.NewPCG(seed, 2))
@@ -218,7 +216,7 @@ func TestKooDriveSlowThrottledAlreadyExists(t *testing.T) {
 	if got := metricValue(metrics, "kdsync_retry_after_seconds_total"); got < 1 {
 		t.Errorf("kdsync_retry_after_seconds_total = %v; the 429s' Retry-After was not honoured", got)
 	}
-	verify(t, "koodrive-slow-throttled-exists", evs, sim, outcomes,
+	verify(t, "koodrive-slow-throttled-exists", evs, sim, outcomes, checker.Ambiguity{FailAfterWrite: true},
 		fmt.Sprintf("%d answered after the 300ms client timeout (write applied), %d 429 with Retry-After 1s, %d users existing before their hire (%d creates answered already-exists); %d requests",
 			st.Faults["slow"], st.Faults["error429"], pre, st.DuplicateCreates, st.Requests), wall)
 }
@@ -230,9 +228,7 @@ func TestKooDriveSlowThrottledAlreadyExists(t *testing.T) {
 // status 0 within its shutdown timeout and stores no outcome; a third run,
 // with KooDrive healthy, applies every event in order.
 func TestSIGTERMDuringLongRetry(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs kdsync as a process")
-	}
+	testenv.SkipShort(t, "runs kdsync as a process")
 	seed := testSeed(t)
 	bins.path(t, "kdsync") // built before the clock starts
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -363,7 +359,9 @@ func TestSIGTERMDuringLongRetry(t *testing.T) {
 	if err := collectAll(ctx, nc, outcomes); err != nil {
 		t.Fatal(err)
 	}
-	verify(t, "sigterm-during-retry", evs, sim, outcomes,
+	// The calls left hanging were applied (marked slow): each explains
+	// one repeat by the third run.
+	verify(t, "sigterm-during-retry", evs, sim, outcomes, checker.Ambiguity{FailAfterWrite: true},
 		fmt.Sprintf("SIGTERM during a KooDrive outage (%d calls refused) and with %d calls hanging past the %s shutdown timeout, restart each time", outageCalls, hung, shutdownTimeout), wall)
 }
 
@@ -371,9 +369,7 @@ func TestSIGTERMDuringLongRetry(t *testing.T) {
 // start (the broker down when the pod starts, then the pod is deleted): a
 // requested stop is not a failure, so kdsync exits with status 0.
 func TestSIGTERMWhileNATSUnreachable(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs kdsync as a process")
-	}
+	testenv.SkipShort(t, "runs kdsync as a process")
 	closed := freeAddr(t)
 	logPath := filepath.Join(t.TempDir(), "kdsync.log")
 	d := startDaemon(t, kdsyncEnv("nats://"+closed, "http://"+closed, "127.0.0.1:0"), logPath)

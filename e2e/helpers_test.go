@@ -225,6 +225,42 @@ func (d *daemon) running() bool {
 
 func (d *daemon) tail() string { return logTail(d.logPath) }
 
+// listening returns the TCP addresses the daemon's process listens on, read
+// from /proc: its socket file descriptors matched with the kernel's table of
+// listening sockets (state 0A in /proc/net/tcp and tcp6).
+func (d *daemon) listening() ([]string, error) {
+	pid := d.cmd.Process.Pid
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return nil, err
+	}
+	inodes := map[string]bool{}
+	for _, fd := range fds {
+		link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if err != nil {
+			continue // closed meanwhile
+		}
+		if ino, ok := strings.CutPrefix(link, "socket:["); ok {
+			inodes[strings.TrimSuffix(ino, "]")] = true
+		}
+	}
+	var out []string
+	for _, table := range []string{"tcp", "tcp6"} {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, table))
+		if err != nil {
+			return nil, err
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+			if len(f) >= 10 && f[3] == "0A" && inodes[f[9]] {
+				out = append(out, table+" "+f[1])
+			}
+		}
+	}
+	return out, nil
+}
+
 // waitReady polls kdsync's /readyz until it answers 200.
 func waitReady(ctx context.Context, d *daemon, httpAddr string) error {
 	for {
@@ -449,14 +485,17 @@ func collectAll(ctx context.Context, nc *nats.Conn, o *harness.Outcomes) error {
 }
 
 // verify checks a finished run and logs one summary line for
-// docs/reliability.md; it fails the test on any violation.
-func verify(t *testing.T, scenario string, evs []workload.Event, sim *harness.Sim, o *harness.Outcomes, faults string, wall time.Duration) *checker.Report {
+// docs/reliability.md; it fails the test on any violation. amb declares
+// the run's faults that may make a write happen twice (the zero value: no
+// duplicate allowed).
+func verify(t *testing.T, scenario string, evs []workload.Event, sim *harness.Sim, o *harness.Outcomes, amb checker.Ambiguity, faults string, wall time.Duration) *checker.Report {
 	t.Helper()
 	return report(t, scenario, evs, checker.Input{
-		Events:   harness.CheckerEvents(evs),
-		Effects:  sim.Effects(harness.UserIDs(evs)),
-		Outcomes: o.All(),
-		Final:    sim.Final(),
+		Events:    harness.CheckerEvents(evs),
+		Effects:   sim.Effects(harness.UserIDs(evs)),
+		Outcomes:  o.All(),
+		Final:     sim.Final(),
+		Ambiguous: amb,
 	}, o, faults, wall)
 }
 
@@ -466,8 +505,8 @@ func verify(t *testing.T, scenario string, evs []workload.Event, sim *harness.Si
 func report(t *testing.T, scenario string, evs []workload.Event, in checker.Input, o *harness.Outcomes, faults string, wall time.Duration) *checker.Report {
 	t.Helper()
 	r := checker.Check(in)
-	t.Logf("RESULT scenario=%s events=%d faults=[%s] lost=%d unexpected=%d duplicated=%d reordered=%d outcome_missing=%d outcome_duplicated=%d wrong_result=%d state_mismatch=%d wall=%s",
-		scenario, len(evs), faults, len(r.Lost), len(r.Unexpected), len(r.Duplicated), len(r.Reordered),
+	t.Logf("RESULT scenario=%s events=%d faults=[%s] lost=%d unexpected=%d duplicated=%d unexplained=%d reordered=%d outcome_missing=%d outcome_duplicated=%d wrong_result=%d state_mismatch=%d wall=%s",
+		scenario, len(evs), faults, len(r.Lost), len(r.Unexpected), len(r.Duplicated), len(r.Unexplained), len(r.Reordered),
 		len(r.OutcomeMissing), len(r.OutcomeDuplicated), len(r.WrongResult), len(r.StateMismatch), wall.Round(100*time.Millisecond))
 	if !r.OK() {
 		t.Errorf("checker: %s", r)

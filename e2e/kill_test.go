@@ -9,16 +9,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kdsync/kdsync/checker"
 	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/internal/natsembed"
+	"github.com/kdsync/kdsync/internal/testenv"
 	"github.com/kdsync/kdsync/kdsim"
 	"github.com/kdsync/kdsync/workload"
 )
@@ -102,15 +103,9 @@ func TestSameWorkloadNoFaults(t *testing.T) {
 // against the simulator with faults, SIGKILLs it kills times mid-run
 // (restarting it each time), and checks the result.
 func runWorkload(t *testing.T, faults kdsim.Faults, kills int) {
-	if testing.Short() {
-		t.Skip("builds and runs kdsync as a process")
-	}
+	testenv.SkipShort(t, "builds and runs kdsync as a process")
 	users, perUser := 2000, 5
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("KDSYNC_TEST_SEED"); s != "" {
-		seed, _ = strconv.ParseUint(s, 10, 64)
-	}
-	t.Logf("seed %d (set KDSYNC_TEST_SEED to replay)", seed)
+	seed := testSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 1))
 
 	bin := buildKdsync(t)
@@ -170,6 +165,14 @@ func runWorkload(t *testing.T, faults kdsim.Faults, kills int) {
 		}
 		t.Cleanup(outcomes.Stop)
 	}
+	// The faults that may make a write happen twice: writes answered 500
+	// after they were applied, and each kill between a write and its
+	// watermark (at most one per call under way: KDSYNC_CONCURRENCY, 64).
+	amb := checker.Ambiguity{FailAfterWrite: faults.FailAfterWriteRate > 0 || faults.SlowRate > 0}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for kill := range kills {
 		p := startKdsync(t, bin, env, logPath)
 		collect(p)
@@ -179,8 +182,26 @@ func runWorkload(t *testing.T, faults kdsim.Faults, kills int) {
 			p.kill(t)
 			t.Fatal(err, logTail(logPath))
 		}
+		from := time.Now()
 		p.kill(t)
-		t.Logf("SIGKILL %d after %d outcomes (%s)", kill+1, outcomes.Distinct(), time.Since(start).Round(time.Millisecond))
+		amb.Interruptions = append(amb.Interruptions, checker.Interruption{
+			What: fmt.Sprintf("SIGKILL %d", kill+1), From: from, To: time.Now().Add(time.Second), Limit: 64})
+		// The kill interrupted work: the dead process held events it had
+		// not acknowledged (they come back after the ack wait), and events
+		// were left without an outcome.
+		c, err := js.Consumer(ctx, "IDENTITY", "kdsync")
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := outcomes.Distinct()
+		if info.NumAckPending == 0 || done >= len(evs) {
+			t.Fatalf("SIGKILL %d interrupted nothing: %d events held unacknowledged, %d of %d outcomes", kill+1, info.NumAckPending, done, len(evs))
+		}
+		t.Logf("SIGKILL %d after %d outcomes, %d events held unacknowledged (%s)", kill+1, done, info.NumAckPending, time.Since(start).Round(time.Millisecond))
 	}
 	p := startKdsync(t, bin, env, logPath)
 	collect(p)
@@ -190,17 +211,30 @@ func runWorkload(t *testing.T, faults kdsim.Faults, kills int) {
 	}
 	elapsed := time.Since(start)
 	p.term(t)
-	time.Sleep(300 * time.Millisecond)
+	// Every outcome stored is read (a late duplicate one included).
+	if err := collectAll(ctx, nc, outcomes); err != nil {
+		t.Fatal(err)
+	}
+	redelivered := 0
+	for _, o := range outcomes.All() {
+		if o.Delivered > 1 {
+			redelivered++
+		}
+	}
+	if kills > 0 && redelivered == 0 {
+		t.Errorf("no event was redelivered after %d kills: the kills interrupted nothing", kills)
+	}
 
 	r := checker.Check(checker.Input{
-		Events:   harness.CheckerEvents(evs),
-		Effects:  sim.Effects(harness.UserIDs(evs)),
-		Outcomes: outcomes.All(),
-		Final:    sim.Final(),
+		Events:    harness.CheckerEvents(evs),
+		Effects:   sim.Effects(harness.UserIDs(evs)),
+		Outcomes:  outcomes.All(),
+		Final:     sim.Final(),
+		Ambiguous: amb,
 	})
 	st := sim.Stats()
-	t.Logf("%d events in %s (%.0f events/s with %d kills and restarts); simulator: %d requests, faults %v",
-		len(evs), elapsed.Round(time.Millisecond), float64(len(evs))/elapsed.Seconds(), kills, st.Requests, st.Faults)
+	t.Logf("%d events in %s (%.0f events/s with %d kills and restarts, %d outcomes of redelivered events); simulator: %d requests, faults %v",
+		len(evs), elapsed.Round(time.Millisecond), float64(len(evs))/elapsed.Seconds(), kills, redelivered, st.Requests, st.Faults)
 	t.Log(r)
 	if !r.OK() {
 		t.Fatalf("checker: %s\n%s", r, logTail(logPath))

@@ -219,15 +219,15 @@ func TestDecide(t *testing.T) {
 	if err != nil || len(done) != 1 || done[0].Seq != 4 || done[0].By != "op" || !done[0].At.Equal(t0.Add(time.Minute)) {
 		t.Fatalf("reject 4 and 99: %+v, %v; want 4 rejected by op", done, err)
 	}
-	if n, _ := st2.Counted(t.Context(), l); n != 2 {
-		t.Errorf("a rejection cleared the window: %d counted, want 2", n)
+	if n, err := st2.Counted(t.Context(), l); err != nil || n != 2 {
+		t.Errorf("a rejection cleared the window: %d counted (%v), want 2", n, err)
 	}
 	done, err = st2.Decide(t.Context(), nil, guard.Release, "op")
 	if err != nil || len(done) != 2 || done[0].Seq != 3 || done[1].Seq != 5 {
 		t.Fatalf("release all: %+v, %v; want 3 and 5 (4 is decided)", done, err)
 	}
-	if n, _ := st2.Counted(t.Context(), l); n != 0 {
-		t.Errorf("after a release %d counted, want 0 (the window is cleared)", n)
+	if n, err := st2.Counted(t.Context(), l); err != nil || n != 0 {
+		t.Errorf("after a release %d counted (%v), want 0 (the window is cleared)", n, err)
 	}
 	// A second decision on a decided event does nothing.
 	if done, err := st2.Decide(t.Context(), []uint64{4}, guard.Release, "op"); err != nil || len(done) != 0 {

@@ -267,8 +267,8 @@ func TestDirectEdits(t *testing.T) {
 	if err != nil || stranger.Name != "User 42" || stranger.ID == "" || stranger.ID == got.ID {
 		t.Errorf("PutUserDirect(new) = %+v, %v", stranger, err)
 	}
-	if n, _ := f.client.CountUsers(t.Context(), ""); n != 2 {
-		t.Errorf("count = %d, want 2", n)
+	if n, err := f.client.CountUsers(t.Context(), ""); err != nil || n != 2 {
+		t.Errorf("count = %d (%v), want 2", n, err)
 	}
 	if !f.srv.DeleteUserDirect("41") || f.srv.DeleteUserDirect("41") {
 		t.Error("DeleteUserDirect: want true then false")

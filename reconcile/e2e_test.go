@@ -20,6 +20,7 @@ import (
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/internal/harness"
+	"github.com/kdsync/kdsync/internal/testenv"
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/kdsim"
 	"github.com/kdsync/kdsync/reconcile"
@@ -122,13 +123,28 @@ func (e *env) seed(first uint64, n int) []kdsim.User {
 			e.t.Fatal(err)
 		}
 		out = append(out, u)
-		d, _ := strconv.ParseInt(u.DeptID, 10, 64)
-		rec, _ := json.Marshal(consumer.Record{State: handlers.State{Exists: true, DeptID: &d, Role: &u.Role, Status: &u.Status}, At: now})
+		d, err := strconv.ParseInt(u.DeptID, 10, 64)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		rec, err := json.Marshal(consumer.Record{State: handlers.State{Exists: true, DeptID: &d, Role: &u.Role, Status: &u.Status}, At: now})
+		if err != nil {
+			e.t.Fatal(err)
+		}
 		f, err := e.js.PublishMsgAsync(&nats.Msg{Subject: "$KV.KDSYNC_STATE." + consumer.KVKey(u.UserID), Data: rec})
 		if err != nil {
 			e.t.Fatal(err)
 		}
 		futs = append(futs, f)
+		if len(futs)%1000 == 0 {
+			// Bounded batches: a loaded server otherwise stalls the
+			// client's async window ("too many outstanding").
+			select {
+			case <-e.js.PublishAsyncComplete():
+			case <-time.After(30 * time.Second):
+				e.t.Fatal("records not acknowledged")
+			}
+		}
 	}
 	for _, f := range futs {
 		select {
@@ -214,9 +230,7 @@ func ids(us []kdsim.User) []string {
 }
 
 func TestReconcile20000Users(t *testing.T) {
-	if testing.Short() {
-		t.Skip("20,000 users")
-	}
+	testenv.SkipShort(t, "20,000 users")
 	e := newEnv(t)
 	const tenant = 20000
 	base := uint64(1008600000000000000)
@@ -347,10 +361,16 @@ func TestReconcile20000Users(t *testing.T) {
 			t.Fatalf("a dry run published %+v", d.Repair)
 		}
 	}
-	if st, _ := e.js.Stream(t.Context(), "IDENTITY"); st != nil {
-		if info, _ := st.Info(t.Context()); info.State.Msgs != 70 {
-			t.Fatalf("a dry run changed the stream: %d messages, want 70", info.State.Msgs)
-		}
+	st, err := e.js.Stream(t.Context(), "IDENTITY")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 70 {
+		t.Fatalf("a dry run changed the stream: %d messages, want 70", info.State.Msgs)
 	}
 
 	// Apply: the consumer applies every repair.
@@ -394,7 +414,7 @@ func TestReconcile20000Users(t *testing.T) {
 	if res.Totals.Drifted != 1 {
 		t.Fatalf("drift: %+v", res.Totals)
 	}
-	st, err := e.js.Stream(t.Context(), "IDENTITY")
+	st, err = e.js.Stream(t.Context(), "IDENTITY")
 	if err != nil {
 		t.Fatal(err)
 	}

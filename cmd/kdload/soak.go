@@ -209,6 +209,10 @@ func soak(ctx context.Context, o soakOptions, progress io.Writer) (*SoakReport, 
 	sampleTick := time.NewTicker(5 * time.Second)
 	defer sampleTick.Stop()
 	var releaseAt time.Time
+	// Kills and NATS restarts may stop kdsync between a KooDrive write and
+	// the watermark that records it: the checker is told, so that the one
+	// repeat each may cause is explained (and any other is not).
+	var interruptions []checker.Interruption
 	nextFault := 0
 	takeSample()
 	for pubCtx.Err() == nil {
@@ -222,6 +226,10 @@ func soak(ctx context.Context, o soakOptions, progress io.Writer) (*SoakReport, 
 			nextFault++
 			r.Faults = append(r.Faults, Fault{At: since(), Kind: kind})
 			fmt.Fprintf(progress, "%6.0fs  fault: %s\n", since(), kind)
+			switch kind {
+			case "kdsync-sigkill", "nats-restart":
+				interruptions = append(interruptions, checker.Interruption{What: kind, From: time.Now(), To: time.Now().Add(o.every)})
+			}
 			switch kind {
 			case "kdsync-sigkill":
 				k.kill()
@@ -294,10 +302,11 @@ func soak(ctx context.Context, o soakOptions, progress io.Writer) (*SoakReport, 
 	r.Goroutine = trend(samples, func(s sample) float64 { return s.goroutines })
 	r.OpenFiles = trend(samples, func(s sample) float64 { return s.files })
 	rep := checker.Check(checker.Input{
-		Events:   harness.CheckerEvents(all),
-		Effects:  sim.Effects(harness.UserIDs(all)),
-		Outcomes: outs.All(),
-		Final:    sim.Final(),
+		Events:    harness.CheckerEvents(all),
+		Effects:   sim.Effects(harness.UserIDs(all)),
+		Outcomes:  outs.All(),
+		Final:     sim.Final(),
+		Ambiguous: checker.Ambiguity{Interruptions: interruptions},
 	})
 	r.Report = rep.String()
 	r.Verdict = "clean"

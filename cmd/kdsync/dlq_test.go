@@ -188,7 +188,10 @@ func TestDLQCommand(t *testing.T) {
 		if n := dlqCount(t, js); n != 2 {
 			t.Fatalf("%d letters left, want 2", n)
 		}
-		s, _ := js.Stream(t.Context(), "IDENTITY")
+		s, err := js.Stream(t.Context(), "IDENTITY")
+		if err != nil {
+			t.Fatal(err)
+		}
 		m, err := s.GetLastMsgForSubject(t.Context(), "identity.employee.changed.1001")
 		if err != nil {
 			t.Fatal(err)

@@ -66,7 +66,10 @@ func TestIngestCommand(t *testing.T) {
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("POST /events: %d %s", resp.StatusCode, answer)
 	}
-	s, _ := js.Stream(t.Context(), "IDENTITY")
+	s, err := js.Stream(t.Context(), "IDENTITY")
+	if err != nil {
+		t.Fatal(err)
+	}
 	m, err := s.GetLastMsgForSubject(t.Context(), "identity.employee.hired.1008600000000201")
 	if err != nil || string(m.Data) != body || m.Header.Get(jetstream.MsgIDHeader) != handlers.EventKey("hris/test", "cmd-1") {
 		t.Fatalf("stored: %v %v", m, err)

@@ -4,6 +4,14 @@
 // of being dropped by the API server. No cluster is needed.
 //
 //	go run . FILE...    (deploy/ci.sh: cd deploy/kubecheck && go run . ../kubernetes/*.yaml)
+//	go run . -kustomize DIR OUT FILE...
+//
+// With -kustomize it first builds the kustomization in DIR as
+// `kubectl kustomize DIR` would (sigs.k8s.io/kustomize/api, the library
+// kubectl embeds: no kubectl needed), writes the result to OUT, checks what
+// the kustomization promises of it (every object in its namespace, the
+// image set, the generated ConfigMap referred to by its hashed name), and
+// checks OUT with the FILEs.
 //
 // Each file may hold several documents separated by "---". Files that are
 // not Kubernetes objects (kustomization.yaml) are skipped. It is a module of
@@ -38,12 +46,20 @@ var kinds = map[string]func() any{
 var separator = regexp.MustCompile(`(?m)^---\s*$`)
 
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: kubecheck FILE...")
+	args := os.Args[1:]
+	if len(args) >= 3 && args[0] == "-kustomize" {
+		if err := kustomize(args[1], args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, "kubecheck: kustomize:", err)
+			os.Exit(1)
+		}
+		args = append(args[3:], args[2])
+	}
+	if len(args) < 1 {
+		fmt.Fprintln(os.Stderr, "usage: kubecheck [-kustomize DIR OUT] FILE...")
 		os.Exit(2)
 	}
 	bad := 0
-	for _, path := range os.Args[1:] {
+	for _, path := range args {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)

@@ -96,7 +96,7 @@ func (s *Sim) Effects(userIDs []string) []checker.Effect {
 			if op.Direct {
 				continue
 			}
-			all = append(all, seqEffect{op.Seq, checker.Effect{UserID: id, TraceID: op.TraceID, Op: op.Op}})
+			all = append(all, seqEffect{op.Seq, checker.Effect{UserID: id, TraceID: op.TraceID, Op: op.Op, At: op.Time, Fault: op.FaultAfter}})
 		}
 	}
 	slices.SortFunc(all, func(a, b seqEffect) int { return cmp.Compare(a.seq, b.seq) })
@@ -111,7 +111,10 @@ func (s *Sim) Effects(userIDs []string) []checker.Effect {
 func (s *Sim) Final() map[string]checker.UserState {
 	out := map[string]checker.UserState{}
 	for _, u := range s.Users() {
-		d, _ := strconv.ParseInt(u.DeptID, 10, 64)
+		d, err := strconv.ParseInt(u.DeptID, 10, 64)
+		if err != nil {
+			d = -1 // no event implies it: a state mismatch, not a silent 0
+		}
 		out[u.UserID] = checker.UserState{DeptID: d, Role: u.Role, Status: u.Status}
 	}
 	return out

@@ -25,6 +25,16 @@ func Missing(t testing.TB, what, check string) {
 	t.Skipf("%s: %s skipped (KDSYNC_CI=1 makes this a failure)", what, check)
 }
 
+// SkipShort skips t under go test -short, or fails it when Strict: a CI
+// run with -short must not pass by leaving out its long tests. what says
+// what t does that -short leaves out.
+func SkipShort(t testing.TB, what string) {
+	t.Helper()
+	if testing.Short() {
+		Missing(t, "-short", what)
+	}
+}
+
 // Tool returns the path of the named program on PATH; without it, it
 // calls Missing.
 func Tool(t testing.TB, name, check string) string {

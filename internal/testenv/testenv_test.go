@@ -42,6 +42,43 @@ func TestMissingTool(t *testing.T) {
 	}
 }
 
+// TestShortSkipsOrFails runs TestChildLong with -test.short: it skips by
+// default and fails under KDSYNC_CI=1.
+func TestShortSkipsOrFails(t *testing.T) {
+	tests := map[string]struct {
+		env      []string
+		wantFail bool
+		want     string
+	}{
+		"laptop: skip":      {nil, false, "--- SKIP: TestChildLong"},
+		"KDSYNC_CI=1: fail": {[]string{"KDSYNC_CI=1"}, true, "is required in CI"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run", "^TestChildLong$", "-test.v", "-test.short")
+			cmd.Env = append([]string{"KDSYNC_TEST_CHILD=1", "PATH=" + os.Getenv("PATH")}, tc.env...)
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			err := cmd.Run()
+			var exit *exec.ExitError
+			if failed := errors.As(err, &exit); failed != tc.wantFail || (!tc.wantFail && err != nil) {
+				t.Errorf("child: err %v, want failure %v\n%s", err, tc.wantFail, out.String())
+			}
+			if !strings.Contains(out.String(), tc.want) {
+				t.Errorf("child output lacks %q:\n%s", tc.want, out.String())
+			}
+		})
+	}
+}
+
+func TestChildLong(t *testing.T) {
+	if os.Getenv("KDSYNC_TEST_CHILD") != "1" {
+		t.Skip("run by TestShortSkipsOrFails in a child process")
+	}
+	testenv.SkipShort(t, "a long test")
+	t.Fatal("SkipShort returned under -short")
+}
+
 func TestChildNeedsAbsentTool(t *testing.T) {
 	if os.Getenv("KDSYNC_TEST_CHILD") != "1" {
 		t.Skip("run by TestMissingTool in a child process")
