@@ -145,6 +145,13 @@ func (e *env) ackedWithoutOutcome(ctx context.Context, js jetstream.JetStream, o
 	if err != nil || ci.NumPending != 0 || ci.NumAckPending != 0 {
 		return false
 	}
+	// Events held by the guard are parked and acknowledged before their
+	// outcomes: while any are parked, missing outcomes may still come.
+	if ps, err := js.Stream(ctx, "KDSYNC_PARKED"); err == nil {
+		if pi, err := ps.Info(ctx); err != nil || pi.State.Msgs > 0 {
+			return false
+		}
+	}
 	s, err := js.Stream(ctx, "KDSYNC_OUTCOMES")
 	if err != nil {
 		return false
