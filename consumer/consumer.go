@@ -100,6 +100,12 @@ type Options struct {
 	// ShutdownTimeout bounds the graceful stop; default 20s.
 	ShutdownTimeout time.Duration
 
+	// StateCache bounds the cache of per-user records read from the
+	// state bucket: a number of entries ("20000"), or a memory budget
+	// ("4MiB"); "0" reads the record of every event. The least recently
+	// used records are evicted past it. Default DefaultStateCache.
+	StateCache string
+
 	// Partitions splits the stream by user into this many partitions, each
 	// a durable consumer <Consumer>-p<i> pinned to one instance at a time,
 	// so that several instances share the work and per-user order holds.
@@ -159,6 +165,7 @@ func (o *Options) setDefaults() {
 	def(&o.PriorityGroup, "kdsync")
 	def(&o.MembersBucket, "KDSYNC_MEMBERS")
 	def(&o.GuardBucket, "KDSYNC_GUARD")
+	def(&o.StateCache, DefaultStateCache)
 	if o.InstanceID == "" {
 		o.InstanceID = defaultInstanceID()
 	}
@@ -271,6 +278,9 @@ func (o *Options) settingErrors() []error {
 	if _, err := newPartitioning(*o); err != nil {
 		errs = append(errs, err)
 	}
+	if _, err := ParseCacheSize(o.StateCache); err != nil {
+		errs = append(errs, err)
+	}
 	if o.BreakerFailureRatio <= 0 || o.BreakerFailureRatio > 1 {
 		errs = append(errs, fmt.Errorf("breaker failure ratio %g: must be in (0, 1]", o.BreakerFailureRatio))
 	}
@@ -298,7 +308,7 @@ type Consumer struct {
 	lanes    map[string]*lane
 	orphans  map[string]orphans // per user, sequences left unacked by an earlier holder
 	members  []string           // live instances, sorted
-	wm       map[string]*watermark
+	states   *stateCache        // per-user records; safe without mu
 	inflight int
 	ready    bool
 	// lastDispatch is when a message last arrived (UnixNano).
@@ -327,8 +337,9 @@ func New(opts Options) (*Consumer, error) {
 		obs:   opts.Observer,
 		queue: make(chan *lane, opts.MaxAckPending+opts.Concurrency+64),
 		lanes: make(map[string]*lane),
-		wm:    make(map[string]*watermark),
 	}
+	size, _ := ParseCacheSize(opts.StateCache) // validated
+	c.states = newStateCache(size)
 	c.breaker = newBreaker(opts, c.log, c.obs)
 	c.parts, _ = newPartitioning(opts) // validated
 	c.orphans = make(map[string]orphans)
@@ -349,13 +360,15 @@ type Stats struct {
 	InFlight  int // events held, unacknowledged
 	Oldest    time.Duration
 	GuardHeld int // deprovisioning events held for an operator
+	// State: the per-user records' cache and KV reads and writes.
+	State StateStats
 }
 
 // Stats returns the current lane figures.
 func (c *Consumer) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := Stats{Lanes: len(c.lanes), InFlight: c.inflight, GuardHeld: int(c.guardHeld.Load())}
+	s := Stats{Lanes: len(c.lanes), InFlight: c.inflight, GuardHeld: int(c.guardHeld.Load()), State: c.states.stats()}
 	now := time.Now()
 	for _, l := range c.lanes {
 		if len(l.queue) > 0 {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/peterbourgon/ff/v3"
 
+	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/guard"
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/metrics"
@@ -47,6 +48,7 @@ func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 	fs.StringVar(&c.DLQStream, "dlq-stream", "KDSYNC_DLQ", "stream of dead letters")
 	fs.StringVar(&c.DLQPrefix, "dlq-prefix", "kdsync.dlq", "subject prefix of dead letters: <prefix>.<reason>.<action>")
 	fs.StringVar(&c.StateBucket, "state-bucket", "KDSYNC_STATE", "KV bucket of per-user watermarks and applied state")
+	fs.StringVar(&c.StateCache, "state-cache", consumer.DefaultStateCache, "cache of per-user records read from the state bucket: entries (20000) or a memory budget (4MiB), least recently used evicted first; 0: read every event's")
 	fs.IntVar(&c.Concurrency, "concurrency", 64, "KooDrive calls under way at once")
 	fs.IntVar(&c.MaxAckPending, "max-ack-pending", 1024, "events held unacknowledged at most")
 	fs.IntVar(&c.PullBatch, "pull-batch", 128, "events per pull request")
