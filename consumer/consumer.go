@@ -11,7 +11,11 @@
 // Across redeliveries and restarts order is kept by two means. A KV bucket
 // holds, per user, the stream sequence of the last finished event (the
 // watermark, written with compare-and-set before the ack): anything at or
-// below it is a duplicate and is skipped without calling KooDrive. And at
+// below it is a duplicate and is skipped without calling KooDrive. The
+// records most recently used are cached within Options.StateCache (least
+// recently used evicted first); an evicted record is read again at its
+// user's next event, so memory stays bounded however many users there
+// are, and the bucket, not the cache, is what decides. And at
 // start the consumer reads the range of messages delivered but not yet
 // acknowledged by an earlier run: a user with such an orphan waits until it
 // comes back, so a newer event never runs ahead of an older one that a crash
