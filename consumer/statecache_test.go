@@ -1,10 +1,19 @@
 package consumer
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"strconv"
 	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kdsync/kdsync/handlers"
+	"github.com/kdsync/kdsync/internal/natsembed"
 )
 
 func TestParseCacheSize(t *testing.T) {
@@ -178,4 +187,70 @@ func BenchmarkStateCacheMemory(b *testing.B) {
 	}
 	b.ReportMetric(perEntry, "bytes/entry")
 	b.ReportMetric(estimate/perEntry, "estimate/actual")
+}
+
+// BenchmarkStateRead prints what reading a per-user record from the state
+// bucket costs, the alternative to keeping it cached: cpu-ns/op is the CPU
+// of this process per read, the embedded NATS server's included (as in
+// production, where the server runs elsewhere, the two halves are paid on
+// two machines). Records of 100,000 users; a read of an existing record at
+// random, and of a user without one (a hire).
+func BenchmarkStateRead(b *testing.B) {
+	ns, err := natsembed.Start(natsembed.Options{StoreDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ns.Stop()
+	nc, err := nats.Connect(ns.URL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "BENCH_STATE", History: 1, Storage: jetstream.FileStorage})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const users = 100_000
+	d, r, s := int64(1243693141656107521), 1, 0
+	rec := Record{Seq: 1, AppliedSeq: 1, Recent: []string{"1-12345-0"}, State: handlers.State{Exists: true, DeptID: &d, Role: &r, Status: &s}}
+	val := rec.marshal()
+	futs := make([]jetstream.PubAckFuture, 0, 2000)
+	for i := range users {
+		f, err := js.PublishAsync("$KV.BENCH_STATE."+KVKey(strconv.Itoa(1008600000000000000+i)), val)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if futs = append(futs, f); len(futs) == cap(futs) || i == users-1 {
+			for _, f := range futs {
+				select {
+				case <-f.Ok():
+				case err := <-f.Err():
+					b.Fatal(err)
+				}
+			}
+			futs = futs[:0]
+		}
+	}
+	for _, kind := range []string{"existing", "missing"} {
+		b.Run(kind, func(b *testing.B) {
+			rng := rand.New(rand.NewPCG(1, 2))
+			cpu0 := cpuTime()
+			for b.Loop() {
+				u := 1008600000000000000 + rng.IntN(users)
+				if kind == "missing" {
+					u += users
+				}
+				_, err := kv.Get(ctx, KVKey(strconv.Itoa(u)))
+				if err != nil && (kind == "existing" || !errors.Is(err, jetstream.ErrKeyNotFound)) {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+		})
+	}
 }
