@@ -444,7 +444,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.ready = true
 	c.mu.Unlock()
 	c.log.Info("consumer started", "stream", c.opts.Stream, "consumer", c.opts.Consumer,
-		"filter", c.opts.Filter, "concurrency", c.opts.Concurrency)
+		"filter", c.opts.Filter, "concurrency", c.opts.Concurrency, "state_cache", c.opts.StateCache)
 
 	if c.parts.n > 0 {
 		// Membership first, so that the first share is computed among
