@@ -4,7 +4,7 @@
     python3 docs/perf/users.py
 
 Reads docs/perf/users/<build>-<users>.jsonl (kdload's JSON reports, one a
-line; build is "before" or "after") and writes docs/perf/users/users.tsv:
+line; build is "before" or "after"; other files there are left alone) and writes docs/perf/users/users.tsv:
 one row per build and number of users with the median of each figure
 (columns named in its header), and prints it.
 """
@@ -34,6 +34,8 @@ def main():
     rows = []
     for path in sorted(glob.glob(os.path.join(DIR, "*.jsonl"))):
         build = os.path.basename(path).split("-")[0]
+        if build not in ("before", "after"):
+            continue  # the cache grid and the 20k-user backlog
         runs = [json.loads(l) for l in open(path) if l.strip()]
         if not runs:
             continue
@@ -45,7 +47,7 @@ def main():
     rows.sort(key=lambda r: (r["build"], r["users"]))
     cols = ["build", "users", "runs", "clean"] + [n for _, n in FIELDS]
     with open(os.path.join(DIR, "users.tsv"), "w") as f:
-        f.write("\t".join(cols) + "\n")
+        f.write("# " + "\t".join(cols) + "\n")
         # gnuplot reads one block per build, blocks split by two blank lines
         last = None
         for r in rows:
