@@ -91,6 +91,13 @@ type Report struct {
 	// StalledSec is their total length, to a second.
 	Stalls      int     `json:"stalls"`
 	StalledSec  float64 `json:"stalledSec"`
+	Retries     int     `json:"retries"`
+	SimRequests int64   `json:"simRequests"`
+	Lost        int     `json:"lost"`
+	Duplicated  int     `json:"duplicated"`
+	Reordered   int     `json:"reordered"`
+	Verdict     string  `json:"verdict"`
+
 	// StateCache is kdsync's KDSYNC_STATE_CACHE ("default" when unset).
 	StateCache string `json:"stateCache"`
 	// RSSQuartersMiB is kdsync's resident memory when a quarter, half,
@@ -110,12 +117,6 @@ type Report struct {
 	// connection sent to and received from the server, per event.
 	NATSInPerEvent  float64 `json:"natsMsgsInPerEvent"`
 	NATSOutPerEvent float64 `json:"natsMsgsOutPerEvent"`
-	Retries         int     `json:"retries"`
-	SimRequests int64   `json:"simRequests"`
-	Lost        int     `json:"lost"`
-	Duplicated  int     `json:"duplicated"`
-	Reordered   int     `json:"reordered"`
-	Verdict     string  `json:"verdict"`
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
