@@ -38,9 +38,10 @@ set xtics auto
 set format x "%.0s%c"
 set xlabel "outcomes so far (events finished; each new user's first event reads its record)"
 set ylabel "RSS (MiB)"
-set yrange [0:*]
+set yrange [0:180]
 set key top left box opaque
 set arrow 1 from 1000,64 to 2400000,64 nohead dt 2 lc rgb "#888888"
-plot "docs/perf/users/rss-before-100k.tsv" using 2:3 skip 2 with lines lw 2 title "before, 100k users", \
-     "docs/perf/users/rss-after-100k.tsv" using 2:3 skip 2 with lines lw 2 title "after, 100k users", \
-     "docs/perf/users/rss-after-1m.tsv" using 2:3 skip 2 with lines lw 2 title "after, 1M users"
+plot "docs/perf/users/rss-before-1m.tsv" using 2:3 skip 2 with lines lw 1 lc rgb "#c9a0dc" title "before, 1M users", \
+     "docs/perf/users/rss-before-100k.tsv" using 2:3 skip 2 with lines lw 2 lc rgb "#9400d3" title "before, 100k users", \
+     "docs/perf/users/rss-after-100k.tsv" using 2:3 skip 2 with lines lw 2 lc rgb "#009e73" title "after, 100k users", \
+     "docs/perf/users/rss-after-1m.tsv" using 2:3 skip 2 with lines lw 2 lc rgb "#56b4e9" title "after, 1M users"
