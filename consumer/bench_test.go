@@ -235,9 +235,7 @@ func BenchmarkPipeline(b *testing.B) {
 					b.StopTimer()
 					wg.Wait()
 					i = 0
-					c.mu.Lock()
-					clear(c.wm)
-					c.mu.Unlock()
+					c.states.purge()
 					b.StartTimer()
 				}
 				sem <- struct{}{}

@@ -11,7 +11,11 @@
 // Across redeliveries and restarts order is kept by two means. A KV bucket
 // holds, per user, the stream sequence of the last finished event (the
 // watermark, written with compare-and-set before the ack): anything at or
-// below it is a duplicate and is skipped without calling KooDrive. And at
+// below it is a duplicate and is skipped without calling KooDrive. The
+// records most recently used are cached within Options.StateCache (least
+// recently used evicted first); an evicted record is read again at its
+// user's next event, so memory stays bounded however many users there
+// are, and the bucket, not the cache, is what decides. And at
 // start the consumer reads the range of messages delivered but not yet
 // acknowledged by an earlier run: a user with such an orphan waits until it
 // comes back, so a newer event never runs ahead of an older one that a crash
@@ -100,6 +104,12 @@ type Options struct {
 	// ShutdownTimeout bounds the graceful stop; default 20s.
 	ShutdownTimeout time.Duration
 
+	// StateCache bounds the cache of per-user records read from the
+	// state bucket: a number of entries ("20000"), or a memory budget
+	// ("4MiB"); "0" reads the record of every event. The least recently
+	// used records are evicted past it. Default DefaultStateCache.
+	StateCache string
+
 	// Partitions splits the stream by user into this many partitions, each
 	// a durable consumer <Consumer>-p<i> pinned to one instance at a time,
 	// so that several instances share the work and per-user order holds.
@@ -167,6 +177,7 @@ func (o *Options) setDefaults() {
 	def(&o.GuardBucket, "KDSYNC_GUARD")
 	def(&o.ParkStream, "KDSYNC_PARKED")
 	def(&o.ParkPrefix, "kdsync.parked")
+	def(&o.StateCache, DefaultStateCache)
 	if o.InstanceID == "" {
 		o.InstanceID = defaultInstanceID()
 	}
@@ -279,6 +290,9 @@ func (o *Options) settingErrors() []error {
 	if _, err := newPartitioning(*o); err != nil {
 		errs = append(errs, err)
 	}
+	if _, err := ParseCacheSize(o.StateCache); err != nil {
+		errs = append(errs, err)
+	}
 	if o.BreakerFailureRatio <= 0 || o.BreakerFailureRatio > 1 {
 		errs = append(errs, fmt.Errorf("breaker failure ratio %g: must be in (0, 1]", o.BreakerFailureRatio))
 	}
@@ -308,7 +322,7 @@ type Consumer struct {
 	lanes    map[string]*lane
 	orphans  map[string]orphans // per user, sequences left unacked by an earlier holder
 	members  []string           // live instances, sorted
-	wm       map[string]*watermark
+	states   *stateCache        // per-user records; safe without mu
 	inflight int
 	ready    bool
 	// lastDispatch is when a message last arrived (UnixNano).
@@ -337,8 +351,9 @@ func New(opts Options) (*Consumer, error) {
 		obs:   opts.Observer,
 		queue: make(chan *lane, opts.MaxAckPending+opts.Concurrency+64),
 		lanes: make(map[string]*lane),
-		wm:    make(map[string]*watermark),
 	}
+	size, _ := ParseCacheSize(opts.StateCache) // validated
+	c.states = newStateCache(size)
 	c.breaker = newBreaker(opts, c.log, c.obs)
 	c.parts, _ = newPartitioning(opts) // validated
 	c.orphans = make(map[string]orphans)
@@ -362,13 +377,15 @@ type Stats struct {
 	// Parked is how many events are parked (held ones and the later events
 	// of their users), out of the ack window.
 	Parked int
+	// State: the per-user records' cache and KV reads and writes.
+	State StateStats
 }
 
 // Stats returns the current lane figures.
 func (c *Consumer) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := Stats{Lanes: len(c.lanes), InFlight: c.inflight, GuardHeld: int(c.guardHeld.Load()), Parked: int(c.parkedN.Load())}
+	s := Stats{Lanes: len(c.lanes), InFlight: c.inflight, GuardHeld: int(c.guardHeld.Load()), Parked: int(c.parkedN.Load()), State: c.states.stats()}
 	now := time.Now()
 	for _, l := range c.lanes {
 		if len(l.queue) > 0 {
@@ -441,7 +458,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.ready = true
 	c.mu.Unlock()
 	c.log.Info("consumer started", "stream", c.opts.Stream, "consumer", c.opts.Consumer,
-		"filter", c.opts.Filter, "concurrency", c.opts.Concurrency)
+		"filter", c.opts.Filter, "concurrency", c.opts.Concurrency, "state_cache", c.opts.StateCache)
 
 	if c.parts.n > 0 {
 		// Membership first, so that the first share is computed among

@@ -389,16 +389,14 @@ func (c *Consumer) nakAll() {
 	}
 }
 
-// loadWatermark returns user's cached record, reading it from KV the first
-// time.
+// loadWatermark returns user's record, from the cache or else read from
+// the KV bucket (and then cached).
 func (c *Consumer) loadWatermark(ctx context.Context, user string) (*watermark, error) {
-	c.mu.Lock()
-	wm, ok := c.wm[user]
-	c.mu.Unlock()
-	if ok {
+	if wm, ok := c.states.get(user); ok {
 		return wm, nil
 	}
-	wm = &watermark{}
+	wm := &watermark{}
+	c.states.reads.Add(1)
 	e, err := c.kv.Get(ctx, KVKey(user))
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
@@ -410,20 +408,11 @@ func (c *Consumer) loadWatermark(ctx context.Context, user string) (*watermark, 
 		}
 		wm.rev = e.Revision()
 	}
-	c.mu.Lock()
-	if len(c.wm) >= maxCachedWatermarks {
-		clear(c.wm) // crude bound: records are re-read on demand
-	}
-	c.wm[user] = wm
-	c.mu.Unlock()
+	c.states.put(user, wm)
 	return wm, nil
 }
 
-const maxCachedWatermarks = 200_000
-
 // forgetWatermark drops a cached record, so that it is read again.
 func (c *Consumer) forgetWatermark(user string) {
-	c.mu.Lock()
-	delete(c.wm, user)
-	c.mu.Unlock()
+	c.states.forget(user)
 }

@@ -447,6 +447,7 @@ func (c *Consumer) store(user string, it *item, ev *handlers.Event, outMsg, dlq 
 	if advance {
 		next = wm.rec.next(it.seq, ev, state, time.Now().UTC())
 		m := &nats.Msg{Subject: c.kvSubject(user), Data: next.marshal()}
+		c.states.writes.Add(1)
 		f, err := c.js.PublishMsgAsync(m, jetstream.WithExpectLastSequencePerSubject(wm.rev))
 		if err != nil {
 			return fmt.Errorf("write watermark of %s: %w", user, err)
@@ -462,6 +463,7 @@ func (c *Consumer) store(user string, it *item, ev *handlers.Event, outMsg, dlq 
 		select {
 		case ack := <-kvFut.Ok():
 			wm.rec, wm.rev = next, ack.Sequence
+			c.states.put(user, wm) // its size changed; and the latest is worth keeping
 		case err := <-kvFut.Err():
 			if !isWrongSequence(err) {
 				return fmt.Errorf("write watermark of %s: %w", user, err)
@@ -499,6 +501,7 @@ func (c *Consumer) advance(ctx context.Context, user string, seq uint64, ev *han
 		next := wm.rec.next(seq, ev, state, time.Now().UTC())
 		var rev uint64
 		var err error
+		c.states.writes.Add(1)
 		if wm.rev == 0 {
 			rev, err = c.kv.Create(ctx, KVKey(user), next.marshal())
 		} else {
@@ -506,6 +509,7 @@ func (c *Consumer) advance(ctx context.Context, user string, seq uint64, ev *han
 		}
 		if err == nil {
 			wm.rec, wm.rev = next, rev
+			c.states.put(user, wm)
 			return nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) && !isWrongSequence(err) {

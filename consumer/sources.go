@@ -454,9 +454,7 @@ func (c *Consumer) receive(s *source, m jetstream.Msg) {
 		if fresh {
 			c.log.Info("partition pinned to this instance", "consumer", s.name, "pin", pin)
 			// Another instance may have moved these users' watermarks.
-			c.mu.Lock()
-			clear(c.wm)
-			c.mu.Unlock()
+			c.states.purge()
 			ctx, cancel := context.WithTimeout(c.stopping, 30*time.Second)
 			if err := c.scanOrphans(ctx, s); err != nil {
 				c.log.Warn("scanning a newly pinned partition failed; its users wait for the ack wait instead", "consumer", s.name, "err", err)

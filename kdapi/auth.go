@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -56,6 +57,10 @@ type AppAuth struct {
 	Next http.RoundTripper
 	// Now is the clock; nil means time.Now. Tests set it.
 	Now func() time.Time
+
+	// sig signs with Secret reusing keyed HMACs; NewClient sets it. An
+	// AppAuth made otherwise keys an HMAC per request.
+	sig *signer
 }
 
 // String describes the transport without its secret.
@@ -73,23 +78,35 @@ func (a *AppAuth) RoundTrip(req *http.Request) (*http.Response, error) {
 	if a.Now != nil {
 		now = a.Now
 	}
-	r := cloneWithBody(req, body)
+	r := cloneWithBody(req, body, 3)
 	xdate := FormatDate(now())
 	host := r.Host
 	if host == "" {
 		host = r.URL.Host
 	}
-	r.Header.Set("X-Date", xdate)
-	r.Header.Set("X-User-Id", a.UserID)
-	sig := Sign(string(a.Secret), SigningInput{
+	var query url.Values
+	if r.URL.RawQuery != "" {
+		query = r.URL.Query()
+	}
+	auth := a.signerFor().authorization(a.AppID, SigningInput{
 		Method:  r.Method,
 		Path:    r.URL.Path,
-		Query:   r.URL.Query(),
+		Query:   query,
 		Headers: []Header{{"host", host}, {"x-date", xdate}, {"x-user-id", a.UserID}},
 		Body:    body,
 	})
-	r.Header.Set("Authorization", AuthorizationHeader(a.AppID, sig))
+	// The three values in one allocation; the names are canonical.
+	vals := []string{xdate, a.UserID, auth}
+	r.Header["X-Date"], r.Header["X-User-Id"], r.Header["Authorization"] = vals[0:1:1], vals[1:2:2], vals[2:3:3]
 	return next(a.Next).RoundTrip(r)
+}
+
+// signerFor returns the signer of a.Secret.
+func (a *AppAuth) signerFor() *signer {
+	if a.sig != nil && a.sig.secret == string(a.Secret) {
+		return a.sig
+	}
+	return newSigner(string(a.Secret))
 }
 
 // TokenSource supplies bearer tokens; golang.org/x/oauth2's TokenSource is
@@ -139,7 +156,7 @@ func (b *BearerAuth) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 func (b *BearerAuth) send(req *http.Request, body []byte, tok *oauth2.Token) (*http.Response, error) {
-	r := cloneWithBody(req, body)
+	r := cloneWithBody(req, body, 1)
 	r.Header.Set("Authorization", bearerValue(tok.AccessToken))
 	return next(b.Next).RoundTrip(r)
 }
@@ -237,10 +254,18 @@ func readBody(req *http.Request) ([]byte, error) {
 // maxRequestBody bounds the buffer readBody sizes up front.
 const maxRequestBody = 1 << 20
 
-// cloneWithBody returns a clone of req (headers included, so the caller's
-// request is never modified) whose Body and GetBody replay body.
-func cloneWithBody(req *http.Request, body []byte) *http.Request {
-	r := req.Clone(req.Context())
+// cloneWithBody returns a copy of req whose Body and GetBody replay body,
+// with a header map of its own with room for extra more keys: a transport
+// sets headers on it and never modifies the caller's request (the other
+// fields, the URL among them, are shared and only read, as
+// golang.org/x/oauth2's Transport does).
+func cloneWithBody(req *http.Request, body []byte, extra int) *http.Request {
+	r := new(http.Request)
+	*r = *req
+	r.Header = make(http.Header, len(req.Header)+extra)
+	for k, v := range req.Header {
+		r.Header[k] = v[:len(v):len(v)] // an append on the copy reallocates
+	}
 	if body != nil {
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -163,6 +164,65 @@ func TestAppAuth_SignsEachAttemptFreshly(t *testing.T) {
 	}
 	if b, _ := io.ReadAll(req.Body); string(b) != body {
 		t.Errorf("caller's body after RoundTrip = %q, want it unread", b)
+	}
+}
+
+// TestAppAuth_PooledSigner: the transport NewClient makes reuses keyed
+// HMACs across requests and goroutines; every signature is still the one
+// Sign gives, and the caller's headers are left as they were.
+func TestAppAuth_PooledSigner(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{}
+	a := &AppAuth{AppID: testAppID, Secret: testSecret, UserID: testUserID, Next: rec,
+		Now: func() time.Time { return time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC) }, sig: newSigner(testSecret.Reveal())}
+	const workers, each = 4, 50
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				body := fmt.Sprintf(`{"deptId":%d}`, w*each+i)
+				url := fmt.Sprintf("https://kd.example/koodrive/ose/v1/users/%d", w*each+i)
+				if i%2 == 1 {
+					url += "?limit=10&offset=" + strconv.Itoa(i)
+				}
+				req, err := http.NewRequest(http.MethodPut, url, strings.NewReader(body))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				req.Header["Accept"] = make([]string, 1, 4) // room to append into: must not be shared
+				req.Header["Accept"][0] = "application/json"
+				resp, err := a.RoundTrip(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+				if len(req.Header) != 1 || req.Header["Accept"][:2][1] != "" {
+					t.Errorf("caller's headers changed: %v", req.Header)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(rec.seen) != workers*each {
+		t.Fatalf("%d requests sent, want %d", len(rec.seen), workers*each)
+	}
+	for _, got := range rec.seen {
+		r := got.req
+		want := AuthorizationHeader(testAppID, Sign(testSecret.Reveal(), SigningInput{
+			Method:  "PUT",
+			Path:    r.URL.Path,
+			Query:   r.URL.Query(),
+			Headers: []Header{{"host", "kd.example"}, {"x-date", "20261123T100000Z"}, {"x-user-id", testUserID}},
+			Body:    got.body,
+		}))
+		if h := r.Header.Get("Authorization"); h != want {
+			t.Fatalf("%s: Authorization = %q, want %q", r.URL, h, want)
+		}
+		if r.Header.Get("Accept") != "application/json" || r.Header.Get("X-User-Id") != testUserID {
+			t.Fatalf("%s: headers %v", r.URL, r.Header)
+		}
 	}
 }
 

@@ -158,7 +158,7 @@ func WithAppAuth(appID string, secret Secret, userID string) Option {
 			return errors.New("app auth needs app id, app secret and user id")
 		}
 		o.auth = func(next http.RoundTripper) http.RoundTripper {
-			return &AppAuth{AppID: appID, Secret: secret, UserID: userID, Next: next}
+			return &AppAuth{AppID: appID, Secret: secret, UserID: userID, Next: next, sig: newSigner(secret.Reveal())}
 		}
 		return nil
 	}

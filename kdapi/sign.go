@@ -5,9 +5,11 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"hash"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -130,15 +132,55 @@ func appendStringToSign(b, canonicalHash []byte) []byte {
 // Sign returns the lower-case hex HMAC-SHA256 of the string to sign, keyed
 // with the app secret (Step 3).
 func Sign(secret string, in SigningInput) string {
+	var sig [2 * sha256.Size]byte
+	return string(newMAC(secret).appendSignature(sig[:0], in))
+}
+
+// mac is an HMAC keyed with a secret and its scratch space: held by
+// pointer, its buffers are handed to the hash without escaping anew.
+type mac struct {
+	h   hash.Hash
+	sts [stringToSignLen]byte
+	sum [sha256.Size]byte
+}
+
+func newMAC(secret string) *mac { return &mac{h: hmac.New(sha256.New, []byte(secret))} }
+
+// appendSignature appends Sign's hex signature of in to b.
+func (m *mac) appendSignature(b []byte, in SigningInput) []byte {
 	var buf [512]byte
 	cr := appendCanonicalRequest(buf[:0], in)
 	crSum := sha256.Sum256(cr)
-	var sts [stringToSignLen]byte
-	appendStringToSign(sts[:0], crSum[:])
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write(sts[:])
-	var sig [sha256.Size]byte
-	return hex.EncodeToString(m.Sum(sig[:0]))
+	appendStringToSign(m.sts[:0], crSum[:])
+	m.h.Reset()
+	m.h.Write(m.sts[:])
+	return hex.AppendEncode(b, m.h.Sum(m.sum[:0]))
+}
+
+// signer signs with one secret, reusing keyed HMACs: keying one (two
+// SHA-256 states, the padded key) costs as much as the rest of a signature.
+type signer struct {
+	secret string
+	macs   sync.Pool // of *mac keyed with secret
+}
+
+func newSigner(secret string) *signer {
+	s := &signer{secret: secret}
+	s.macs.New = func() any { return newMAC(secret) }
+	return s
+}
+
+// authorization returns the Authorization header value (see
+// AuthorizationHeader) for in, in one allocation.
+func (s *signer) authorization(appID string, in SigningInput) string {
+	m := s.macs.Get().(*mac)
+	defer s.macs.Put(m)
+	const prefix, mid = Algorithm + " AppId=", ",SignedHeaders=" + SignedHeaders + ",Signature="
+	var buf [256]byte
+	b := append(buf[:0], prefix...)
+	b = append(b, appID...)
+	b = append(b, mid...)
+	return string(m.appendSignature(b, in))
 }
 
 // AuthorizationHeader formats the Authorization header value (Step 4):

@@ -565,7 +565,7 @@ func BenchmarkSign(b *testing.B) {
 // body replay, signature, with a next transport that does nothing.
 func BenchmarkAppAuthRoundTrip(b *testing.B) {
 	resp := &http.Response{StatusCode: 200, Body: http.NoBody}
-	a := &AppAuth{AppID: testAppID, Secret: testSecret, UserID: testUserID,
+	a := &AppAuth{AppID: testAppID, Secret: testSecret, UserID: testUserID, sig: newSigner(testSecret.Reveal()), // as NewClient makes it
 		Next: roundTripperFunc(func(*http.Request) (*http.Response, error) { return resp, nil })}
 	req, err := http.NewRequest(http.MethodPut, "https://intl.myhuaweicloud-koodrive.com/koodrive/ose/v1/users/1289290865663084545", bytes.NewReader(benchInput().Body))
 	if err != nil {

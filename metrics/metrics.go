@@ -227,6 +227,8 @@ func (m *Metrics) SetStats(f func() consumer.Stats) {
 type statsCollector struct {
 	f                                atomic.Pointer[func() consumer.Stats]
 	lanes, held, oldestS, guardHeldS *prometheus.Desc
+	// The per-user records' cache and the state bucket's reads and writes.
+	cached, cachedBytes, hits, misses, evictions, reads, writes *prometheus.Desc
 }
 
 func newStatsCollector() *statsCollector {
@@ -239,15 +241,32 @@ func newStatsCollector() *statsCollector {
 			"Time since kdsync received the oldest event it holds unfinished; 0 when none. Sampled at scrape.", nil, nil),
 		guardHeldS: prometheus.NewDesc(namespace+"_guard_held_events",
 			"Deprovisioning events this instance holds for the mass-deprovisioning guard, awaiting an operator. Sampled at scrape.", nil, nil),
+		cached: prometheus.NewDesc(namespace+"_state_cache_entries",
+			"Per-user records (watermarks) cached, within KDSYNC_STATE_CACHE.", nil, nil),
+		cachedBytes: prometheus.NewDesc(namespace+"_state_cache_bytes",
+			"Estimated memory of the cached per-user records.", nil, nil),
+		hits: prometheus.NewDesc(namespace+"_state_cache_hits_total",
+			"Events whose user's record was in the cache.", nil, nil),
+		misses: prometheus.NewDesc(namespace+"_state_cache_misses_total",
+			"Events whose user's record was not in the cache (read from the state bucket).", nil, nil),
+		evictions: prometheus.NewDesc(namespace+"_state_cache_evictions_total",
+			"Per-user records evicted from the cache past its budget (least recently used first).", nil, nil),
+		reads: prometheus.NewDesc(namespace+"_state_reads_total",
+			"Reads of per-user records from the state bucket (KV).", nil, nil),
+		writes: prometheus.NewDesc(namespace+"_state_writes_total",
+			"Writes of per-user records to the state bucket (KV), compare-and-set retries included.", nil, nil),
 	}
 }
 
-// Describe sends the three descriptors.
+// Describe sends the descriptors.
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.lanes
 	ch <- c.held
 	ch <- c.oldestS
 	ch <- c.guardHeldS
+	for _, d := range []*prometheus.Desc{c.cached, c.cachedBytes, c.hits, c.misses, c.evictions, c.reads, c.writes} {
+		ch <- d
+	}
 }
 
 // Collect calls the stats function once and reports its figures.
@@ -260,4 +279,12 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.held, prometheus.GaugeValue, float64(s.InFlight))
 	ch <- prometheus.MustNewConstMetric(c.oldestS, prometheus.GaugeValue, max(s.Oldest.Seconds(), 0))
 	ch <- prometheus.MustNewConstMetric(c.guardHeldS, prometheus.GaugeValue, float64(s.GuardHeld))
+	st := s.State
+	ch <- prometheus.MustNewConstMetric(c.cached, prometheus.GaugeValue, float64(st.Cached))
+	ch <- prometheus.MustNewConstMetric(c.cachedBytes, prometheus.GaugeValue, float64(st.CachedBytes))
+	ch <- prometheus.MustNewConstMetric(c.hits, prometheus.CounterValue, float64(st.Hits))
+	ch <- prometheus.MustNewConstMetric(c.misses, prometheus.CounterValue, float64(st.Misses))
+	ch <- prometheus.MustNewConstMetric(c.evictions, prometheus.CounterValue, float64(st.Evictions))
+	ch <- prometheus.MustNewConstMetric(c.reads, prometheus.CounterValue, float64(st.Reads))
+	ch <- prometheus.MustNewConstMetric(c.writes, prometheus.CounterValue, float64(st.Writes))
 }

@@ -10,6 +10,7 @@
 // shows.
 //
 //	go run ./cmd/kdload -events 100000 -users 20000
+//	go run ./cmd/kdload -users 1000000 -rss-out rss-1m.tsv -timeout 2h   # 2.2M events, outside CI
 //	go run ./cmd/kdload -kdsync-cpuprofile kdsync.prof -cpuprofile load.prof
 //	go run ./cmd/kdload -sweep -sweep-repeat 3 -sweep-out docs/perf/scaling.tsv
 //	go run ./cmd/kdload -soak 30m    # a fault every minute; slopes of RSS, goroutines, open files
@@ -110,13 +111,33 @@ type Report struct {
 	BreakerOpened     bool      `json:"breakerOpened"`
 	FollowSec         []float64 `json:"followSec,omitempty"`
 	Timeline          []Second  `json:"timeline,omitempty"`
+	// StateCache is kdsync's KDSYNC_STATE_CACHE ("default" when unset).
+	StateCache string `json:"stateCache"`
+	// RSSQuartersMiB is kdsync's resident memory when a quarter, half,
+	// three quarters and all of the outcomes were in (-rss-out has every
+	// second's).
+	RSSQuartersMiB [4]float64 `json:"kdsyncRssQuartersMiB"`
+	// Per event: kdsync's reads and writes of per-user records in the KV
+	// bucket (its kdsync_state_* counters), the share of events whose
+	// record was cached, and the writes as the server counts them (the
+	// bucket stream's last sequence).
+	StateReadsPerEvent  float64 `json:"stateReadsPerEvent"`
+	StateWritesPerEvent float64 `json:"stateWritesPerEvent"`
+	StateHitShare       float64 `json:"stateCacheHitShare"`
+	StateEvictions      float64 `json:"stateCacheEvictions"`
+	KVWritesPerEvent    float64 `json:"kvStreamWritesPerEvent"`
+	// NATSInPerEvent and NATSOutPerEvent are the messages kdsync's
+	// connection sent to and received from the server, per event.
+	NATSInPerEvent  float64 `json:"natsMsgsInPerEvent"`
+	NATSOutPerEvent float64 `json:"natsMsgsOutPerEvent"`
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("kdload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	events := fs.Int("events", 100000, "events to publish")
+	events := fs.Int("events", 0, "events to publish (0: 2.2 per user, a hire and one or two changes each: -users 1000000 publishes 2.2M)")
 	users := fs.Int("users", 20000, "users the events are spread over")
+	rssOut := fs.String("rss-out", "", "write kdsync's RSS every second (seconds, outcomes, MiB) to this TSV file")
 	rate := fs.Float64("rate", 0, "publish at this many events/s while kdsync runs (0: publish everything first, a backlog)")
 	concurrency := fs.Int("concurrency", 0, "kdsync's KDSYNC_CONCURRENCY (0: kdsync's default)")
 	quota := fs.Float64("sim-quota", 0, "simulator quota: requests/s accepted, the others answered 429 with Retry-After (0: none)")
@@ -154,7 +175,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
+	if *events == 0 {
+		*events = *users * 11 / 5
+	}
 	o := loadOptions{
+		rssOut: *rssOut,
 		events: *events, users: *users, rate: *rate, concurrency: *concurrency,
 		latency: *latency, errRate: *errRate, bin: *bin, seed: *seed, extraEnv: *extraEnv, keepLog: *keep,
 		cpuProfile: *cpuProf, kdsyncProfile: *kdProf,
@@ -220,6 +245,7 @@ type loadOptions struct {
 	latency                    time.Duration
 	bin, extraEnv, keepLog     string
 	cpuProfile, kdsyncProfile  string
+	rssOut                     string
 	seed                       uint64
 	quota                      float64
 	quotaSteps                 []quotaStep
@@ -285,7 +311,7 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 	}
 	evs = trimPerUser(evs, o.events)
 	r := &Report{Events: len(evs), Users: o.users, Concurrency: o.concurrency, Mode: "backlog",
-		SimLatencyMs: float64(o.latency) / float64(time.Millisecond), SimErrorRate: o.errRate}
+		SimLatencyMs: float64(o.latency) / float64(time.Millisecond), SimErrorRate: o.errRate, StateCache: "default"}
 	if o.rate > 0 {
 		r.Mode, r.Rate = "rate", o.rate
 	}
@@ -321,14 +347,15 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 	if o.concurrency > 0 {
 		cmd.Env = append(cmd.Env, "KDSYNC_CONCURRENCY="+strconv.Itoa(o.concurrency))
 	}
+	// kdsync's metrics are read while it runs (a simulator quota) and at
+	// the end (its state reads and writes).
+	port, err := natsembed.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	kdAddr = "127.0.0.1:" + strconv.Itoa(port)
 	var watch *quotaWatch
 	if o.quota > 0 || o.maxConc > 0 {
-		port, err := natsembed.FreePort()
-		if err != nil {
-			return nil, err
-		}
-		kdAddr = "127.0.0.1:" + strconv.Itoa(port)
-		cmd.Env = append(cmd.Env, "KDSYNC_HTTP_ADDR="+kdAddr)
 		watch = &quotaWatch{sim: sim, metrics: "http://" + kdAddr + "/metrics", steps: o.quotaSteps}
 		r.SimQuota, r.SimMaxConcurrent = o.quota, o.maxConc
 		for _, st := range o.quotaSteps {
@@ -339,18 +366,15 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 	for _, kv := range strings.Split(o.extraEnv, ",") {
 		if kv = strings.TrimSpace(kv); kv != "" {
 			cmd.Env = append(cmd.Env, kv)
+			if v, ok := strings.CutPrefix(kv, "KDSYNC_STATE_CACHE="); ok {
+				r.StateCache = v
+			}
 		}
 	}
-	if o.kdsyncProfile != "" && kdAddr == "" {
-		port, err := natsembed.FreePort()
-		if err != nil {
-			return nil, err
-		}
-		kdAddr = "127.0.0.1:" + strconv.Itoa(port)
-	}
+	// Last, so that they win over -kdsync-env.
+	cmd.Env = append(cmd.Env, "KDSYNC_HTTP_ADDR="+kdAddr)
 	if o.kdsyncProfile != "" {
-		// Last, so that they win over -kdsync-env.
-		cmd.Env = append(cmd.Env, "KDSYNC_PPROF=true", "KDSYNC_HTTP_ADDR="+kdAddr)
+		cmd.Env = append(cmd.Env, "KDSYNC_PPROF=true")
 	}
 	cmd.Stdout, cmd.Stderr = logW, logW
 
@@ -405,6 +429,7 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	var rss []rssPoint
 	var first time.Duration
 	lastN, stalled := 0, 0
 	for outcomes.count() < len(evs) {
@@ -418,7 +443,9 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 		case <-tick.C:
 			n := outcomes.count()
 			el := time.Since(start).Seconds()
-			fmt.Fprintf(progress, "\r%6.1fs  %7d/%d outcomes  %7.0f events/s", el, n, len(evs), float64(n)/el)
+			cur, _ := rssNow(cmd.Process.Pid)
+			rss = append(rss, rssPoint{Sec: el, Outcomes: n, RSSMiB: float64(cur) / (1 << 20)})
+			fmt.Fprintf(progress, "\r%6.1fs  %7d/%d outcomes  %7.0f events/s  RSS %5.1f MiB", el, n, len(evs), float64(n)/el, float64(cur)/(1<<20))
 			if n > 0 && n == lastN && o.latency < time.Second {
 				stalled++
 				if stalled == 2 {
@@ -456,6 +483,30 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 		}
 	}
 	peak.sample()
+	if cur, err := rssNow(cmd.Process.Pid); err == nil {
+		rss = append(rss, rssPoint{Sec: elapsed.Seconds(), Outcomes: len(evs), RSSMiB: float64(cur) / (1 << 20)})
+	}
+	n := float64(len(evs))
+	if st, err := scrapeState(ctx, kdAddr); err == nil {
+		r.StateReadsPerEvent = st["kdsync_state_reads_total"] / n
+		r.StateWritesPerEvent = st["kdsync_state_writes_total"] / n
+		r.StateEvictions = st["kdsync_state_cache_evictions_total"]
+		if looked := st["kdsync_state_cache_hits_total"] + st["kdsync_state_cache_misses_total"]; looked > 0 {
+			r.StateHitShare = st["kdsync_state_cache_hits_total"] / looked
+		}
+	} else {
+		fmt.Fprintf(progress, "reading kdsync's metrics: %v\n", err)
+	}
+	if w, err := kvWrites(ctx, nc, "KDSYNC_STATE"); err == nil {
+		r.KVWritesPerEvent = float64(w) / n
+	} else {
+		fmt.Fprintf(progress, "reading the state bucket: %v\n", err)
+	}
+	if in, out, err := connMsgs(ns.Server, "kdsync"); err == nil {
+		r.NATSInPerEvent, r.NATSOutPerEvent = float64(in)/n, float64(out)/n
+	} else {
+		fmt.Fprintf(progress, "reading the server's connections: %v\n", err)
+	}
 	if kdProfile != nil {
 		if err := kdProfile.finish(); err != nil {
 			fmt.Fprintf(progress, "kdsync's CPU profile: %v\n", err)
@@ -486,6 +537,12 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 	r.CPUSeconds = cpu
 	r.CPUPerEventUs = cpu / float64(len(evs)) * 1e6
 	r.PeakRSSMiB = float64(peak.max()) / (1 << 20)
+	r.RSSQuartersMiB = rssQuarters(rss, len(evs))
+	if o.rssOut != "" {
+		if err := writeRSS(o.rssOut, r, rss); err != nil {
+			fmt.Fprintf(progress, "writing %s: %v\n", o.rssOut, err)
+		}
+	}
 	r.StartSec = first.Seconds()
 	r.LoadCPUSeconds = self.Seconds()
 	r.LoadCPUPerEventUs = self.Seconds() / float64(len(evs)) * 1e6
@@ -632,6 +689,10 @@ func printTable(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "throughput      %.0f events/s (%.2fs)\n", r.EventsPerSec, r.Seconds)
 	fmt.Fprintf(w, "latency         p50 %.1fms  p90 %.1fms  p99 %.1fms  max %.1fms\n", r.LatencyP50Ms, r.LatencyP90Ms, r.LatencyP99Ms, r.LatencyMaxMs)
 	fmt.Fprintf(w, "kdsync          %.2f CPU s (%.1f µs/event), peak RSS %.1f MiB, first outcome after %.2fs\n", r.CPUSeconds, r.CPUPerEventUs, r.PeakRSSMiB, r.StartSec)
+	fmt.Fprintf(w, "kdsync RSS      %.1f / %.1f / %.1f / %.1f MiB at 25/50/75/100%% of the outcomes\n",
+		r.RSSQuartersMiB[0], r.RSSQuartersMiB[1], r.RSSQuartersMiB[2], r.RSSQuartersMiB[3])
+	fmt.Fprintf(w, "per event       %.2f state reads, %.2f state writes (%.2f stored by the server), cache hits %.0f%% (cache %s, %.0f evictions); NATS messages %.2f in + %.2f out\n",
+		r.StateReadsPerEvent, r.StateWritesPerEvent, r.KVWritesPerEvent, 100*r.StateHitShare, r.StateCache, r.StateEvictions, r.NATSInPerEvent, r.NATSOutPerEvent)
 	fmt.Fprintf(w, "NATS+sim+load   %.2f CPU s (%.1f µs/event)%s\n", r.LoadCPUSeconds, r.LoadCPUPerEventUs, formatShares(r.LoadCPUShares))
 	fmt.Fprintf(w, "machine         %d CPUs, others used %.0f%% of them during the run (stolen by the hypervisor %.0f%%), load average %.2f → %.2f\n",
 		r.CPUs, r.OtherCPUShare*100, r.StealShare*100, r.LoadAvg[0], r.LoadAvg[1])

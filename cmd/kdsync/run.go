@@ -14,6 +14,7 @@ import (
 	"github.com/peterbourgon/ff/v3"
 
 	"github.com/kdsync/kdsync/console"
+	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/guard"
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/metrics"
@@ -48,6 +49,7 @@ func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 	fs.StringVar(&c.DLQStream, "dlq-stream", "KDSYNC_DLQ", "stream of dead letters")
 	fs.StringVar(&c.DLQPrefix, "dlq-prefix", "kdsync.dlq", "subject prefix of dead letters: <prefix>.<reason>.<action>.<userId>")
 	fs.StringVar(&c.StateBucket, "state-bucket", "KDSYNC_STATE", "KV bucket of per-user watermarks and applied state")
+	fs.StringVar(&c.StateCache, "state-cache", consumer.DefaultStateCache, "cache of per-user records read from the state bucket: entries (20000) or a memory budget (4MiB), least recently used evicted first; 0: read every event's")
 	fs.IntVar(&c.Concurrency, "concurrency", 512, "most KooDrive calls in flight at once: the ceiling of the adaptive limit (enough for 100 ms per call at 5,000 calls/s)")
 	fs.IntVar(&o.ConcurrencyMin, "concurrency-min", 4, "fewest KooDrive calls in flight the adaptive limit goes down to")
 	fs.Float64Var(&o.APIRate, "api-rate", 0, "KooDrive's quota in requests/s, when known: never exceeded (with partitions, each instance keeps to the share of the partitions it holds); 0: none, one is learnt from its 429s")
