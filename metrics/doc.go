@@ -55,6 +55,16 @@
 //   - kdsync_oldest_unapplied_event_age_seconds: how long has the oldest
 //     held event been waiting since kdsync received it (is a lane stuck)?
 //
+// # Per-user records, sampled at scrape time
+//
+//   - kdsync_state_reads_total, kdsync_state_writes_total: how many
+//     per-user records does kdsync read from and write to the state bucket?
+//   - kdsync_state_cache_entries, kdsync_state_cache_bytes: how many
+//     records are cached, taking how much memory, within the budget?
+//   - kdsync_state_cache_hits_total, kdsync_state_cache_misses_total,
+//     kdsync_state_cache_evictions_total: how often was an event's record
+//     cached, and how many were evicted past the budget?
+//
 // # JetStream consumer, polled by PollConsumer
 //
 //   - kdsync_consumer_pending_events: how many events wait in the stream,

@@ -1,13 +1,13 @@
 # kdsync's peak RSS and throughput against the number of users (a hire and
 # one or two changes each, backlogged), before and after the bounded state
-# cache; and its RSS over the run. From docs/perf/users/users.tsv (written
-# by docs/perf/users.py; block 0 "after", block 1 "before") and the
+# cache; and its RSS over the run. From docs/perf/users/quiet/users.tsv
+# (written by docs/perf/users.py; block 0 "after", block 1 "before") and the
 # kdload -rss-out files in docs/perf/users/.
 # From the repository root: gnuplot docs/perf/users.gp
 set datafile separator "\t"
 set terminal pngcairo size 1100,460 font "DejaVu Sans,11" noenhanced
 set output "docs/perf/users.png"
-set multiplot layout 1,2 title "kdsync against the number of users (kdsync, NATS and the simulator sharing 2 busy cores)"
+set multiplot layout 1,2 title "kdsync against the number of users (kdsync, NATS and the simulator sharing 2 cores; quiet machine)"
 set logscale x 10
 set xrange [6000:1600000]
 set xtics ("10k" 10000, "100k" 100000, "1M" 1000000)
@@ -18,7 +18,7 @@ set ylabel "kdsync peak RSS (MiB)"
 set yrange [0:*]
 set arrow 1 from 6000,64 to 1600000,64 nohead dt 2 lc rgb "#888888"
 set label 1 "64 MiB" at 8000,70 tc rgb "#666666"
-data = "docs/perf/users/users.tsv"
+data = "docs/perf/users/quiet/users.tsv"
 plot data index 1 using 2:9 with linespoints lw 2 pt 7 title "before (map, flushed at 200,000)", \
      data index 0 using 2:9 with linespoints lw 2 pt 5 title "after (LRU, KDSYNC_STATE_CACHE=4MiB)"
 unset arrow 1

@@ -1,19 +1,21 @@
 #!/usr/bin/env python3
 """Summarise the flat-in-users runs for docs/performance.md and users.gp.
 
-    python3 docs/perf/users.py
+    python3 docs/perf/users.py [SITTING]
 
-Reads docs/perf/users/<build>-<users>.jsonl (kdload's JSON reports, one a
-line; build is "before" or "after"; other files there are left alone) and writes docs/perf/users/users.tsv:
-one row per build and number of users with the median of each figure
-(columns named in its header), and prints it.
+Reads docs/perf/users/SITTING/<build>-<users>.jsonl (kdload's JSON
+reports, one a line; build is "before" or "after"; SITTING is "quiet", the
+default, or "busy") and writes SITTING/users.tsv: one row per build and
+number of users with the median of each figure (columns named in its
+header), and prints it.
 """
 import glob
 import json
 import os
 import statistics
+import sys
 
-DIR = os.path.join(os.path.dirname(__file__), "users")
+DIR = os.path.join(os.path.dirname(__file__), "users", sys.argv[1] if len(sys.argv) > 1 else "quiet")
 FIELDS = [
     ("events", "events"),
     ("eventsPerSec", "events_per_s"),
@@ -35,7 +37,7 @@ def main():
     for path in sorted(glob.glob(os.path.join(DIR, "*.jsonl"))):
         build = os.path.basename(path).split("-")[0]
         if build not in ("before", "after"):
-            continue  # the cache grid and the 20k-user backlog
+            continue
         runs = [json.loads(l) for l in open(path) if l.strip()]
         if not runs:
             continue
