@@ -2,9 +2,13 @@
 // kdsync slower, never stuck. A Limiter combines three brakes, each with
 // its own signal:
 //
-//   - KooDrive's Retry-After. A 429 answer pauses new calls for everyone
+//   - KooDrive's Retry-After. When 429s look like a quota (three in a row,
+//     or 15% of the last 50 answers), a 429 pauses new calls for everyone
 //     until its Retry-After (one second when absent) has passed, as Entra's
-//     provisioning does: calls already sent finish, none starts.
+//     provisioning does: calls already sent finish, none starts. A lone 429
+//     among accepted calls only delays its own call (the consumer waits
+//     its Retry-After before retrying): pausing everyone for each of a few
+//     percent of scattered 429s would bring kdsync to a crawl.
 //
 //   - A request rate learnt from the 429s (and capped by a known quota,
 //     Options.Rate). At a 429 the Limiter counts the calls KooDrive
@@ -152,6 +156,13 @@ type Limiter struct {
 	// 10 ms over the last second.
 	ok     [nBuckets]int
 	okTick int64 // the bucket index (time/bucket) of ok's newest entry
+
+	// The last answers, in the order they came: whether each was a 429,
+	// and how many 429s in a row ended them (see quotaLike).
+	answers    [answerWindow]bool
+	answered   int // answers recorded, up to answerWindow
+	answerNext int
+	streak     int
 
 	// Counters.
 	throttled, timeouts uint64
@@ -370,6 +381,14 @@ func (l *Limiter) done(sentAt time.Time, resp *http.Response, err error) {
 	case resp == nil:
 	case resp.StatusCode == http.StatusTooManyRequests:
 		l.throttled++
+		l.recordAnswer(true)
+		if !l.quotaLike(now) {
+			// A lone 429 among accepted calls (a busy node behind a load
+			// balancer, say): its own call waits its Retry-After (the
+			// consumer's retry); pausing everyone for each of them would
+			// bring kdsync to a crawl at a few percent of 429s.
+			return
+		}
 		ra := kdapi.ParseRetryAfter(resp.Header.Get("Retry-After"), now)
 		if ra <= 0 {
 			ra = time.Second
@@ -388,6 +407,7 @@ func (l *Limiter) done(sentAt time.Time, resp *http.Response, err error) {
 	case resp.StatusCode >= 500:
 		// KooDrive failing is the breaker's business, not a quota.
 	default:
+		l.recordAnswer(false)
 		l.countOK(sentAt)
 		if !fresh {
 			l.lateOK(sentAt, now)
@@ -401,6 +421,39 @@ func (l *Limiter) done(sentAt time.Time, resp *http.Response, err error) {
 			l.limit = min(l.limit, float64(l.o.Max))
 		}
 	}
+}
+
+// answerWindow is how many of the last answers quotaLike looks at.
+const answerWindow = 50
+
+// recordAnswer notes an answer: a 429 or an accepted call.
+func (l *Limiter) recordAnswer(throttled bool) {
+	l.answers[l.answerNext] = throttled
+	l.answerNext = (l.answerNext + 1) % answerWindow
+	l.answered = min(l.answered+1, answerWindow)
+	if throttled {
+		l.streak++
+	} else {
+		l.streak = 0
+	}
+}
+
+// quotaLike reports whether the 429s look like a quota being hit, which
+// pauses everyone and teaches the rate: 429s in a row (a quota's window
+// spent refuses every call after it), at least 15% of the last answers
+// (a smoother quota a little exceeded), or a pause already under way.
+// Scattered 429s among accepted calls are not a quota's signature.
+func (l *Limiter) quotaLike(now time.Time) bool {
+	if l.streak >= 3 || now.Before(l.paused) {
+		return true
+	}
+	n := 0
+	for i := range l.answered {
+		if l.answers[i] {
+			n++
+		}
+	}
+	return l.answered >= 20 && float64(n) >= 0.15*float64(l.answered)
 }
 
 func isTimeout(err error) bool {

@@ -225,10 +225,21 @@ func TestRetryAfterPausesEveryone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A quota's 429s come in a row: three of them.
+	for range 2 {
+		d, err := l.Acquire(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		d(&http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"1"}}}, nil)
+	}
+	if l.Stats().Paused {
+		t.Fatal("paused after two 429s")
+	}
 	at := time.Now()
 	done(&http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"1"}}}, nil)
 	if !l.Stats().Paused {
-		t.Fatal("not paused after a 429")
+		t.Fatal("not paused after three 429s in a row")
 	}
 	var wg sync.WaitGroup
 	var early atomic.Int32
@@ -252,8 +263,40 @@ func TestRetryAfterPausesEveryone(t *testing.T) {
 		t.Errorf("%d callers sent before the Retry-After passed", n)
 	}
 	st := l.Stats()
-	if st.Throttled != 1 || st.ThrottledSeconds < 0.9 {
-		t.Errorf("stats %+v: want 1 throttled answer and about a second waited", st)
+	if st.Throttled != 3 || st.ThrottledSeconds < 0.9 {
+		t.Errorf("stats %+v: want 3 throttled answers and about a second waited", st)
+	}
+}
+
+// TestScatteredThrottlingPausesNoOne: 429s scattered among accepted calls
+// (5%, as from one busy node behind a load balancer) are not a quota: no
+// pause for everyone, no learnt rate, the calls keep flowing.
+func TestScatteredThrottlingPausesNoOne(t *testing.T) {
+	l, err := New(Options{Max: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for i := range 400 {
+		d, err := l.Acquire(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%20 == 7 {
+			d(&http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"1"}}}, nil)
+			if l.Stats().Paused {
+				t.Fatalf("call %d: a lone 429 paused everyone", i)
+			}
+			continue
+		}
+		d(&http.Response{StatusCode: http.StatusOK}, nil)
+	}
+	st := l.Stats()
+	if st.Throttled != 20 || st.Learnt != 0 {
+		t.Errorf("stats %+v: want 20 throttled answers and no learnt rate", st)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("400 calls with 5%% scattered 429s took %s", took)
 	}
 }
 
@@ -335,10 +378,12 @@ func TestSignals(t *testing.T) {
 		throttled uint64
 		timeouts  uint64
 		acquire   int // calls in flight; 0: 10
+		repeat    int // answers given so; 0: 1
 	}{
 		"ok grows the limit in slow start":    {resp: &http.Response{StatusCode: 200}, wantLimit: 11},
 		"timeout cuts to 90% of in flight":    {err: fmt.Errorf("get: %w", timeoutErr{}), wantLimit: 9, timeouts: 1},
-		"429 cuts and counts":                 {resp: &http.Response{StatusCode: 429, Header: http.Header{}}, wantLimit: 9, throttled: 1},
+		"a lone 429 counts, cuts nothing":     {resp: &http.Response{StatusCode: 429, Header: http.Header{}}, wantLimit: 10, throttled: 1},
+		"429s in a row cut and count":         {resp: &http.Response{StatusCode: 429, Header: http.Header{}}, wantLimit: 9, throttled: 3, repeat: 3},
 		"503 is the breaker's":                {resp: &http.Response{StatusCode: 503}, wantLimit: 10},
 		"refused connection is the breaker's": {err: errors.New("connection refused"), wantLimit: 10},
 		"caller gave up":                      {err: context.Canceled, wantLimit: 10},
@@ -356,7 +401,9 @@ func TestSignals(t *testing.T) {
 				}
 				dones = append(dones, d)
 			}
-			dones[0](tc.resp, tc.err)
+			for i := range cmp.Or(tc.repeat, 1) {
+				dones[i](tc.resp, tc.err)
+			}
 			st := l.Stats()
 			if st.Limit != tc.wantLimit || st.Throttled != tc.throttled || st.Timeouts != tc.timeouts {
 				t.Errorf("stats %+v: want limit %d, throttled %d, timeouts %d", st, tc.wantLimit, tc.throttled, tc.timeouts)
