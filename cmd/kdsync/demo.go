@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/peterbourgon/ff/v3"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kdsync/kdsync/consumer"
@@ -30,40 +29,59 @@ import (
 	"github.com/kdsync/kdsync/workload"
 )
 
+// demoConfig is what kdsync demo's flags say.
+type demoConfig struct {
+	httpAddr, dataDir, logLevel, deprov, scimAddr string
+	natsPort, users, perUser                      int
+	rate, errRate                                 float64
+	loop, quiet                                   bool
+	latency, duration                             time.Duration
+}
+
+// demoFlags declares kdsync demo's flags, read from KDSYNC_DEMO_<FLAG>
+// too (not KDSYNC_<FLAG>: a production environment leaves the demo be).
+func demoFlags() (*cmdFlags, *demoConfig) {
+	var c demoConfig
+	f := newFlags("kdsync demo")
+	f.prefix = demoEnvPrefix
+	fs := f.FlagSet
+	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:9090", "address of /metrics, /healthz and /readyz")
+	fs.IntVar(&c.natsPort, "nats-port", 4222, "port of the embedded NATS server (0: any free port)")
+	fs.StringVar(&c.dataDir, "data-dir", "", "JetStream store of the embedded server (default: a temporary folder, removed at exit)")
+	fs.IntVar(&c.users, "users", 50, "sample users")
+	fs.IntVar(&c.perUser, "events-per-user", 5, "events per sample user (a hire, moves, disables and enables, some leavers)")
+	fs.Float64Var(&c.rate, "rate", 20, "sample events per second (0: all at once)")
+	fs.BoolVar(&c.loop, "loop", true, "start over with new users when the sample is sent, until stopped")
+	fs.Float64Var(&c.errRate, "sim-error-rate", 0.02, "share of simulator calls answered 429/500/503")
+	fs.DurationVar(&c.latency, "sim-latency", 5*time.Millisecond, "simulator latency")
+	fs.BoolVar(&c.quiet, "quiet", false, "do not print outcomes")
+	fs.StringVar(&c.logLevel, "log-level", "warn", "kdsync's log level: debug, info, warn or error")
+	fs.DurationVar(&c.duration, "duration", 0, "stop after this long (0: run until interrupted)")
+	fs.StringVar(&c.deprov, "deprovision-limit", "", "mass-deprovisioning guard for the demo, e.g. 5/10m (try kdsync guard status)")
+	fs.StringVar(&c.scimAddr, "scim-addr", "127.0.0.1:8081", "address of the ingress with SCIM 2.0 under /scim/v2 (the demo prints curl commands for it; empty: off)")
+	return f, &c
+}
+
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("kdsync demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	httpAddr := fs.String("http-addr", "127.0.0.1:9090", "address of /metrics, /healthz and /readyz")
-	natsPort := fs.Int("nats-port", 4222, "port of the embedded NATS server (0: any free port)")
-	dataDir := fs.String("data-dir", "", "JetStream store of the embedded server (default: a temporary folder, removed at exit)")
-	users := fs.Int("users", 50, "sample users")
-	perUser := fs.Int("events-per-user", 5, "events per sample user (a hire, moves, disables and enables, some leavers)")
-	rate := fs.Float64("rate", 20, "sample events per second (0: all at once)")
-	loop := fs.Bool("loop", true, "start over with new users when the sample is sent, until stopped")
-	errRate := fs.Float64("sim-error-rate", 0.02, "share of simulator calls answered 429/500/503")
-	latency := fs.Duration("sim-latency", 5*time.Millisecond, "simulator latency")
-	quiet := fs.Bool("quiet", false, "do not print outcomes")
-	logLevel := fs.String("log-level", "warn", "kdsync's log level: debug, info, warn or error")
-	duration := fs.Duration("duration", 0, "stop after this long (0: run until interrupted)")
-	deprov := fs.String("deprovision-limit", "", "mass-deprovisioning guard for the demo, e.g. 5/10m (try kdsync guard status)")
-	scimAddr := fs.String("scim-addr", "127.0.0.1:8081", "address of the ingress with SCIM 2.0 under /scim/v2 (the demo prints curl commands for it; empty: off)")
-	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("KDSYNC_DEMO")); err != nil {
-		return err
+	f, c := demoFlags()
+	f.SetOutput(stderr)
+	parseErr := f.parse(args)
+	if errors.Is(parseErr, flag.ErrHelp) {
+		return parseErr
 	}
+	log, logErr := newLogger(stderr, c.logLevel, "text")
+	limit, limitErr := guard.ParseLimit(c.deprov)
+	if err := errors.Join(parseErr, logErr, limitErr, checkAddr("http-addr", c.httpAddr), checkAddr("scim-addr", c.scimAddr)); err != nil {
+		return invalid("kdsync demo", err)
+	}
+	httpAddr, natsPort, dataDir, users, perUser, rate, loop, errRate, latency, quiet, duration, scimAddr :=
+		&c.httpAddr, &c.natsPort, &c.dataDir, &c.users, &c.perUser, &c.rate, &c.loop, &c.errRate, &c.latency, &c.quiet, &c.duration, &c.scimAddr
 	if *duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, *duration)
 		defer cancel()
 	}
-	log, err := newLogger(stderr, *logLevel, "text")
-	if err != nil {
-		return err
-	}
-	limit, err := guard.ParseLimit(*deprov)
-	if err != nil {
-		return err
-	}
-
+	var err error
 	dir := *dataDir
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "kdsync-demo-"); err != nil {

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/peterbourgon/ff/v3"
 
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/dlq"
@@ -99,24 +98,43 @@ type dlqConfig struct {
 	keep    bool
 	wait    time.Duration
 	yes     bool
+	conn    func() consumer.ConnectOptions
 }
 
 // parseDLQFlags parses sub's flags. Connection and stream flags also come
 // from the environment; selectors and confirmations only from the command
 // line, so that no stray KDSYNC_USER or KDSYNC_YES can widen a purge.
 func parseDLQFlags(sub string, args []string, stderr io.Writer) (*dlqConfig, error) {
-	var c dlqConfig
-	env := flag.NewFlagSet("kdsync dlq "+sub, flag.ContinueOnError)
-	env.SetOutput(io.Discard)
-	conn := natsFlags(env)
-	env.StringVar(&c.store.Stream, "dlq-stream", "KDSYNC_DLQ", "stream of dead letters")
-	env.StringVar(&c.store.Prefix, "dlq-prefix", "kdsync.dlq", "subject prefix of dead letters: <prefix>.<reason>.<action>.<userId>")
-	env.StringVar(&c.store.OutcomeStream, "outcome-stream", "KDSYNC_OUTCOMES", "stream of outcomes")
-	env.StringVar(&c.store.OutcomePrefix, "outcome-prefix", "kdsync.outcome", "subject prefix of outcomes")
+	f, config := dlqFlags(sub, stderr)
+	parseErr := f.parse(args)
+	if errors.Is(parseErr, flag.ErrHelp) {
+		return nil, parseErr
+	}
+	c, err := config()
+	if errors.Is(err, errUsage) {
+		return nil, err // explained on stderr
+	}
+	if err := invalid("kdsync dlq "+sub, parseErr, err); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
 
-	fs := flag.NewFlagSet("kdsync dlq "+sub, flag.ContinueOnError)
+// dlqFlags declares the flags of kdsync dlq sub, its usage written to
+// stderr; the returned function builds the configuration once they are
+// parsed.
+func dlqFlags(sub string, stderr io.Writer) (*cmdFlags, func() (*dlqConfig, error)) {
+	var c dlqConfig
+	f := newFlags("kdsync dlq " + sub)
+	fs := f.FlagSet
 	fs.SetOutput(stderr)
-	env.VisitAll(func(f *flag.Flag) { fs.Var(f.Value, f.Name, f.Usage) })
+	conn := natsFlags(fs)
+	fs.StringVar(&c.store.Stream, "dlq-stream", "KDSYNC_DLQ", "stream of dead letters")
+	fs.StringVar(&c.store.Prefix, "dlq-prefix", "kdsync.dlq", "subject prefix of dead letters: <prefix>.<reason>.<action>.<userId>")
+	fs.StringVar(&c.store.OutcomeStream, "outcome-stream", "KDSYNC_OUTCOMES", "stream of outcomes")
+	fs.StringVar(&c.store.OutcomePrefix, "outcome-prefix", "kdsync.outcome", "subject prefix of outcomes")
+	c.conn = conn
+	f.commandLineOnly()
 	fs.DurationVar(&c.timeout, "timeout", time.Minute, "how long the command may take")
 	fs.BoolVar(&c.json, "json", false, "print JSON instead of a table")
 	var seqs, ids, since, until string
@@ -140,12 +158,11 @@ func parseDLQFlags(sub string, args []string, stderr io.Writer) (*dlqConfig, err
 		fs.BoolVar(&c.yes, "yes", false, "really remove them")
 		fs.BoolVar(&c.all, "all", false, "purge every dead letter (needed when no selector is given)")
 	}
-	if err := ff.Parse(env, nil, ff.WithEnvVarPrefix("KDSYNC")); err != nil {
-		return nil, err
-	}
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
+	return f, func() (*dlqConfig, error) { return c.finish(sub, fs, stderr, seqs, ids, since, until) }
+}
+
+// finish reads what dlqFlags left in strings and checks the arguments.
+func (c *dlqConfig) finish(sub string, fs *flag.FlagSet, stderr io.Writer, seqs, ids, since, until string) (*dlqConfig, error) {
 	rest := fs.Args()
 	if sub == "show" {
 		if len(rest) == 0 {
@@ -180,9 +197,9 @@ func parseDLQFlags(sub string, args []string, stderr io.Writer) (*dlqConfig, err
 		fmt.Fprintf(stderr, "kdsync dlq %s: give a selector (-seq, -id, -user, -reason, -action, -since, -until) or -all\n", sub)
 		return nil, errUsage
 	}
-	c.nats = conn()
+	c.nats = c.conn()
 	c.nats.Name = "kdsync-dlq"
-	return &c, nil
+	return c, nil
 }
 
 // parseSeqs reads "12,15-20".

@@ -12,7 +12,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/peterbourgon/ff/v3"
 
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/guard"
@@ -64,42 +63,37 @@ type guardConfig struct {
 // guardFlags declares kdsync guard's flags: on env those also read from
 // the environment, on fs all of them, its usage written to out. The
 // returned function builds the configuration once both are parsed.
-func guardFlags(out io.Writer) (env, fs *flag.FlagSet, config func() (*guardConfig, error)) {
+func guardFlags(out io.Writer) (f *cmdFlags, config func() (*guardConfig, error)) {
 	var c guardConfig
-	env = flag.NewFlagSet("kdsync guard", flag.ContinueOnError)
-	env.SetOutput(io.Discard)
-	conn := natsFlags(env)
-	env.StringVar(&c.bucket, "guard-bucket", "KDSYNC_GUARD", "the guard's KV bucket, as kdsync run's -guard-bucket")
-	limit := env.String("deprovision-limit", "", "the limit kdsync runs with, e.g. 50/10m (status shows the window's count against it)")
-	env.StringVar(&c.parkStream, "park-stream", "KDSYNC_PARKED", "status: the stream kdsync parks held events in, as kdsync run's -park-stream")
-
-	fs = flag.NewFlagSet("kdsync guard", flag.ContinueOnError)
+	f = newFlags("kdsync guard")
+	fs := f.FlagSet
 	fs.SetOutput(out)
 	fs.Usage = func() {
 		fmt.Fprint(out, guardUsage, "\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	env.VisitAll(func(f *flag.Flag) { fs.Var(f.Value, f.Name, f.Usage) })
+	conn := natsFlags(fs)
+	fs.StringVar(&c.bucket, "guard-bucket", "KDSYNC_GUARD", "the guard's KV bucket, as kdsync run's -guard-bucket")
+	limit := fs.String("deprovision-limit", "", "the limit kdsync runs with, e.g. 50/10m (status shows the window's count against it)")
+	fs.StringVar(&c.parkStream, "park-stream", "KDSYNC_PARKED", "status: the stream kdsync parks held events in, as kdsync run's -park-stream")
+	f.commandLineOnly()
 	fs.BoolVar(&c.json, "json", false, "status: print JSON")
 	seqList := fs.String("seq", "", "release, reject: stream sequences of held events, e.g. 1041,1045-1050 (see kdsync guard status)")
 	fs.BoolVar(&c.all, "all", false, "release, reject: every held event pending a decision")
 	fs.StringVar(&c.by, "by", os.Getenv("USER"), "release, reject: who decides, recorded with the decision")
 	shadow := fs.Bool("shadow", false, "the shadow instance's guard: bucket "+shadowGuardBucket+" unless -guard-bucket (or KDSYNC_GUARD_BUCKET) names another, as kdsync run -shadow")
 
-	return env, fs, func() (*guardConfig, error) {
+	return f, func() (*guardConfig, error) {
 		c.nats = conn()
 		var errs []error
 		var err error
 		if c.limit, err = guard.ParseLimit(*limit); err != nil {
 			errs = append(errs, err)
 		}
-		set := map[string]bool{}
-		env.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		if *shadow && !set["guard-bucket"] {
+		if *shadow && !f.isSet("guard-bucket") {
 			c.bucket = shadowGuardBucket
 		}
-		if *shadow && !set["park-stream"] {
+		if *shadow && !f.isSet("park-stream") {
 			c.parkStream = shadowParkStream
 		}
 		if c.seqs, err = parseSeqs(*seqList); err != nil {
@@ -112,23 +106,18 @@ func guardFlags(out io.Writer) (env, fs *flag.FlagSet, config func() (*guardConf
 // parseGuardFlags reads the flags of kdsync guard verb from args and the
 // environment.
 func parseGuardFlags(verb string, args []string, stderr io.Writer) (*guardConfig, error) {
-	env, fs, config := guardFlags(stderr)
-	if err := ff.Parse(env, nil, ff.WithEnvVarPrefix("KDSYNC")); err != nil {
-		return nil, err
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
-		return nil, errUsage // explained by fs
+	fs, config := guardFlags(stderr)
+	parseErr := fs.parse(args)
+	if errors.Is(parseErr, flag.ErrHelp) {
+		return nil, parseErr
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "kdsync guard %s: unexpected argument %q (see kdsync guard -h)\n", verb, fs.Arg(0))
 		return nil, errUsage
 	}
 	c, err := config()
-	if err != nil {
-		return nil, err
+	if err := errors.Join(parseErr, err); err != nil {
+		return nil, invalid("kdsync guard", err)
 	}
 	switch verb {
 	case "release", "reject":
@@ -151,7 +140,7 @@ func cmdGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	verb := args[0]
 	switch verb {
 	case "help", "-h", "-help", "--help":
-		_, fs, _ := guardFlags(stdout)
+		fs, _ := guardFlags(stdout)
 		fs.Usage()
 		return nil
 	case "status", "release", "reject":

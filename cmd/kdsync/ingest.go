@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/peterbourgon/ff/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -176,22 +175,17 @@ func secretList(name, value, file string) ([]kdapi.Secret, error) {
 
 // cmdIngest runs the webhook ingress until ctx ends.
 func cmdIngest(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("kdsync ingest", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	config := ingestFlags(fs)
-	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("KDSYNC")); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w (see kdsync ingest -h)", err)
+	f := newFlags("kdsync ingest")
+	f.SetOutput(stderr)
+	config := ingestFlags(f.FlagSet)
+	parseErr := f.parse(args)
+	if errors.Is(parseErr, flag.ErrHelp) {
+		return parseErr
 	}
 	c, err := config()
-	if err != nil {
-		return fmt.Errorf("invalid configuration:\n%w", err)
-	}
-	log, err := newLogger(stderr, c.logLevel, c.logFormat)
-	if err != nil {
-		return err
+	log, logErr := newLogger(stderr, c.logLevel, c.logFormat)
+	if err := errors.Join(parseErr, err, logErr, checkAddr("ingress-addr", c.addr), checkAddr("http-addr", c.httpAddr)); err != nil {
+		return invalid("kdsync ingest", err)
 	}
 	if err := runIngest(ctx, c, log); err != nil {
 		log.Error("kdsync ingest exited with error", "err", err)

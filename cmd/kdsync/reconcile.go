@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/peterbourgon/ff/v3"
 	"golang.org/x/oauth2"
 	"golang.org/x/term"
 
@@ -87,9 +86,29 @@ type apiConfig struct {
 }
 
 func parseReconcileFlags(args []string, stderr io.Writer) (*reconcileConfig, error) {
+	f, config := reconcileFlags(stderr)
+	parseErr := f.parse(args)
+	if errors.Is(parseErr, flag.ErrHelp) {
+		return nil, parseErr
+	}
+	if f.NArg() > 0 {
+		fmt.Fprintf(stderr, "kdsync reconcile: unexpected argument %q (see kdsync reconcile -h)\n", f.Arg(0))
+		return nil, errUsage
+	}
+	c, err := config()
+	if err := errors.Join(parseErr, err); err != nil {
+		return nil, invalid("kdsync reconcile", err)
+	}
+	return c, nil
+}
+
+// reconcileFlags declares kdsync reconcile's flags, its usage written to
+// stderr; the returned function builds the configuration once they are
+// parsed.
+func reconcileFlags(stderr io.Writer) (*cmdFlags, func() (*reconcileConfig, error)) {
 	var c reconcileConfig
-	env := flag.NewFlagSet("kdsync reconcile", flag.ContinueOnError)
-	env.SetOutput(io.Discard)
+	f := newFlags("kdsync reconcile")
+	env := f.FlagSet
 	conn := natsFlags(env)
 	api := apiFlags(env)
 	env.StringVar(&c.stream, "stream", "IDENTITY", "JetStream stream of identity events (repairs are published into it)")
@@ -98,13 +117,13 @@ func parseReconcileFlags(args []string, stderr io.Writer) (*reconcileConfig, err
 	env.StringVar(&c.outcomeStream, "outcome-stream", "KDSYNC_OUTCOMES", "stream of outcomes")
 	env.StringVar(&c.outcomePrefix, "outcome-prefix", "kdsync.outcome", "subject prefix of outcomes")
 
-	fs := flag.NewFlagSet("kdsync reconcile", flag.ContinueOnError)
+	f.commandLineOnly()
+	fs := f.FlagSet
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, reconcileUsage, "\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	env.VisitAll(func(f *flag.Flag) { fs.Var(f.Value, f.Name, f.Usage) })
 	fs.StringVar(&c.source, "source", "", "desired users: a CSV (header userId,deptId,role,status) or JSON Lines file; - reads standard input")
 	format := fs.String("format", "auto", "format of -source: auto (by extension, else by the first character), csv or jsonl")
 	fs.BoolVar(&c.fromState, "from-state", false, "desired users: kdsync's own records of what it applied (the state bucket) instead of -source")
@@ -123,25 +142,18 @@ func parseReconcileFlags(args []string, stderr io.Writer) (*reconcileConfig, err
 	fs.BoolVar(&c.disableAdmins, "disable-admins", false, "let -complete disable unexpected system and cloud-drive administrators (role 2, 3); by default they are only reported")
 	fs.BoolVar(&c.failOnDrift, "fail-on-drift", false, "exit with status 1 when drift is found (for cron and CI)")
 	fs.DurationVar(&c.timeout, "timeout", time.Hour, "how long the whole pass may take")
-	if err := ff.Parse(env, nil, ff.WithEnvVarPrefix("KDSYNC")); err != nil {
-		return nil, err
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
-		return nil, errUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "kdsync reconcile: unexpected argument %q (see kdsync reconcile -h)\n", fs.Arg(0))
-		return nil, errUsage
-	}
+	return f, func() (*reconcileConfig, error) { return c.finish(conn, api, *format, *asOf, *ignore) }
+}
+
+// finish reads what reconcileFlags left in strings and checks the
+// configuration, every problem at once.
+func (c *reconcileConfig) finish(conn func() consumer.ConnectOptions, api func() (apiConfig, error), format, asOf, ignore string) (*reconcileConfig, error) {
 	c.nats = conn()
 	var errs []error
 	var err error
 	c.api, err = api()
 	errs = append(errs, err)
-	if c.format, err = reconcile.ParseFormat(*format); err != nil {
+	if c.format, err = reconcile.ParseFormat(format); err != nil {
 		errs = append(errs, err)
 	}
 	switch {
@@ -162,19 +174,19 @@ func parseReconcileFlags(args []string, stderr io.Writer) (*reconcileConfig, err
 	if c.perUser && c.complete {
 		errs = append(errs, errors.New("-per-user sees only the users asked for, so it cannot find unexpected users: drop -complete or -per-user"))
 	}
-	if *asOf != "" {
-		if c.asOf, err = time.Parse(time.RFC3339, *asOf); err != nil {
-			errs = append(errs, fmt.Errorf("-as-of %q: want RFC 3339, e.g. 2026-11-23T02:00:00Z", *asOf))
+	if asOf != "" {
+		if c.asOf, err = time.Parse(time.RFC3339, asOf); err != nil {
+			errs = append(errs, fmt.Errorf("-as-of %q: want RFC 3339, e.g. 2026-11-23T02:00:00Z", asOf))
 		}
 	}
 	c.ignore = map[string]bool{}
-	for _, id := range splitList(*ignore) {
+	for _, id := range splitList(ignore) {
 		c.ignore[id] = true
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &c, nil
+	return c, nil
 }
 
 // client builds the KooDrive client as the service does, its requests

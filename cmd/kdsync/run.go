@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/peterbourgon/ff/v3"
-
 	"github.com/kdsync/kdsync/console"
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/guard"
@@ -215,31 +213,38 @@ func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 	}
 }
 
+// runFlags declares kdsync run's flags; the returned function builds the
+// service's options once they are parsed, its logger writing to stderr.
+func runFlags() (*cmdFlags, func(stderr io.Writer) (service.Options, error)) {
+	f := newFlags("kdsync run")
+	options := serviceFlags(f.FlagSet)
+	ingressAddr := f.String("ingress-addr", "", "serve the webhook ingress (POST /events, as kdsync ingest does) on this address too, on run's NATS connection; the -ingress-* flags apply (empty: none)")
+	ingressOptions := ingressFlags(f.FlagSet)
+	logLevel := f.String("log-level", "info", "debug, info, warn or error")
+	logFormat := f.String("log-format", "json", "json or text")
+	return f, func(stderr io.Writer) (service.Options, error) {
+		log, logErr := newLogger(stderr, *logLevel, *logFormat)
+		o, err := options()
+		ic, ingressErr := ingressOptions()
+		o.Ingress = service.IngressOptions{Addr: *ingressAddr, TLSCert: ic.tlsCert, TLSKey: ic.tlsKey, Options: ic.options, SCIM: ic.scim}
+		o.Logger = log
+		return o, errors.Join(logErr, err, ingressErr, o.Validate(),
+			checkAddr("http-addr", o.HTTPAddr), checkAddr("ingress-addr", o.Ingress.Addr), checkAddr("console-addr", o.Console.Addr))
+	}
+}
+
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("kdsync run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	options := serviceFlags(fs)
-	ingressAddr := fs.String("ingress-addr", "", "serve the webhook ingress (POST /events, as kdsync ingest does) on this address too, on run's NATS connection; the -ingress-* flags apply (empty: none)")
-	ingressOptions := ingressFlags(fs)
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	logFormat := fs.String("log-format", "json", "json or text")
-	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("KDSYNC")); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w (see kdsync run -h)", err)
+	f, options := runFlags()
+	f.SetOutput(stderr)
+	parseErr := f.parse(args)
+	if errors.Is(parseErr, flag.ErrHelp) {
+		return parseErr
 	}
-	log, err := newLogger(stderr, *logLevel, *logFormat)
-	if err != nil {
-		return err
+	o, err := options(stderr)
+	if err := errors.Join(parseErr, err); err != nil {
+		return invalid("kdsync run", err)
 	}
-	o, err := options()
-	ic, ingressErr := ingressOptions()
-	if err := errors.Join(err, ingressErr); err != nil {
-		return fmt.Errorf("invalid configuration:\n%w", err)
-	}
-	o.Ingress = service.IngressOptions{Addr: *ingressAddr, TLSCert: ic.tlsCert, TLSKey: ic.tlsKey, Options: ic.options, SCIM: ic.scim}
-	o.Logger = log
+	log := o.Logger
 	b := o.Build
 	log.Info("kdsync starting", "version", b.Version, "revision", b.Revision,
 		"nats", redact.URLs(o.NATS.URLs), "stream", o.Consumer.Stream, "consumer", o.Consumer.Consumer,

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/peterbourgon/ff/v3"
 
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/kdapi"
@@ -100,16 +99,18 @@ func streamFlags(fs *flag.FlagSet, o *usertrace.Options) {
 	fs.StringVar(&o.GuardBucket, "guard-bucket", "KDSYNC_GUARD", "KV bucket of the mass-deprovisioning guard")
 }
 
-func parseUserFlags(name string, args []string, out io.Writer) (*userConfig, error) {
+// userFlags declares the flags of kdsync user or sync (name), its usage
+// written to out; the returned function builds the configuration once
+// they are parsed.
+func userFlags(name string, out io.Writer) (*cmdFlags, func() (*userConfig, error)) {
 	var c userConfig
-	env := flag.NewFlagSet("kdsync "+name, flag.ContinueOnError)
-	env.SetOutput(io.Discard)
-	conn := natsFlags(env)
-	api := apiFlags(env)
-	env.Float64Var(&c.rate, "rate", 5, "KooDrive requests per second at most")
-	streamFlags(env, &c.trace)
-
-	fs := flag.NewFlagSet("kdsync "+name, flag.ContinueOnError)
+	f := newFlags("kdsync " + name)
+	fs := f.FlagSet
+	conn := natsFlags(fs)
+	api := apiFlags(fs)
+	fs.Float64Var(&c.rate, "rate", 5, "KooDrive requests per second at most")
+	streamFlags(fs, &c.trace)
+	f.commandLineOnly()
 	fs.SetOutput(out)
 	usage := userUsage
 	if name == "sync" {
@@ -119,7 +120,6 @@ func parseUserFlags(name string, args []string, out io.Writer) (*userConfig, err
 		fmt.Fprint(out, usage, "\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	env.VisitAll(func(f *flag.Flag) { fs.Var(f.Value, f.Name, f.Usage) })
 	fs.BoolVar(&c.json, "json", false, "print JSON")
 	fs.DurationVar(&c.timeout, "timeout", 2*time.Minute, "how long the whole command may take")
 	if name == "user" {
@@ -128,38 +128,46 @@ func parseUserFlags(name string, args []string, out io.Writer) (*userConfig, err
 		fs.BoolVar(&c.dryRun, "dry-run", false, "stop before publishing the repair")
 		fs.DurationVar(&c.wait, "wait", 30*time.Second, "how long to wait for the repair's outcome")
 	}
-	if err := ff.Parse(env, nil, ff.WithEnvVarPrefix("KDSYNC")); err != nil {
-		return nil, err
-	}
+	return f, func() (*userConfig, error) { return c.finish(name, conn, api) }
+}
+
+func parseUserFlags(name string, args []string, out io.Writer) (*userConfig, error) {
+	f, config := userFlags(name, out)
 	// The user id may come before or after the flags.
+	var user string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		c.user, args = args[0], args[1:]
+		user, args = args[0], args[1:]
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
-		return nil, errUsage
+	parseErr := f.parse(args)
+	if errors.Is(parseErr, flag.ErrHelp) {
+		return nil, parseErr
 	}
-	if c.user == "" && fs.NArg() > 0 {
-		c.user = fs.Arg(0)
-		if err := fs.Parse(fs.Args()[1:]); err != nil {
+	if user == "" && f.NArg() > 0 {
+		user = f.Arg(0)
+		if err := f.Parse(f.Args()[1:]); err != nil {
 			return nil, errUsage
 		}
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(out, "kdsync %s: unexpected argument %q (see kdsync %s -h)\n", name, fs.Arg(0), name)
+	if f.NArg() > 0 {
+		fmt.Fprintf(out, "kdsync %s: unexpected argument %q (see kdsync %s -h)\n", name, f.Arg(0), name)
 		return nil, errUsage
 	}
-	if c.user == "" {
+	if user == "" {
 		fmt.Fprintf(out, "kdsync %s: which user? (kdsync %s <userId>)\n", name, name)
 		return nil, errUsage
 	}
+	c, err := config()
+	c.user = user
+	if err := errors.Join(parseErr, err, usertrace.CheckUser(user)); err != nil {
+		return nil, invalid("kdsync "+name, err)
+	}
+	return c, nil
+}
+
+// finish checks the configuration, every problem at once.
+func (c *userConfig) finish(name string, conn func() consumer.ConnectOptions, api func() (apiConfig, error)) (*userConfig, error) {
 	c.nats = conn()
 	var errs []error
-	if err := usertrace.CheckUser(c.user); err != nil {
-		errs = append(errs, err)
-	}
 	var err error
 	if c.api, err = api(); err != nil {
 		errs = append(errs, err)
@@ -170,7 +178,7 @@ func parseUserFlags(name string, args []string, out io.Writer) (*userConfig, err
 	if c.rate <= 0 || c.rate > 10000 {
 		errs = append(errs, fmt.Errorf("-rate %g: want more than 0 and at most 10000", c.rate))
 	}
-	return &c, errors.Join(errs...)
+	return c, errors.Join(errs...)
 }
 
 // connect dials NATS and, when configured, builds the KooDrive client.
