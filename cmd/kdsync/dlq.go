@@ -15,8 +15,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/dlq"
 )
@@ -56,15 +54,11 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	nc, err := consumer.Connect(c.nats, nil, nil)
+	js, closeNATS, err := connect(c.nats)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
+	defer closeNATS()
 	store, err := dlq.New(js, c.store)
 	if err != nil {
 		return err

@@ -152,15 +152,11 @@ func cmdGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	nc, err := consumer.Connect(c.nats, nil, nil)
+	js, closeNATS, err := connect(c.nats)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
+	defer closeNATS()
 	st, err := guard.Open(ctx, js, c.bucket, 1, false)
 	if err != nil {
 		return fmt.Errorf("%w (is kdsync running with KDSYNC_DEPROVISION_LIMIT? a shadow instance's guard needs -shadow)", err)

@@ -25,22 +25,6 @@ import (
 	"github.com/kdsync/kdsync/scim"
 )
 
-// natsFlags declares the NATS connection flags on fs (as kdsync run has
-// them) and returns a function that yields the options after parsing.
-func natsFlags(fs *flag.FlagSet) func() consumer.ConnectOptions {
-	var n consumer.ConnectOptions
-	fs.StringVar(&n.URLs, "nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma-separated")
-	fs.StringVar(&n.CredsFile, "nats-creds", "", "NATS credentials file (JWT + nkey seed)")
-	fs.StringVar(&n.NKeyFile, "nats-nkey", "", "NATS nkey seed file")
-	fs.StringVar(&n.Token, "nats-token", "", "NATS token")
-	fs.StringVar(&n.User, "nats-user", "", "NATS user")
-	fs.StringVar(&n.Password, "nats-password", "", "NATS password")
-	fs.StringVar(&n.CAFile, "nats-ca", "", "CA certificate file to verify the NATS server (TLS)")
-	fs.StringVar(&n.CertFile, "nats-cert", "", "client certificate file for NATS (mutual TLS)")
-	fs.StringVar(&n.KeyFile, "nats-key", "", "client key file for NATS (mutual TLS)")
-	return func() consumer.ConnectOptions { return n }
-}
-
 // ingestConfig is kdsync ingest's configuration, parsed from flags and
 // the environment.
 type ingestConfig struct {

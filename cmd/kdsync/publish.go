@@ -63,15 +63,11 @@ func cmdPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	nc, err := consumer.Connect(connectOpts(), nil, nil)
+	js, closeNATS, err := connect(connectOpts())
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
+	defer closeNATS()
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	ack, err := js.PublishMsg(ctx, msg)

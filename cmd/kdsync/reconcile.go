@@ -7,20 +7,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/oauth2"
 	"golang.org/x/term"
 
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/handlers"
-	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/reconcile"
 )
 
@@ -72,17 +68,6 @@ type reconcileConfig struct {
 	failOnDrift   bool
 	timeout       time.Duration
 	progress      bool // forced on (tests); otherwise only on a terminal
-}
-
-// apiConfig is the KooDrive client's configuration.
-type apiConfig struct {
-	baseURL  string
-	appID    string
-	secret   kdapi.Secret
-	userID   string
-	token    kdapi.Secret
-	timeout  time.Duration
-	notFound []string
 }
 
 func parseReconcileFlags(args []string, stderr io.Writer) (*reconcileConfig, error) {
@@ -189,29 +174,6 @@ func (c *reconcileConfig) finish(conn func() consumer.ConnectOptions, api func()
 	return c, nil
 }
 
-// client builds the KooDrive client as the service does, its requests
-// going through t.
-func (a *apiConfig) client(t *reconcile.Transport) (*kdapi.Client, error) {
-	opts := []kdapi.Option{
-		kdapi.WithBaseURL(a.baseURL),
-		kdapi.WithHTTPClient(&http.Client{Transport: t}),
-		kdapi.WithTimeout(a.timeout),
-		kdapi.WithNotFoundCodes(a.notFound...),
-	}
-	app := a.appID != "" || a.secret != "" || a.userID != ""
-	switch {
-	case app && a.token != "":
-		return nil, errors.New("choose one KooDrive authentication: app (-app-id, -app-secret, -api-user-id) or a token (-api-token)")
-	case a.token != "":
-		opts = append(opts, kdapi.WithBearer(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: a.token.Reveal()})))
-	case app:
-		opts = append(opts, kdapi.WithAppAuth(a.appID, a.secret, a.userID))
-	default:
-		return nil, errors.New("KooDrive authentication is required: -app-id, -app-secret and -api-user-id, or -api-token (or their KDSYNC_ variables)")
-	}
-	return kdapi.NewClient(opts...)
-}
-
 func cmdReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
 		// The usage and every flag's default, on stdout: -h as the flag
@@ -271,15 +233,11 @@ func runReconcile(ctx context.Context, c *reconcileConfig, stdout, stderr io.Wri
 		}
 	}
 	if c.fromState || c.apply {
-		nc, err := consumer.Connect(c.nats, nil, nil)
+		js, closeNATS, err := connect(c.nats)
 		if err != nil {
 			return err
 		}
-		defer nc.Close()
-		js, err := jetstream.New(nc)
-		if err != nil {
-			return fmt.Errorf("jetstream: %w", err)
-		}
+		defer closeNATS()
 		o.JetStream = js
 	}
 	var bar *progressLine

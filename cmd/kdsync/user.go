@@ -61,31 +61,6 @@ type userConfig struct {
 	timeout time.Duration
 }
 
-// apiFlags declares the KooDrive client's flags on fs; the returned
-// function reads them once parsed.
-func apiFlags(fs *flag.FlagSet) func() (apiConfig, error) {
-	var a apiConfig
-	fs.StringVar(&a.baseURL, "api-base-url", "", "KooDrive endpoint root, e.g. https://intl.myhuaweicloud-koodrive.com")
-	fs.StringVar(&a.appID, "app-id", "", "KooDrive app id (app authentication)")
-	appSecret := fs.String("app-secret", "", "KooDrive app secret (prefer the environment or -app-secret-file)")
-	appSecretFile := fs.String("app-secret-file", "", "file holding the KooDrive app secret")
-	fs.StringVar(&a.userID, "api-user-id", "", "KooDrive user id the app acts as (X-User-Id); never changed by kdsync sync or reconcile")
-	apiToken := fs.String("api-token", "", "KooDrive bearer token (instead of app authentication)")
-	apiTokenFile := fs.String("api-token-file", "", "file holding the KooDrive bearer token")
-	fs.DurationVar(&a.timeout, "api-timeout", 10*time.Second, "timeout of one KooDrive call")
-	notFound := fs.String("not-found-codes", strings.Join(kdapi.DefaultNotFoundCodes, ","), "KooDrive codes meaning \"not found\"")
-	return func() (apiConfig, error) {
-		var errs []error
-		var err error
-		a.secret, err = secretValue("app secret", *appSecret, *appSecretFile)
-		errs = append(errs, err)
-		a.token, err = secretValue("api token", *apiToken, *apiTokenFile)
-		errs = append(errs, err)
-		a.notFound = splitList(*notFound)
-		return a, errors.Join(errs...)
-	}
-}
-
 // streamFlags declares where kdsync keeps events, outcomes, dead letters,
 // records and holds, as kdsync run names them.
 func streamFlags(fs *flag.FlagSet, o *usertrace.Options) {
@@ -192,16 +167,10 @@ func (c *userConfig) connect() (js jetstream.JetStream, kd *kdapi.Client, closeN
 			return nil, nil, nil, err
 		}
 	}
-	nc, err := consumer.Connect(c.nats, nil, nil)
-	if err != nil {
+	if js, closeNATS, err = connect(c.nats); err != nil {
 		return nil, nil, nil, err
 	}
-	js, err = jetstream.New(nc)
-	if err != nil {
-		nc.Close()
-		return nil, nil, nil, fmt.Errorf("jetstream: %w", err)
-	}
-	return js, kd, nc.Close, nil
+	return js, kd, closeNATS, nil
 }
 
 func cmdUser(ctx context.Context, args []string, stdout, stderr io.Writer) error {
