@@ -2,21 +2,16 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"strconv"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	"golang.org/x/term"
 
 	"github.com/kdsync/kdsync/consumer"
-	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/reconcile"
 )
 
@@ -240,19 +235,19 @@ func runReconcile(ctx context.Context, c *reconcileConfig, stdout, stderr io.Wri
 		defer closeNATS()
 		o.JetStream = js
 	}
-	var bar *progressLine
+	var bar *reconcile.ProgressLine
 	if c.progress {
-		bar = &progressLine{w: stderr, rate: c.rate}
-		o.Progress = bar.show
+		bar = &reconcile.ProgressLine{W: stderr, Rate: c.rate}
+		o.Progress = bar.Show
 	}
 	res, err := reconcile.Run(ctx, o)
-	bar.clear()
+	bar.Clear()
 	if res != nil {
 		var perr error
 		if c.json {
-			perr = printReconcileJSON(stdout, res)
+			perr = reconcile.PrintJSON(stdout, res)
 		} else {
-			perr = printReconcile(stdout, res, c)
+			perr = reconcile.Print(stdout, res, reconcile.PrintOptions{Source: c.source, Rate: c.rate, Apply: c.apply, Wait: c.wait})
 		}
 		if err == nil {
 			err = perr
@@ -282,224 +277,4 @@ func openSource(name string) (io.Reader, time.Time, func(), error) {
 		when = fi.ModTime()
 	}
 	return f, when, func() { _ = f.Close() }, nil
-}
-
-// progressLine draws one line on a terminal, rewritten in place.
-type progressLine struct {
-	w     io.Writer
-	rate  float64
-	drawn bool
-}
-
-func (p *progressLine) show(pr reconcile.Progress) {
-	var s string
-	switch pr.Phase {
-	case reconcile.PhaseState:
-		s = fmt.Sprintf("reading kdsync's records: %d", pr.Users)
-	case reconcile.PhaseSource:
-		s = fmt.Sprintf("read %d desired users", pr.Users)
-	case reconcile.PhaseKooDrive:
-		of := ""
-		if pr.Of > 0 {
-			of = fmt.Sprintf(" of %d (%d%%)", pr.Of, 100*pr.Users/pr.Of)
-		}
-		s = fmt.Sprintf("reading KooDrive: %d users%s, %d requests (at most %g/s)", pr.Users, of, pr.Requests, p.rate)
-	case reconcile.PhasePublish:
-		s = "publishing repairs…"
-		if pr.Done {
-			s = fmt.Sprintf("published %d repairs, waiting for outcomes…", pr.Users)
-		}
-	}
-	fmt.Fprintf(p.w, "\r\033[K%s", s)
-	p.drawn = true
-}
-
-func (p *progressLine) clear() {
-	if p != nil && p.drawn {
-		fmt.Fprint(p.w, "\r\033[K")
-	}
-}
-
-func printReconcileJSON(w io.Writer, res *reconcile.Result) error {
-	type jsonResult struct {
-		*reconcile.Result
-		DurationMs float64 `json:"durationMs"`
-		ReadMs     float64 `json:"readMs"`
-		Duration   any     `json:"duration,omitempty"`
-		Read       any     `json:"read,omitempty"`
-	}
-	if res.Drifts == nil {
-		res.Drifts = []reconcile.Drift{}
-	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(jsonResult{Result: res, DurationMs: ms(res.Duration), ReadMs: ms(res.Read)})
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-// printReconcile prints the drift as a table, then the totals.
-func printReconcile(w io.Writer, res *reconcile.Result, c *reconcileConfig) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	if len(res.Drifts) > 0 {
-		head := "USER\tDRIFT\tDESIRED dept/role/status\tKOODRIVE dept/role/status\tREPAIR"
-		if res.Applied {
-			head += "\tRESULT"
-		}
-		fmt.Fprintln(tw, head)
-		for i := range res.Drifts {
-			d := &res.Drifts[i]
-			kinds := make([]string, len(d.Kinds))
-			for j, k := range d.Kinds {
-				kinds[j] = string(k)
-			}
-			line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s", d.UserID, strings.Join(kinds, ","), desiredText(d.Desired), actualText(d.Actual), repairText(d.Repair))
-			if res.Applied {
-				line += "\t" + resultText(d.Repair)
-			}
-			fmt.Fprintln(tw, line)
-		}
-		fmt.Fprintln(tw)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	t := res.Totals
-	if res.State != nil {
-		s := res.State
-		fmt.Fprintf(w, "desired:   %d users from kdsync's records (%d records: %d hard-deleted, %d with nothing applied yet, %d unreadable)\n",
-			t.Desired, s.Records, s.Deleted, s.Unknown, s.Unreadable)
-	} else {
-		fmt.Fprintf(w, "desired:   %d users from %s\n", t.Desired, c.source)
-	}
-	how := "GET /userList"
-	if res.PerUser {
-		how = "GET /users/{userId}"
-	}
-	fmt.Fprintf(w, "KooDrive:  %d users, read in %s with %d requests (%s, at most %g/s)\n",
-		t.KooDrive, res.Read.Round(time.Millisecond), res.Requests, how, c.rate)
-	fmt.Fprintf(w, "in sync:   %d", t.InSync)
-	if t.DisabledAbsent > 0 {
-		fmt.Fprintf(w, " (%d of them absent, as disabled or deleted users may be)", t.DisabledAbsent)
-	}
-	fmt.Fprintln(w)
-	fmt.Fprintf(w, "drifted:   %d users:", t.Drifted)
-	for _, k := range reconcile.Kinds {
-		fmt.Fprintf(w, " %s %d", k, t.ByKind[k])
-	}
-	fmt.Fprintln(w)
-	switch {
-	case t.NotDesired > 0:
-		fmt.Fprintf(w, "not judged: %d KooDrive users the desired state does not list (without -complete they are left alone)\n", t.NotDesired)
-	case res.Complete && t.NotDesiredDisabled > 0:
-		fmt.Fprintf(w, "not listed but disabled (in sync): %d\n", t.NotDesiredDisabled)
-	}
-	if t.Ignored > 0 {
-		fmt.Fprintf(w, "ignored:   %d users (-ignore)\n", t.Ignored)
-	}
-	if t.Drifted == 0 {
-		fmt.Fprintln(w, "no drift.")
-		return nil
-	}
-	fmt.Fprintf(w, "repairs:   %s", actionCounts(res.Repairs))
-	if res.Unrepairable > 0 {
-		fmt.Fprintf(w, "; %d drifted users have none (see REPAIR)", res.Unrepairable)
-	}
-	fmt.Fprintln(w)
-	if !res.Applied {
-		if c.apply {
-			fmt.Fprintln(w, "nothing was published.")
-		} else {
-			fmt.Fprintln(w, "dry run:   nothing was published; run again with -apply to publish these repairs.")
-		}
-		return nil
-	}
-	p := res.Publish
-	fmt.Fprintf(w, "published: %d repair events (run %s): %s; %d superseded, %d already in the stream, %d failed\n",
-		p.Published, res.RunID, actionCounts(p.ByAction), p.Superseded, p.Duplicates, p.Failed)
-	if res.Outcomes != nil {
-		fmt.Fprintf(w, "outcomes:  %d applied, %d skipped, %d dead-lettered, %d not seen within %s\n",
-			res.Outcomes[string(consumer.Applied)], res.Outcomes[string(consumer.Skipped)],
-			res.Outcomes[string(consumer.Deadlettered)], res.Outcomes["pending"], c.wait)
-		if res.Outcomes[string(consumer.Deadlettered)] > 0 {
-			fmt.Fprintln(w, "           see kdsync dlq list -since 1h")
-		}
-	}
-	return nil
-}
-
-func actionCounts(m map[handlers.Action]int) string {
-	var parts []string
-	for _, a := range []handlers.Action{handlers.Hired, handlers.Changed, handlers.Disabled} {
-		if m[a] > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", m[a], a))
-		}
-	}
-	if len(parts) == 0 {
-		return "none"
-	}
-	return strings.Join(parts, ", ")
-}
-
-func optText[T int | int64](v *T) string {
-	if v == nil {
-		return "-"
-	}
-	return strconv.FormatInt(int64(*v), 10)
-}
-
-func desiredText(d *reconcile.Desired) string {
-	switch {
-	case d == nil:
-		return "(not listed)"
-	case d.Absent:
-		return "(deleted: disabled or absent)"
-	}
-	return optText(d.DeptID) + "/" + optText(d.Role) + "/" + optText(d.Status)
-}
-
-func actualText(a *reconcile.Actual) string {
-	if a == nil {
-		return "(absent)"
-	}
-	return fmt.Sprintf("%s/%d/%d", a.DeptID, a.Role, a.Status)
-}
-
-func repairText(r *reconcile.Repair) string {
-	if r == nil {
-		return ""
-	}
-	if r.Action == "" {
-		return "none: " + r.Skip
-	}
-	var fields []string
-	if r.DeptID != nil {
-		fields = append(fields, "deptId "+optText(r.DeptID))
-	}
-	if r.Role != nil {
-		fields = append(fields, "role "+optText(r.Role))
-	}
-	if r.Status != nil && r.Action != handlers.Disabled {
-		fields = append(fields, "status "+optText(r.Status))
-	}
-	if len(fields) == 0 {
-		return string(r.Action)
-	}
-	return string(r.Action) + " " + strings.Join(fields, ", ")
-}
-
-func resultText(r *reconcile.Repair) string {
-	switch {
-	case r == nil || r.Action == "":
-		return "-"
-	case r.NotPublished != "":
-		return r.NotPublished
-	case r.Duplicate:
-		return fmt.Sprintf("already in the stream (#%d)", r.Sequence)
-	case r.Outcome == nil:
-		return fmt.Sprintf("published #%d", r.Sequence)
-	case r.Outcome.Result == consumer.Deadlettered:
-		return fmt.Sprintf("#%d dead-lettered: %s", r.Sequence, r.Outcome.Reason)
-	}
-	return fmt.Sprintf("#%d %s", r.Sequence, r.Outcome.Result)
 }
