@@ -310,7 +310,7 @@ func Run(ctx context.Context, o Options) error {
 		if sc := o.Ingress.SCIM; sc != nil {
 			sc.Replicas, sc.DLQPrefix, sc.OutcomePrefix = co.Replicas, co.DLQPrefix, co.OutcomePrefix
 		}
-		ing, err := startIngress(ctx, o.Ingress, co.Decoder, nc, reg, log.With("component", "ingress"))
+		ing, err := startIngress(ctx, o.Ingress, co.Decoder, nc, reg, log.With("component", "ingress"), nil)
 		if err != nil {
 			return err
 		}
@@ -357,7 +357,8 @@ type ingressServer struct {
 
 // startIngress builds the ingress on run's connection and registerer,
 // with the consumer's decoder, and serves it on its own listener.
-func startIngress(ctx context.Context, cfg IngressOptions, dec handlers.Decoder, nc *nats.Conn, reg prometheus.Registerer, log *slog.Logger) (*ingressServer, error) {
+// ops, when not nil, is served on the ingress's address too, under "/".
+func startIngress(ctx context.Context, cfg IngressOptions, dec handlers.Decoder, nc *nats.Conn, reg prometheus.Registerer, log *slog.Logger, ops http.Handler) (*ingressServer, error) {
 	o := cfg.Options
 	o.Conn, o.Registerer, o.Logger, o.Decoder = nc, reg, log, dec
 	h, err := ingress.New(o)
@@ -383,6 +384,9 @@ func startIngress(ctx context.Context, cfg IngressOptions, dec handlers.Decoder,
 	}
 	mux := http.NewServeMux()
 	h.Register(mux)
+	if ops != nil {
+		mux.Handle("/", ops)
+	}
 	if sc != nil {
 		sc.Register(mux)
 		log.Info("serving SCIM 2.0", "path", scim.Prefix, "mapping", cfg.SCIM.Mapping.Name())
@@ -445,6 +449,20 @@ func (s *ingressServer) checkStream(ctx context.Context, ready func() bool) {
 }
 
 func httpServer(o Options, ready func() bool) (*http.Server, net.Listener, error) {
+	ln := o.HTTPListener
+	if ln == nil {
+		var err error
+		ln, err = net.Listen("tcp", o.HTTPAddr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("http: listen on %s: %w", o.HTTPAddr, err)
+		}
+	}
+	return &http.Server{Handler: opsHandler(o, ready), ReadHeaderTimeout: 5 * time.Second}, ln, nil
+}
+
+// opsHandler serves /metrics (o.Gatherer's), /healthz, /readyz (ready)
+// and, with o.Pprof, the Go profiles.
+func opsHandler(o Options, ready func() bool) http.Handler {
 	mux := http.NewServeMux()
 	g := o.Gatherer
 	if g == nil {
@@ -473,15 +491,7 @@ func httpServer(o Options, ready func() bool) (*http.Server, net.Listener, error
 		_, _ = w.Write([]byte(strings.TrimSpace(`
 kdsync: /metrics (Prometheus), /healthz (alive), /readyz (NATS connected, consumer bound)`) + "\n"))
 	})
-	ln := o.HTTPListener
-	if ln == nil {
-		var err error
-		ln, err = net.Listen("tcp", o.HTTPAddr)
-		if err != nil {
-			return nil, nil, fmt.Errorf("http: listen on %s: %w", o.HTTPAddr, err)
-		}
-	}
-	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln, nil
+	return mux
 }
 
 // startReconcile runs reconciliation passes on a timer, with their own
