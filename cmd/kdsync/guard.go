@@ -2,16 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"slices"
-	"text/tabwriter"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/guard"
@@ -162,103 +157,19 @@ func cmdGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("%w (is kdsync running with KDSYNC_DEPROVISION_LIMIT? a shadow instance's guard needs -shadow)", err)
 	}
 	if verb == "status" {
-		return guardStatus(ctx, js, st, c, stdout)
+		return guard.PrintStatus(ctx, stdout, js, st, guard.StatusOptions{
+			Bucket: c.bucket, ParkStream: c.parkStream, Limit: c.limit, JSON: c.json,
+			ParkKey: func(h guard.Hold) string {
+				if h.Subject != "" {
+					return consumer.ParkToken(h.Subject)
+				}
+				return consumer.KVKey(h.UserID)
+			},
+		})
 	}
-	return guardDecide(ctx, st, c, guard.Decision(verb), stdout)
-}
-
-// guardStatus prints the held events, the window's count and what is
-// parked: the held events and their users' later events, out of kdsync's
-// ack window.
-func guardStatus(ctx context.Context, js jetstream.JetStream, st *guard.Store, c *guardConfig, stdout io.Writer) error {
-	held, err := st.Held(ctx)
-	if err != nil {
-		return err
-	}
-	counted := -1
-	if c.limit.N > 0 {
-		if counted, err = st.Counted(ctx, c.limit); err != nil {
-			return err
-		}
-	}
-	parked, perr := guard.ReadParked(ctx, js, c.parkStream)
-	if perr != nil && !errors.Is(perr, jetstream.ErrStreamNotFound) {
-		return perr
-	}
-	if parked == nil {
-		parked = &guard.Parked{Stream: c.parkStream}
-	}
-	parkedOf := func(h guard.Hold) uint64 {
-		if h.Subject != "" {
-			return parked.ByUser[consumer.ParkToken(h.Subject)]
-		}
-		return parked.ByUser[consumer.KVKey(h.UserID)]
-	}
-	if c.json {
-		type heldJSON struct {
-			guard.Hold
-			Parked uint64 `json:"parked"`
-		}
-		hs := make([]heldJSON, 0, len(held))
-		for _, h := range held {
-			hs = append(hs, heldJSON{h, parkedOf(h)})
-		}
-		return json.NewEncoder(stdout).Encode(map[string]any{"bucket": c.bucket, "held": hs, "counted": counted,
-			"limit": c.limit.String(), "parked": parked})
-	}
-	fmt.Fprintf(stdout, "bucket: %s\n", c.bucket)
-	if counted >= 0 {
-		fmt.Fprintf(stdout, "window: %d of %s\n", counted, c.limit)
-	} else {
-		fmt.Fprintln(stdout, "window: not shown (give -deprovision-limit or KDSYNC_DEPROVISION_LIMIT)")
-	}
-	pending := 0
-	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tHELD SINCE\tACTION\tUSER\tEVENT ID\tDECISION\tPARKED")
-	for _, h := range held {
-		d := string(h.Decision)
-		if d == "" {
-			d, pending = "pending", pending+1
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\n", h.Seq, h.Since.UTC().Format("2006-01-02T15:04:05Z"), h.Action, h.UserID, h.EventID, d, parkedOf(h))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%d held, %d pending a decision\n", len(held), pending)
-	if perr != nil {
-		fmt.Fprintf(stdout, "parked: none (no parking stream %s yet; see -park-stream)\n", c.parkStream)
-	} else {
-		fmt.Fprintf(stdout, "parked: %d events of %d users in %s, out of kdsync's ack window (other users flow); each user's are applied in order once decided\n",
-			parked.Events, parked.Users, parked.Stream)
-	}
-	return nil
-}
-
-// guardDecide records d on the events c names, and says which of them
-// were not pending a decision.
-func guardDecide(ctx context.Context, st *guard.Store, c *guardConfig, d guard.Decision, stdout io.Writer) error {
 	seqs := c.seqs
 	if c.all {
 		seqs = nil
 	}
-	done, err := st.Decide(ctx, seqs, d, c.by)
-	past := map[guard.Decision]string{guard.Release: "released", guard.Reject: "rejected"}[d]
-	for _, h := range done {
-		fmt.Fprintf(stdout, "%s %d (%s %s)\n", past, h.Seq, h.Action, h.UserID)
-	}
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%d held events %s; kdsync acts on them within seconds\n", len(done), past)
-	var missing []uint64
-	for _, s := range seqs {
-		if !slices.ContainsFunc(done, func(h guard.Hold) bool { return h.Seq == s }) {
-			missing = append(missing, s)
-		}
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("not pending a decision (not held, or decided already): %v (see kdsync guard status)", missing)
-	}
-	return nil
+	return guard.DecideReport(ctx, stdout, st, seqs, guard.Decision(verb), c.by)
 }
