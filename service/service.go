@@ -22,7 +22,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/oauth2"
 
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/handlers"
@@ -173,29 +172,12 @@ func (o *Options) Validate() error {
 }
 
 func (o *Options) client(extra ...kdapi.Option) (*kdapi.Client, error) {
-	opts := []kdapi.Option{
-		kdapi.WithBaseURL(o.APIBaseURL),
-		kdapi.WithMaxConns(max(o.Consumer.Concurrency, 64)),
+	c := kdapi.Config{
+		BaseURL: o.APIBaseURL, AppID: o.AppID, AppSecret: o.AppSecret, UserID: o.APIUserID, Token: o.APIToken,
+		Timeout: o.APITimeout, Language: o.Language, AlreadyExists: o.ExistsCodes, NotFound: o.NotFound,
+		MaxConns: max(o.Consumer.Concurrency, 64),
 	}
-	if o.APITimeout > 0 {
-		opts = append(opts, kdapi.WithTimeout(o.APITimeout))
-	}
-	if o.Language != "" {
-		opts = append(opts, kdapi.WithLanguage(o.Language))
-	}
-	if o.ExistsCodes != nil {
-		opts = append(opts, kdapi.WithAlreadyExistsCodes(o.ExistsCodes...))
-	}
-	if o.NotFound != nil {
-		opts = append(opts, kdapi.WithNotFoundCodes(o.NotFound...))
-	}
-	switch {
-	case o.APIToken != "":
-		opts = append(opts, kdapi.WithBearer(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: o.APIToken.Reveal()})))
-	case o.AppID != "":
-		opts = append(opts, kdapi.WithAppAuth(o.AppID, o.AppSecret, o.APIUserID))
-	}
-	return kdapi.NewClient(append(opts, extra...)...)
+	return kdapi.NewClient(append(c.Options(), extra...)...)
 }
 
 // Run runs kdsync until ctx is cancelled, then shuts down gracefully.

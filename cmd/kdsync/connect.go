@@ -10,7 +10,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/oauth2"
 
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/kdapi"
@@ -76,24 +75,15 @@ func apiFlags(fs *flag.FlagSet) func() (apiConfig, error) {
 // client builds the KooDrive client as the service does, its requests
 // going through t.
 func (a *apiConfig) client(t *reconcile.Transport) (*kdapi.Client, error) {
-	opts := []kdapi.Option{
-		kdapi.WithBaseURL(a.baseURL),
-		kdapi.WithHTTPClient(&http.Client{Transport: t}),
-		kdapi.WithTimeout(a.timeout),
-		kdapi.WithNotFoundCodes(a.notFound...),
-	}
-	app := a.appID != "" || a.secret != "" || a.userID != ""
-	switch {
-	case app && a.token != "":
+	c := kdapi.Config{BaseURL: a.baseURL, AppID: a.appID, AppSecret: a.secret, UserID: a.userID, Token: a.token,
+		Timeout: a.timeout, NotFound: a.notFound}
+	switch err := c.Check(); {
+	case errors.Is(err, kdapi.ErrAuthBoth):
 		return nil, errors.New("choose one KooDrive authentication: app (-app-id, -app-secret, -api-user-id) or a token (-api-token)")
-	case a.token != "":
-		opts = append(opts, kdapi.WithBearer(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: a.token.Reveal()})))
-	case app:
-		opts = append(opts, kdapi.WithAppAuth(a.appID, a.secret, a.userID))
-	default:
+	case err != nil:
 		return nil, errors.New("KooDrive authentication is required: -app-id, -app-secret and -api-user-id, or -api-token (or their KDSYNC_ variables)")
 	}
-	return kdapi.NewClient(opts...)
+	return kdapi.NewClient(append(c.Options(), kdapi.WithHTTPClient(&http.Client{Transport: t}))...)
 }
 
 // connect dials NATS as the tool commands do (no reconnect handlers, no
