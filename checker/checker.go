@@ -22,19 +22,11 @@ import (
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/kdapi"
+	"github.com/kdsync/kdsync/workload"
 )
 
 // Event is one published event, valid or not.
-type Event struct {
-	ID     string
-	UserID string
-	Action handlers.Action
-	DeptID *int64
-	Role   *int
-	Status *int
-	// Bad marks an event that must be dead-lettered as bad input.
-	Bad bool
-}
+type Event = workload.Intent
 
 // Effect is one write KooDrive applied, in the order it applied them.
 type Effect struct {

@@ -331,7 +331,7 @@ func TestBadInputDeadLettered(t *testing.T) {
 func checkerEvents(evs []workload.Event) []checker.Event {
 	out := make([]checker.Event, len(evs))
 	for i, e := range evs {
-		out[i] = e.Event
+		out[i] = e.Intent
 	}
 	return out
 }

@@ -107,7 +107,7 @@ func TestGuardHoldsSurvivesRestartAndReleases(t *testing.T) {
 }
 
 func eventOf(h workload.Event, suffix string, a handlers.Action) checker.Event {
-	ev := h.Event
+	ev := h.Intent
 	ev.ID = h.ID + "-" + suffix
 	ev.Action = a
 	ev.DeptID, ev.Role = nil, nil

@@ -91,7 +91,7 @@ func heldUsers(t *testing.T, st *guard.Store) map[string]string {
 func wrongUsers(evs []workload.Event, final map[string]checker.UserState, held map[string]string) []string {
 	byUser := map[string][]checker.Event{}
 	for _, ev := range evs {
-		byUser[ev.UserID] = append(byUser[ev.UserID], ev.Event)
+		byUser[ev.UserID] = append(byUser[ev.UserID], ev.Intent)
 	}
 	var wrong []string
 	for user, list := range byUser {

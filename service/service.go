@@ -22,7 +22,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/oauth2"
 
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/handlers"
@@ -173,29 +172,12 @@ func (o *Options) Validate() error {
 }
 
 func (o *Options) client(extra ...kdapi.Option) (*kdapi.Client, error) {
-	opts := []kdapi.Option{
-		kdapi.WithBaseURL(o.APIBaseURL),
-		kdapi.WithMaxConns(max(o.Consumer.Concurrency, 64)),
+	c := kdapi.Config{
+		BaseURL: o.APIBaseURL, AppID: o.AppID, AppSecret: o.AppSecret, UserID: o.APIUserID, Token: o.APIToken,
+		Timeout: o.APITimeout, Language: o.Language, AlreadyExists: o.ExistsCodes, NotFound: o.NotFound,
+		MaxConns: max(o.Consumer.Concurrency, 64),
 	}
-	if o.APITimeout > 0 {
-		opts = append(opts, kdapi.WithTimeout(o.APITimeout))
-	}
-	if o.Language != "" {
-		opts = append(opts, kdapi.WithLanguage(o.Language))
-	}
-	if o.ExistsCodes != nil {
-		opts = append(opts, kdapi.WithAlreadyExistsCodes(o.ExistsCodes...))
-	}
-	if o.NotFound != nil {
-		opts = append(opts, kdapi.WithNotFoundCodes(o.NotFound...))
-	}
-	switch {
-	case o.APIToken != "":
-		opts = append(opts, kdapi.WithBearer(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: o.APIToken.Reveal()})))
-	case o.AppID != "":
-		opts = append(opts, kdapi.WithAppAuth(o.AppID, o.AppSecret, o.APIUserID))
-	}
-	return kdapi.NewClient(append(opts, extra...)...)
+	return kdapi.NewClient(append(c.Options(), extra...)...)
 }
 
 // Run runs kdsync until ctx is cancelled, then shuts down gracefully.
@@ -310,7 +292,7 @@ func Run(ctx context.Context, o Options) error {
 		if sc := o.Ingress.SCIM; sc != nil {
 			sc.Replicas, sc.DLQPrefix, sc.OutcomePrefix = co.Replicas, co.DLQPrefix, co.OutcomePrefix
 		}
-		ing, err := startIngress(ctx, o.Ingress, co.Decoder, nc, reg, log.With("component", "ingress"))
+		ing, err := startIngress(ctx, o.Ingress, co.Decoder, nc, reg, log.With("component", "ingress"), nil)
 		if err != nil {
 			return err
 		}
@@ -357,7 +339,8 @@ type ingressServer struct {
 
 // startIngress builds the ingress on run's connection and registerer,
 // with the consumer's decoder, and serves it on its own listener.
-func startIngress(ctx context.Context, cfg IngressOptions, dec handlers.Decoder, nc *nats.Conn, reg prometheus.Registerer, log *slog.Logger) (*ingressServer, error) {
+// ops, when not nil, is served on the ingress's address too, under "/".
+func startIngress(ctx context.Context, cfg IngressOptions, dec handlers.Decoder, nc *nats.Conn, reg prometheus.Registerer, log *slog.Logger, ops http.Handler) (*ingressServer, error) {
 	o := cfg.Options
 	o.Conn, o.Registerer, o.Logger, o.Decoder = nc, reg, log, dec
 	h, err := ingress.New(o)
@@ -383,6 +366,9 @@ func startIngress(ctx context.Context, cfg IngressOptions, dec handlers.Decoder,
 	}
 	mux := http.NewServeMux()
 	h.Register(mux)
+	if ops != nil {
+		mux.Handle("/", ops)
+	}
 	if sc != nil {
 		sc.Register(mux)
 		log.Info("serving SCIM 2.0", "path", scim.Prefix, "mapping", cfg.SCIM.Mapping.Name())
@@ -445,6 +431,20 @@ func (s *ingressServer) checkStream(ctx context.Context, ready func() bool) {
 }
 
 func httpServer(o Options, ready func() bool) (*http.Server, net.Listener, error) {
+	ln := o.HTTPListener
+	if ln == nil {
+		var err error
+		ln, err = net.Listen("tcp", o.HTTPAddr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("http: listen on %s: %w", o.HTTPAddr, err)
+		}
+	}
+	return &http.Server{Handler: opsHandler(o, ready), ReadHeaderTimeout: 5 * time.Second}, ln, nil
+}
+
+// opsHandler serves /metrics (o.Gatherer's), /healthz, /readyz (ready)
+// and, with o.Pprof, the Go profiles.
+func opsHandler(o Options, ready func() bool) http.Handler {
 	mux := http.NewServeMux()
 	g := o.Gatherer
 	if g == nil {
@@ -473,15 +473,7 @@ func httpServer(o Options, ready func() bool) (*http.Server, net.Listener, error
 		_, _ = w.Write([]byte(strings.TrimSpace(`
 kdsync: /metrics (Prometheus), /healthz (alive), /readyz (NATS connected, consumer bound)`) + "\n"))
 	})
-	ln := o.HTTPListener
-	if ln == nil {
-		var err error
-		ln, err = net.Listen("tcp", o.HTTPAddr)
-		if err != nil {
-			return nil, nil, fmt.Errorf("http: listen on %s: %w", o.HTTPAddr, err)
-		}
-	}
-	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln, nil
+	return mux
 }
 
 // startReconcile runs reconciliation passes on a timer, with their own

@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/kdsync/kdsync/checker"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/kdapi"
 )
@@ -35,9 +34,23 @@ type Options struct {
 	Leavers float64
 }
 
+// Intent is what one event asks of KooDrive for one user, before it is
+// encoded: what the checker compares KooDrive's writes with
+// (checker.Event is this type).
+type Intent struct {
+	ID     string
+	UserID string
+	Action handlers.Action
+	DeptID *int64
+	Role   *int
+	Status *int
+	// Bad marks an event that must be dead-lettered as bad input.
+	Bad bool
+}
+
 // Event is a generated event with its subject, source and encoded body.
 type Event struct {
-	checker.Event
+	Intent
 	Subject string
 	Source  string
 	Body    []byte
@@ -69,12 +82,12 @@ func Generate(o Options) ([]Event, error) {
 		o.Leavers = 0.1
 	}
 	rng := rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15))
-	perUser := make([][]checker.Event, o.Users)
+	perUser := make([][]Intent, o.Users)
 	for u := range o.Users {
 		user := strconv.FormatUint(o.FirstUser+uint64(u), 10)
 		status := kdapi.StatusEnabled
 		for i := range o.EventsPerUser {
-			ev := checker.Event{ID: fmt.Sprintf("%x-%d-%d", o.Seed, u, i), UserID: user}
+			ev := Intent{ID: fmt.Sprintf("%x-%d-%d", o.Seed, u, i), UserID: user}
 			dept := o.Departments[rng.IntN(len(o.Departments))]
 			switch {
 			case i == 0:
@@ -127,7 +140,7 @@ func Generate(o Options) ([]Event, error) {
 }
 
 // Encode builds the subject and the structured-mode CloudEvent of ev.
-func Encode(ev checker.Event, prefix, source string, at time.Time) (Event, error) {
+func Encode(ev Intent, prefix, source string, at time.Time) (Event, error) {
 	data := map[string]any{"userId": ev.UserID}
 	if ev.DeptID != nil {
 		data["deptId"] = strconv.FormatInt(*ev.DeptID, 10)
@@ -151,5 +164,5 @@ func Encode(ev checker.Event, prefix, source string, at time.Time) (Event, error
 	if err != nil {
 		return Event{}, fmt.Errorf("workload: encode %s: %w", ev.ID, err)
 	}
-	return Event{Event: ev, Subject: prefix + string(ev.Action) + "." + ev.UserID, Source: source, Body: body}, nil
+	return Event{Intent: ev, Subject: prefix + string(ev.Action) + "." + ev.UserID, Source: source, Body: body}, nil
 }

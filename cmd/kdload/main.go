@@ -607,7 +607,7 @@ func trimPerUser(evs []workload.Event, n int) []workload.Event {
 func restamp(evs []workload.Event, at time.Time) []workload.Event {
 	out := make([]workload.Event, len(evs))
 	for i, e := range evs {
-		out[i], _ = workload.Encode(e.Event, "identity.employee.", "hris/kdload", at)
+		out[i], _ = workload.Encode(e.Intent, "identity.employee.", "hris/kdload", at)
 	}
 	return out
 }

@@ -2,17 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"slices"
-	"text/tabwriter"
-
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/peterbourgon/ff/v3"
 
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/guard"
@@ -64,42 +58,37 @@ type guardConfig struct {
 // guardFlags declares kdsync guard's flags: on env those also read from
 // the environment, on fs all of them, its usage written to out. The
 // returned function builds the configuration once both are parsed.
-func guardFlags(out io.Writer) (env, fs *flag.FlagSet, config func() (*guardConfig, error)) {
+func guardFlags(out io.Writer) (f *cmdFlags, config func() (*guardConfig, error)) {
 	var c guardConfig
-	env = flag.NewFlagSet("kdsync guard", flag.ContinueOnError)
-	env.SetOutput(io.Discard)
-	conn := natsFlags(env)
-	env.StringVar(&c.bucket, "guard-bucket", "KDSYNC_GUARD", "the guard's KV bucket, as kdsync run's -guard-bucket")
-	limit := env.String("deprovision-limit", "", "the limit kdsync runs with, e.g. 50/10m (status shows the window's count against it)")
-	env.StringVar(&c.parkStream, "park-stream", "KDSYNC_PARKED", "status: the stream kdsync parks held events in, as kdsync run's -park-stream")
-
-	fs = flag.NewFlagSet("kdsync guard", flag.ContinueOnError)
+	f = newFlags("kdsync guard")
+	fs := f.FlagSet
 	fs.SetOutput(out)
 	fs.Usage = func() {
 		fmt.Fprint(out, guardUsage, "\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	env.VisitAll(func(f *flag.Flag) { fs.Var(f.Value, f.Name, f.Usage) })
+	conn := natsFlags(fs)
+	fs.StringVar(&c.bucket, "guard-bucket", "KDSYNC_GUARD", "the guard's KV bucket, as kdsync run's -guard-bucket")
+	limit := fs.String("deprovision-limit", "", "the limit kdsync runs with, e.g. 50/10m (status shows the window's count against it)")
+	fs.StringVar(&c.parkStream, "park-stream", "KDSYNC_PARKED", "status: the stream kdsync parks held events in, as kdsync run's -park-stream")
+	f.commandLineOnly()
 	fs.BoolVar(&c.json, "json", false, "status: print JSON")
 	seqList := fs.String("seq", "", "release, reject: stream sequences of held events, e.g. 1041,1045-1050 (see kdsync guard status)")
 	fs.BoolVar(&c.all, "all", false, "release, reject: every held event pending a decision")
 	fs.StringVar(&c.by, "by", os.Getenv("USER"), "release, reject: who decides, recorded with the decision")
 	shadow := fs.Bool("shadow", false, "the shadow instance's guard: bucket "+shadowGuardBucket+" unless -guard-bucket (or KDSYNC_GUARD_BUCKET) names another, as kdsync run -shadow")
 
-	return env, fs, func() (*guardConfig, error) {
+	return f, func() (*guardConfig, error) {
 		c.nats = conn()
 		var errs []error
 		var err error
 		if c.limit, err = guard.ParseLimit(*limit); err != nil {
 			errs = append(errs, err)
 		}
-		set := map[string]bool{}
-		env.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		if *shadow && !set["guard-bucket"] {
+		if *shadow && !f.isSet("guard-bucket") {
 			c.bucket = shadowGuardBucket
 		}
-		if *shadow && !set["park-stream"] {
+		if *shadow && !f.isSet("park-stream") {
 			c.parkStream = shadowParkStream
 		}
 		if c.seqs, err = parseSeqs(*seqList); err != nil {
@@ -112,23 +101,18 @@ func guardFlags(out io.Writer) (env, fs *flag.FlagSet, config func() (*guardConf
 // parseGuardFlags reads the flags of kdsync guard verb from args and the
 // environment.
 func parseGuardFlags(verb string, args []string, stderr io.Writer) (*guardConfig, error) {
-	env, fs, config := guardFlags(stderr)
-	if err := ff.Parse(env, nil, ff.WithEnvVarPrefix("KDSYNC")); err != nil {
-		return nil, err
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
-		return nil, errUsage // explained by fs
+	fs, config := guardFlags(stderr)
+	parseErr := fs.parse(args)
+	if errors.Is(parseErr, flag.ErrHelp) {
+		return nil, parseErr
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "kdsync guard %s: unexpected argument %q (see kdsync guard -h)\n", verb, fs.Arg(0))
 		return nil, errUsage
 	}
 	c, err := config()
-	if err != nil {
-		return nil, err
+	if err := errors.Join(parseErr, err); err != nil {
+		return nil, invalid("kdsync guard", err)
 	}
 	switch verb {
 	case "release", "reject":
@@ -151,7 +135,7 @@ func cmdGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	verb := args[0]
 	switch verb {
 	case "help", "-h", "-help", "--help":
-		_, fs, _ := guardFlags(stdout)
+		fs, _ := guardFlags(stdout)
 		fs.Usage()
 		return nil
 	case "status", "release", "reject":
@@ -163,117 +147,29 @@ func cmdGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	nc, err := consumer.Connect(c.nats, nil, nil)
+	js, closeNATS, err := connect(c.nats)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
+	defer closeNATS()
 	st, err := guard.Open(ctx, js, c.bucket, 1, false)
 	if err != nil {
 		return fmt.Errorf("%w (is kdsync running with KDSYNC_DEPROVISION_LIMIT? a shadow instance's guard needs -shadow)", err)
 	}
 	if verb == "status" {
-		return guardStatus(ctx, js, st, c, stdout)
+		return guard.PrintStatus(ctx, stdout, js, st, guard.StatusOptions{
+			Bucket: c.bucket, ParkStream: c.parkStream, Limit: c.limit, JSON: c.json,
+			ParkKey: func(h guard.Hold) string {
+				if h.Subject != "" {
+					return consumer.ParkToken(h.Subject)
+				}
+				return consumer.KVKey(h.UserID)
+			},
+		})
 	}
-	return guardDecide(ctx, st, c, guard.Decision(verb), stdout)
-}
-
-// guardStatus prints the held events, the window's count and what is
-// parked: the held events and their users' later events, out of kdsync's
-// ack window.
-func guardStatus(ctx context.Context, js jetstream.JetStream, st *guard.Store, c *guardConfig, stdout io.Writer) error {
-	held, err := st.Held(ctx)
-	if err != nil {
-		return err
-	}
-	counted := -1
-	if c.limit.N > 0 {
-		if counted, err = st.Counted(ctx, c.limit); err != nil {
-			return err
-		}
-	}
-	parked, perr := guard.ReadParked(ctx, js, c.parkStream)
-	if perr != nil && !errors.Is(perr, jetstream.ErrStreamNotFound) {
-		return perr
-	}
-	if parked == nil {
-		parked = &guard.Parked{Stream: c.parkStream}
-	}
-	parkedOf := func(h guard.Hold) uint64 {
-		if h.Subject != "" {
-			return parked.ByUser[consumer.ParkToken(h.Subject)]
-		}
-		return parked.ByUser[consumer.KVKey(h.UserID)]
-	}
-	if c.json {
-		type heldJSON struct {
-			guard.Hold
-			Parked uint64 `json:"parked"`
-		}
-		hs := make([]heldJSON, 0, len(held))
-		for _, h := range held {
-			hs = append(hs, heldJSON{h, parkedOf(h)})
-		}
-		return json.NewEncoder(stdout).Encode(map[string]any{"bucket": c.bucket, "held": hs, "counted": counted,
-			"limit": c.limit.String(), "parked": parked})
-	}
-	fmt.Fprintf(stdout, "bucket: %s\n", c.bucket)
-	if counted >= 0 {
-		fmt.Fprintf(stdout, "window: %d of %s\n", counted, c.limit)
-	} else {
-		fmt.Fprintln(stdout, "window: not shown (give -deprovision-limit or KDSYNC_DEPROVISION_LIMIT)")
-	}
-	pending := 0
-	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tHELD SINCE\tACTION\tUSER\tEVENT ID\tDECISION\tPARKED")
-	for _, h := range held {
-		d := string(h.Decision)
-		if d == "" {
-			d, pending = "pending", pending+1
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\n", h.Seq, h.Since.UTC().Format("2006-01-02T15:04:05Z"), h.Action, h.UserID, h.EventID, d, parkedOf(h))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%d held, %d pending a decision\n", len(held), pending)
-	if perr != nil {
-		fmt.Fprintf(stdout, "parked: none (no parking stream %s yet; see -park-stream)\n", c.parkStream)
-	} else {
-		fmt.Fprintf(stdout, "parked: %d events of %d users in %s, out of kdsync's ack window (other users flow); each user's are applied in order once decided\n",
-			parked.Events, parked.Users, parked.Stream)
-	}
-	return nil
-}
-
-// guardDecide records d on the events c names, and says which of them
-// were not pending a decision.
-func guardDecide(ctx context.Context, st *guard.Store, c *guardConfig, d guard.Decision, stdout io.Writer) error {
 	seqs := c.seqs
 	if c.all {
 		seqs = nil
 	}
-	done, err := st.Decide(ctx, seqs, d, c.by)
-	past := map[guard.Decision]string{guard.Release: "released", guard.Reject: "rejected"}[d]
-	for _, h := range done {
-		fmt.Fprintf(stdout, "%s %d (%s %s)\n", past, h.Seq, h.Action, h.UserID)
-	}
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%d held events %s; kdsync acts on them within seconds\n", len(done), past)
-	var missing []uint64
-	for _, s := range seqs {
-		if !slices.ContainsFunc(done, func(h guard.Hold) bool { return h.Seq == s }) {
-			missing = append(missing, s)
-		}
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("not pending a decision (not held, or decided already): %v (see kdsync guard status)", missing)
-	}
-	return nil
+	return guard.DecideReport(ctx, stdout, st, seqs, guard.Decision(verb), c.by)
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/json"
-	"flag"
 	"maps"
 	"regexp"
 	"strings"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/peterbourgon/ff/v3"
 
 	"github.com/kdsync/kdsync/guard"
 	"github.com/kdsync/kdsync/internal/natsembed"
@@ -246,12 +244,12 @@ func serviceOptions(t *testing.T, args ...string) (service.Options, string) {
 func parseServiceOptions(t *testing.T, args ...string) (service.Options, string, error) {
 	t.Helper()
 	var logged bytes.Buffer
-	fs := flag.NewFlagSet("kdsync run", flag.ContinueOnError)
-	fs.SetOutput(&logged)
-	options := serviceFlags(fs)
-	fs.String("log-level", "info", "")
-	fs.String("log-format", "json", "")
-	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("KDSYNC")); err != nil {
+	f := newFlags("kdsync run")
+	f.SetOutput(&logged)
+	options := serviceFlags(f.FlagSet)
+	f.String("log-level", "info", "")
+	f.String("log-format", "json", "")
+	if err := f.parse(args); err != nil {
 		t.Fatal(err)
 	}
 	o, err := options()

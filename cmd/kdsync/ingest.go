@@ -6,41 +6,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"strings"
-	"time"
-
-	"github.com/peterbourgon/ff/v3"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/ingress"
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/mapping"
-	"github.com/kdsync/kdsync/metrics"
 	"github.com/kdsync/kdsync/scim"
+	"github.com/kdsync/kdsync/service"
 )
-
-// natsFlags declares the NATS connection flags on fs (as kdsync run has
-// them) and returns a function that yields the options after parsing.
-func natsFlags(fs *flag.FlagSet) func() consumer.ConnectOptions {
-	var n consumer.ConnectOptions
-	fs.StringVar(&n.URLs, "nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma-separated")
-	fs.StringVar(&n.CredsFile, "nats-creds", "", "NATS credentials file (JWT + nkey seed)")
-	fs.StringVar(&n.NKeyFile, "nats-nkey", "", "NATS nkey seed file")
-	fs.StringVar(&n.Token, "nats-token", "", "NATS token")
-	fs.StringVar(&n.User, "nats-user", "", "NATS user")
-	fs.StringVar(&n.Password, "nats-password", "", "NATS password")
-	fs.StringVar(&n.CAFile, "nats-ca", "", "CA certificate file to verify the NATS server (TLS)")
-	fs.StringVar(&n.CertFile, "nats-cert", "", "client certificate file for NATS (mutual TLS)")
-	fs.StringVar(&n.KeyFile, "nats-key", "", "client key file for NATS (mutual TLS)")
-	return func() consumer.ConnectOptions { return n }
-}
 
 // ingestConfig is kdsync ingest's configuration, parsed from flags and
 // the environment.
@@ -176,137 +152,25 @@ func secretList(name, value, file string) ([]kdapi.Secret, error) {
 
 // cmdIngest runs the webhook ingress until ctx ends.
 func cmdIngest(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("kdsync ingest", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	config := ingestFlags(fs)
-	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("KDSYNC")); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w (see kdsync ingest -h)", err)
+	f := newFlags("kdsync ingest")
+	f.SetOutput(stderr)
+	config := ingestFlags(f.FlagSet)
+	parseErr := f.parse(args)
+	if errors.Is(parseErr, flag.ErrHelp) {
+		return parseErr
 	}
 	c, err := config()
-	if err != nil {
-		return fmt.Errorf("invalid configuration:\n%w", err)
+	log, logErr := newLogger(stderr, c.logLevel, c.logFormat)
+	if err := errors.Join(parseErr, err, logErr, checkAddr("ingress-addr", c.addr), checkAddr("http-addr", c.httpAddr)); err != nil {
+		return invalid("kdsync ingest", err)
 	}
-	log, err := newLogger(stderr, c.logLevel, c.logFormat)
-	if err != nil {
-		return err
-	}
-	if err := runIngest(ctx, c, log); err != nil {
+	if err := service.RunIngest(ctx, service.IngestOptions{
+		NATS: c.nats, HTTPAddr: c.httpAddr, Decoder: c.ingress.options.Decoder, Logger: log,
+		Ingress: service.IngressOptions{Addr: c.addr, TLSCert: c.ingress.tlsCert, TLSKey: c.ingress.tlsKey, Options: c.ingress.options, SCIM: c.ingress.scim},
+	}); err != nil {
 		log.Error("kdsync ingest exited with error", "err", err)
 		return errUsage // already logged
 	}
 	log.Info("kdsync ingest stopped")
 	return nil
-}
-
-func runIngest(ctx context.Context, c ingestConfig, log *slog.Logger) error {
-	reg := prometheus.NewRegistry()
-	if err := errors.Join(reg.Register(collectors.NewGoCollector()),
-		reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))); err != nil {
-		return fmt.Errorf("metrics: %w", err)
-	}
-	nc, err := consumer.ConnectRetrying(ctx, c.nats, log.With("component", "nats"), nil)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := consumer.Drain(nc, 10*time.Second); err != nil {
-			log.Warn("draining the NATS connection", "err", err)
-		}
-	}()
-	o := c.ingress.options
-	o.Conn, o.Registerer, o.Logger = nc, reg, log.With("component", "ingress")
-	h, err := ingress.New(o)
-	if err != nil {
-		return err
-	}
-	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	if stream, err := h.CheckStream(sctx); err != nil {
-		log.Warn("no stream stores the ingress's subjects: events will be answered 503 until one does", "err", err)
-	} else {
-		log.Info("events go to stream", "stream", stream, "subjects", o.SubjectPrefix+".<action>.<userId>")
-	}
-	cancel()
-
-	ops := http.NewServeMux()
-	ops.Handle("GET /metrics", metrics.Handler(reg))
-	ops.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	ops.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !h.Ready() {
-			http.Error(w, "not ready: NATS not connected", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ready\n"))
-	})
-	mux := http.NewServeMux()
-	h.Register(mux)
-	if c.ingress.scim != nil {
-		so := *c.ingress.scim
-		so.Conn, so.Logger = nc, log.With("component", "scim")
-		sc, err := scim.New(ctx, so)
-		if err != nil {
-			return err
-		}
-		sc.Register(mux)
-		go sc.Run(ctx)
-		log.Info("serving SCIM 2.0", "path", scim.Prefix, "mapping", so.Mapping.Name(), "bucket", so.Bucket)
-	}
-	servers := []*server{{name: "ingress", addr: c.addr, handler: mux, tlsCert: c.ingress.tlsCert, tlsKey: c.ingress.tlsKey}}
-	if c.httpAddr == "" {
-		mux.Handle("/", ops)
-	} else {
-		servers = append(servers, &server{name: "metrics and health", addr: c.httpAddr, handler: ops})
-	}
-	errc := make(chan error, len(servers))
-	for _, s := range servers {
-		if err := s.listen(o.PublishTimeout); err != nil {
-			return err
-		}
-		go func() { errc <- s.serve() }()
-		log.Info("serving "+s.name, "addr", s.ln.Addr().String(), "tls", s.tlsCert != "")
-	}
-	var serveErr error
-	select {
-	case <-ctx.Done():
-	case serveErr = <-errc:
-	}
-	// Requests under way finish (their publishes are acknowledged or time
-	// out) before the connection is drained.
-	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.PublishTimeout+5*time.Second)
-	defer cancel()
-	for _, s := range servers {
-		_ = s.srv.Shutdown(shutdown)
-	}
-	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
-		return fmt.Errorf("http: %w", serveErr)
-	}
-	return nil
-}
-
-// server is one HTTP listener of kdsync ingest.
-type server struct {
-	name, addr      string
-	handler         http.Handler
-	tlsCert, tlsKey string
-	ln              net.Listener
-	srv             *http.Server
-}
-
-func (s *server) listen(publishTimeout time.Duration) error {
-	ln, err := net.Listen("tcp", s.addr)
-	if err != nil {
-		return fmt.Errorf("%s: listen on %s: %w", s.name, s.addr, err)
-	}
-	s.ln = ln
-	s.srv = ingress.NewServer(s.handler, publishTimeout)
-	return nil
-}
-
-func (s *server) serve() error {
-	if s.tlsCert != "" {
-		return s.srv.ServeTLS(s.ln, s.tlsCert, s.tlsKey)
-	}
-	return s.srv.Serve(s.ln)
 }

@@ -243,7 +243,7 @@ func TestIngestInRunConfiguration(t *testing.T) {
 	var stderr bytes.Buffer
 	err := cmdRun(ctx, []string{"-ingress-addr", "127.0.0.1:0", "-nats-url", "nats://127.0.0.1:1",
 		"-api-base-url", "http://127.0.0.1:1", "-api-token", "t", "-http-addr", "off", "-log-format", "text"}, &stderr)
-	if err == nil || !strings.Contains(stderr.String(), "KDSYNC_INGRESS_TOKEN") {
+	if err == nil || !strings.Contains(err.Error(), "KDSYNC_INGRESS_TOKEN") {
 		t.Fatalf("run with an ingress lacking credentials: %v\n%s", err, stderr.String())
 	}
 	err = cmdRun(ctx, []string{"-ingress-addr", "127.0.0.1:0", "-ingress-token-file", "/nonexistent", "-nats-url", "nats://127.0.0.1:1",

@@ -11,7 +11,8 @@
 //	kdsync sync      provision one user on demand
 //	kdsync version   print the version
 //
-// Every flag has an environment variable: -nats-url is KDSYNC_NATS_URL.
+// Every flag has an environment variable: -nats-url is KDSYNC_NATS_URL
+// (the demo's: KDSYNC_DEMO_<FLAG>); an unknown KDSYNC_ variable is an error.
 package main
 
 import (
@@ -47,7 +48,9 @@ Usage:
 
 Run "kdsync <command> -h" for a command's flags. Every flag can be set by
 an environment variable: -nats-url is KDSYNC_NATS_URL, and so on (except
-the selectors and confirmations of kdsync dlq).
+the selectors and confirmations of kdsync dlq, guard, reconcile, user
+and sync; kdsync demo reads KDSYNC_DEMO_<FLAG>). An unknown KDSYNC_
+variable is an error.
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -99,6 +102,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	fmt.Fprintf(stderr, "kdsync %s: %v\n", args[0], err)
+	if errors.As(err, new(cmdlineError)) {
+		return 2
+	}
 	return 1
 }
 

@@ -14,43 +14,60 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/peterbourgon/ff/v3"
 
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/handlers"
 )
 
+// publishConfig is what kdsync publish's flags say.
+type publishConfig struct {
+	nats                                                       func() consumer.ConnectOptions
+	prefix, file, action, user, dept, role, status, id, source string
+	binary                                                     bool
+	timeout                                                    time.Duration
+}
+
+// publishFlags declares kdsync publish's flags, every one also read from
+// the environment.
+func publishFlags() (*cmdFlags, *publishConfig) {
+	var c publishConfig
+	f := newFlags("kdsync publish")
+	fs := f.FlagSet
+	c.nats = natsFlags(fs)
+	fs.StringVar(&c.prefix, "subject-prefix", "identity.employee", "subject prefix: <prefix>.<action>.<userId>")
+	fs.StringVar(&c.file, "file", "", "a structured CloudEvent (JSON) to send as it is; - reads standard input")
+	fs.StringVar(&c.action, "type", "", "action: hired, changed, disabled, enabled or deleted")
+	fs.StringVar(&c.user, "user", "", "OrgID user id")
+	fs.StringVar(&c.dept, "dept", "", "KooDrive department id")
+	fs.StringVar(&c.role, "role", "", "role: 0, 1, 2, 3 or 5")
+	fs.StringVar(&c.status, "status", "", "status: 0 enabled, 1 disabled")
+	fs.StringVar(&c.id, "id", "", "event id (default: a new UUID)")
+	fs.StringVar(&c.source, "source", "kdsync/publish", "event source")
+	fs.BoolVar(&c.binary, "binary", false, "send in binary content mode (ce-* headers, data as body)")
+	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long to wait for the stream's acknowledgement")
+	return f, &c
+}
+
 func cmdPublish(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("kdsync publish", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	connectOpts := natsFlags(fs)
-	prefix := fs.String("subject-prefix", "identity.employee", "subject prefix: <prefix>.<action>.<userId>")
-	file := fs.String("file", "", "a structured CloudEvent (JSON) to send as it is; - reads standard input")
-	action := fs.String("type", "", "action: hired, changed, disabled, enabled or deleted")
-	user := fs.String("user", "", "OrgID user id")
-	dept := fs.String("dept", "", "KooDrive department id")
-	role := fs.String("role", "", "role: 0, 1, 2, 3 or 5")
-	status := fs.String("status", "", "status: 0 enabled, 1 disabled")
-	id := fs.String("id", "", "event id (default: a new UUID)")
-	source := fs.String("source", "kdsync/publish", "event source")
-	binary := fs.Bool("binary", false, "send in binary content mode (ce-* headers, data as body)")
-	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the stream's acknowledgement")
-	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("KDSYNC")); err != nil {
-		return err
+	f, c := publishFlags()
+	f.SetOutput(stderr)
+	if err := f.parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return invalid("kdsync publish", err)
 	}
+	connectOpts, prefix, file, action, user, dept, role, status, id, source, binary, timeout :=
+		c.nats, &c.prefix, &c.file, &c.action, &c.user, &c.dept, &c.role, &c.status, &c.id, &c.source, &c.binary, &c.timeout
 	msg, err := buildEvent(*file, *prefix, *action, *user, *dept, *role, *status, *id, *source, *binary)
 	if err != nil {
 		return err
 	}
-	nc, err := consumer.Connect(connectOpts(), nil, nil)
+	js, closeNATS, err := connect(connectOpts())
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
+	defer closeNATS()
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	ack, err := js.PublishMsg(ctx, msg)

@@ -2,26 +2,16 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
-	"strconv"
-	"strings"
-	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/peterbourgon/ff/v3"
-	"golang.org/x/oauth2"
 	"golang.org/x/term"
 
 	"github.com/kdsync/kdsync/consumer"
-	"github.com/kdsync/kdsync/handlers"
-	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/reconcile"
 )
 
@@ -75,21 +65,30 @@ type reconcileConfig struct {
 	progress      bool // forced on (tests); otherwise only on a terminal
 }
 
-// apiConfig is the KooDrive client's configuration.
-type apiConfig struct {
-	baseURL  string
-	appID    string
-	secret   kdapi.Secret
-	userID   string
-	token    kdapi.Secret
-	timeout  time.Duration
-	notFound []string
+func parseReconcileFlags(args []string, stderr io.Writer) (*reconcileConfig, error) {
+	f, config := reconcileFlags(stderr)
+	parseErr := f.parse(args)
+	if errors.Is(parseErr, flag.ErrHelp) {
+		return nil, parseErr
+	}
+	if f.NArg() > 0 {
+		fmt.Fprintf(stderr, "kdsync reconcile: unexpected argument %q (see kdsync reconcile -h)\n", f.Arg(0))
+		return nil, errUsage
+	}
+	c, err := config()
+	if err := errors.Join(parseErr, err); err != nil {
+		return nil, invalid("kdsync reconcile", err)
+	}
+	return c, nil
 }
 
-func parseReconcileFlags(args []string, stderr io.Writer) (*reconcileConfig, error) {
+// reconcileFlags declares kdsync reconcile's flags, its usage written to
+// stderr; the returned function builds the configuration once they are
+// parsed.
+func reconcileFlags(stderr io.Writer) (*cmdFlags, func() (*reconcileConfig, error)) {
 	var c reconcileConfig
-	env := flag.NewFlagSet("kdsync reconcile", flag.ContinueOnError)
-	env.SetOutput(io.Discard)
+	f := newFlags("kdsync reconcile")
+	env := f.FlagSet
 	conn := natsFlags(env)
 	api := apiFlags(env)
 	env.StringVar(&c.stream, "stream", "IDENTITY", "JetStream stream of identity events (repairs are published into it)")
@@ -98,13 +97,13 @@ func parseReconcileFlags(args []string, stderr io.Writer) (*reconcileConfig, err
 	env.StringVar(&c.outcomeStream, "outcome-stream", "KDSYNC_OUTCOMES", "stream of outcomes")
 	env.StringVar(&c.outcomePrefix, "outcome-prefix", "kdsync.outcome", "subject prefix of outcomes")
 
-	fs := flag.NewFlagSet("kdsync reconcile", flag.ContinueOnError)
+	f.commandLineOnly()
+	fs := f.FlagSet
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, reconcileUsage, "\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	env.VisitAll(func(f *flag.Flag) { fs.Var(f.Value, f.Name, f.Usage) })
 	fs.StringVar(&c.source, "source", "", "desired users: a CSV (header userId,deptId,role,status) or JSON Lines file; - reads standard input")
 	format := fs.String("format", "auto", "format of -source: auto (by extension, else by the first character), csv or jsonl")
 	fs.BoolVar(&c.fromState, "from-state", false, "desired users: kdsync's own records of what it applied (the state bucket) instead of -source")
@@ -123,25 +122,18 @@ func parseReconcileFlags(args []string, stderr io.Writer) (*reconcileConfig, err
 	fs.BoolVar(&c.disableAdmins, "disable-admins", false, "let -complete disable unexpected system and cloud-drive administrators (role 2, 3); by default they are only reported")
 	fs.BoolVar(&c.failOnDrift, "fail-on-drift", false, "exit with status 1 when drift is found (for cron and CI)")
 	fs.DurationVar(&c.timeout, "timeout", time.Hour, "how long the whole pass may take")
-	if err := ff.Parse(env, nil, ff.WithEnvVarPrefix("KDSYNC")); err != nil {
-		return nil, err
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
-		return nil, errUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "kdsync reconcile: unexpected argument %q (see kdsync reconcile -h)\n", fs.Arg(0))
-		return nil, errUsage
-	}
+	return f, func() (*reconcileConfig, error) { return c.finish(conn, api, *format, *asOf, *ignore) }
+}
+
+// finish reads what reconcileFlags left in strings and checks the
+// configuration, every problem at once.
+func (c *reconcileConfig) finish(conn func() consumer.ConnectOptions, api func() (apiConfig, error), format, asOf, ignore string) (*reconcileConfig, error) {
 	c.nats = conn()
 	var errs []error
 	var err error
 	c.api, err = api()
 	errs = append(errs, err)
-	if c.format, err = reconcile.ParseFormat(*format); err != nil {
+	if c.format, err = reconcile.ParseFormat(format); err != nil {
 		errs = append(errs, err)
 	}
 	switch {
@@ -162,42 +154,19 @@ func parseReconcileFlags(args []string, stderr io.Writer) (*reconcileConfig, err
 	if c.perUser && c.complete {
 		errs = append(errs, errors.New("-per-user sees only the users asked for, so it cannot find unexpected users: drop -complete or -per-user"))
 	}
-	if *asOf != "" {
-		if c.asOf, err = time.Parse(time.RFC3339, *asOf); err != nil {
-			errs = append(errs, fmt.Errorf("-as-of %q: want RFC 3339, e.g. 2026-11-23T02:00:00Z", *asOf))
+	if asOf != "" {
+		if c.asOf, err = time.Parse(time.RFC3339, asOf); err != nil {
+			errs = append(errs, fmt.Errorf("-as-of %q: want RFC 3339, e.g. 2026-11-23T02:00:00Z", asOf))
 		}
 	}
 	c.ignore = map[string]bool{}
-	for _, id := range splitList(*ignore) {
+	for _, id := range splitList(ignore) {
 		c.ignore[id] = true
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &c, nil
-}
-
-// client builds the KooDrive client as the service does, its requests
-// going through t.
-func (a *apiConfig) client(t *reconcile.Transport) (*kdapi.Client, error) {
-	opts := []kdapi.Option{
-		kdapi.WithBaseURL(a.baseURL),
-		kdapi.WithHTTPClient(&http.Client{Transport: t}),
-		kdapi.WithTimeout(a.timeout),
-		kdapi.WithNotFoundCodes(a.notFound...),
-	}
-	app := a.appID != "" || a.secret != "" || a.userID != ""
-	switch {
-	case app && a.token != "":
-		return nil, errors.New("choose one KooDrive authentication: app (-app-id, -app-secret, -api-user-id) or a token (-api-token)")
-	case a.token != "":
-		opts = append(opts, kdapi.WithBearer(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: a.token.Reveal()})))
-	case app:
-		opts = append(opts, kdapi.WithAppAuth(a.appID, a.secret, a.userID))
-	default:
-		return nil, errors.New("KooDrive authentication is required: -app-id, -app-secret and -api-user-id, or -api-token (or their KDSYNC_ variables)")
-	}
-	return kdapi.NewClient(opts...)
+	return c, nil
 }
 
 func cmdReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -259,30 +228,26 @@ func runReconcile(ctx context.Context, c *reconcileConfig, stdout, stderr io.Wri
 		}
 	}
 	if c.fromState || c.apply {
-		nc, err := consumer.Connect(c.nats, nil, nil)
+		js, closeNATS, err := connect(c.nats)
 		if err != nil {
 			return err
 		}
-		defer nc.Close()
-		js, err := jetstream.New(nc)
-		if err != nil {
-			return fmt.Errorf("jetstream: %w", err)
-		}
+		defer closeNATS()
 		o.JetStream = js
 	}
-	var bar *progressLine
+	var bar *reconcile.ProgressLine
 	if c.progress {
-		bar = &progressLine{w: stderr, rate: c.rate}
-		o.Progress = bar.show
+		bar = &reconcile.ProgressLine{W: stderr, Rate: c.rate}
+		o.Progress = bar.Show
 	}
 	res, err := reconcile.Run(ctx, o)
-	bar.clear()
+	bar.Clear()
 	if res != nil {
 		var perr error
 		if c.json {
-			perr = printReconcileJSON(stdout, res)
+			perr = reconcile.PrintJSON(stdout, res)
 		} else {
-			perr = printReconcile(stdout, res, c)
+			perr = reconcile.Print(stdout, res, reconcile.PrintOptions{Source: c.source, Rate: c.rate, Apply: c.apply, Wait: c.wait})
 		}
 		if err == nil {
 			err = perr
@@ -312,224 +277,4 @@ func openSource(name string) (io.Reader, time.Time, func(), error) {
 		when = fi.ModTime()
 	}
 	return f, when, func() { _ = f.Close() }, nil
-}
-
-// progressLine draws one line on a terminal, rewritten in place.
-type progressLine struct {
-	w     io.Writer
-	rate  float64
-	drawn bool
-}
-
-func (p *progressLine) show(pr reconcile.Progress) {
-	var s string
-	switch pr.Phase {
-	case reconcile.PhaseState:
-		s = fmt.Sprintf("reading kdsync's records: %d", pr.Users)
-	case reconcile.PhaseSource:
-		s = fmt.Sprintf("read %d desired users", pr.Users)
-	case reconcile.PhaseKooDrive:
-		of := ""
-		if pr.Of > 0 {
-			of = fmt.Sprintf(" of %d (%d%%)", pr.Of, 100*pr.Users/pr.Of)
-		}
-		s = fmt.Sprintf("reading KooDrive: %d users%s, %d requests (at most %g/s)", pr.Users, of, pr.Requests, p.rate)
-	case reconcile.PhasePublish:
-		s = "publishing repairs…"
-		if pr.Done {
-			s = fmt.Sprintf("published %d repairs, waiting for outcomes…", pr.Users)
-		}
-	}
-	fmt.Fprintf(p.w, "\r\033[K%s", s)
-	p.drawn = true
-}
-
-func (p *progressLine) clear() {
-	if p != nil && p.drawn {
-		fmt.Fprint(p.w, "\r\033[K")
-	}
-}
-
-func printReconcileJSON(w io.Writer, res *reconcile.Result) error {
-	type jsonResult struct {
-		*reconcile.Result
-		DurationMs float64 `json:"durationMs"`
-		ReadMs     float64 `json:"readMs"`
-		Duration   any     `json:"duration,omitempty"`
-		Read       any     `json:"read,omitempty"`
-	}
-	if res.Drifts == nil {
-		res.Drifts = []reconcile.Drift{}
-	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(jsonResult{Result: res, DurationMs: ms(res.Duration), ReadMs: ms(res.Read)})
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-// printReconcile prints the drift as a table, then the totals.
-func printReconcile(w io.Writer, res *reconcile.Result, c *reconcileConfig) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	if len(res.Drifts) > 0 {
-		head := "USER\tDRIFT\tDESIRED dept/role/status\tKOODRIVE dept/role/status\tREPAIR"
-		if res.Applied {
-			head += "\tRESULT"
-		}
-		fmt.Fprintln(tw, head)
-		for i := range res.Drifts {
-			d := &res.Drifts[i]
-			kinds := make([]string, len(d.Kinds))
-			for j, k := range d.Kinds {
-				kinds[j] = string(k)
-			}
-			line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s", d.UserID, strings.Join(kinds, ","), desiredText(d.Desired), actualText(d.Actual), repairText(d.Repair))
-			if res.Applied {
-				line += "\t" + resultText(d.Repair)
-			}
-			fmt.Fprintln(tw, line)
-		}
-		fmt.Fprintln(tw)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	t := res.Totals
-	if res.State != nil {
-		s := res.State
-		fmt.Fprintf(w, "desired:   %d users from kdsync's records (%d records: %d hard-deleted, %d with nothing applied yet, %d unreadable)\n",
-			t.Desired, s.Records, s.Deleted, s.Unknown, s.Unreadable)
-	} else {
-		fmt.Fprintf(w, "desired:   %d users from %s\n", t.Desired, c.source)
-	}
-	how := "GET /userList"
-	if res.PerUser {
-		how = "GET /users/{userId}"
-	}
-	fmt.Fprintf(w, "KooDrive:  %d users, read in %s with %d requests (%s, at most %g/s)\n",
-		t.KooDrive, res.Read.Round(time.Millisecond), res.Requests, how, c.rate)
-	fmt.Fprintf(w, "in sync:   %d", t.InSync)
-	if t.DisabledAbsent > 0 {
-		fmt.Fprintf(w, " (%d of them absent, as disabled or deleted users may be)", t.DisabledAbsent)
-	}
-	fmt.Fprintln(w)
-	fmt.Fprintf(w, "drifted:   %d users:", t.Drifted)
-	for _, k := range reconcile.Kinds {
-		fmt.Fprintf(w, " %s %d", k, t.ByKind[k])
-	}
-	fmt.Fprintln(w)
-	switch {
-	case t.NotDesired > 0:
-		fmt.Fprintf(w, "not judged: %d KooDrive users the desired state does not list (without -complete they are left alone)\n", t.NotDesired)
-	case res.Complete && t.NotDesiredDisabled > 0:
-		fmt.Fprintf(w, "not listed but disabled (in sync): %d\n", t.NotDesiredDisabled)
-	}
-	if t.Ignored > 0 {
-		fmt.Fprintf(w, "ignored:   %d users (-ignore)\n", t.Ignored)
-	}
-	if t.Drifted == 0 {
-		fmt.Fprintln(w, "no drift.")
-		return nil
-	}
-	fmt.Fprintf(w, "repairs:   %s", actionCounts(res.Repairs))
-	if res.Unrepairable > 0 {
-		fmt.Fprintf(w, "; %d drifted users have none (see REPAIR)", res.Unrepairable)
-	}
-	fmt.Fprintln(w)
-	if !res.Applied {
-		if c.apply {
-			fmt.Fprintln(w, "nothing was published.")
-		} else {
-			fmt.Fprintln(w, "dry run:   nothing was published; run again with -apply to publish these repairs.")
-		}
-		return nil
-	}
-	p := res.Publish
-	fmt.Fprintf(w, "published: %d repair events (run %s): %s; %d superseded, %d already in the stream, %d failed\n",
-		p.Published, res.RunID, actionCounts(p.ByAction), p.Superseded, p.Duplicates, p.Failed)
-	if res.Outcomes != nil {
-		fmt.Fprintf(w, "outcomes:  %d applied, %d skipped, %d dead-lettered, %d not seen within %s\n",
-			res.Outcomes[string(consumer.Applied)], res.Outcomes[string(consumer.Skipped)],
-			res.Outcomes[string(consumer.Deadlettered)], res.Outcomes["pending"], c.wait)
-		if res.Outcomes[string(consumer.Deadlettered)] > 0 {
-			fmt.Fprintln(w, "           see kdsync dlq list -since 1h")
-		}
-	}
-	return nil
-}
-
-func actionCounts(m map[handlers.Action]int) string {
-	var parts []string
-	for _, a := range []handlers.Action{handlers.Hired, handlers.Changed, handlers.Disabled} {
-		if m[a] > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", m[a], a))
-		}
-	}
-	if len(parts) == 0 {
-		return "none"
-	}
-	return strings.Join(parts, ", ")
-}
-
-func optText[T int | int64](v *T) string {
-	if v == nil {
-		return "-"
-	}
-	return strconv.FormatInt(int64(*v), 10)
-}
-
-func desiredText(d *reconcile.Desired) string {
-	switch {
-	case d == nil:
-		return "(not listed)"
-	case d.Absent:
-		return "(deleted: disabled or absent)"
-	}
-	return optText(d.DeptID) + "/" + optText(d.Role) + "/" + optText(d.Status)
-}
-
-func actualText(a *reconcile.Actual) string {
-	if a == nil {
-		return "(absent)"
-	}
-	return fmt.Sprintf("%s/%d/%d", a.DeptID, a.Role, a.Status)
-}
-
-func repairText(r *reconcile.Repair) string {
-	if r == nil {
-		return ""
-	}
-	if r.Action == "" {
-		return "none: " + r.Skip
-	}
-	var fields []string
-	if r.DeptID != nil {
-		fields = append(fields, "deptId "+optText(r.DeptID))
-	}
-	if r.Role != nil {
-		fields = append(fields, "role "+optText(r.Role))
-	}
-	if r.Status != nil && r.Action != handlers.Disabled {
-		fields = append(fields, "status "+optText(r.Status))
-	}
-	if len(fields) == 0 {
-		return string(r.Action)
-	}
-	return string(r.Action) + " " + strings.Join(fields, ", ")
-}
-
-func resultText(r *reconcile.Repair) string {
-	switch {
-	case r == nil || r.Action == "":
-		return "-"
-	case r.NotPublished != "":
-		return r.NotPublished
-	case r.Duplicate:
-		return fmt.Sprintf("already in the stream (#%d)", r.Sequence)
-	case r.Outcome == nil:
-		return fmt.Sprintf("published #%d", r.Sequence)
-	case r.Outcome.Result == consumer.Deadlettered:
-		return fmt.Sprintf("#%d dead-lettered: %s", r.Sequence, r.Outcome.Reason)
-	}
-	return fmt.Sprintf("#%d %s", r.Sequence, r.Outcome.Result)
 }

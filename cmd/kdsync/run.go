@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/peterbourgon/ff/v3"
-
 	"github.com/kdsync/kdsync/console"
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/guard"
@@ -27,16 +25,7 @@ import (
 func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 	var o service.Options
 	c := &o.Consumer
-	n := &o.NATS
-	fs.StringVar(&n.URLs, "nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma-separated")
-	fs.StringVar(&n.CredsFile, "nats-creds", "", "NATS credentials file (JWT + nkey seed)")
-	fs.StringVar(&n.NKeyFile, "nats-nkey", "", "NATS nkey seed file")
-	natsToken := fs.String("nats-token", "", "NATS token")
-	fs.StringVar(&n.User, "nats-user", "", "NATS user")
-	natsPassword := fs.String("nats-password", "", "NATS password")
-	fs.StringVar(&n.CAFile, "nats-ca", "", "CA certificate file to verify the NATS server (TLS)")
-	fs.StringVar(&n.CertFile, "nats-cert", "", "client certificate file for NATS (mutual TLS)")
-	fs.StringVar(&n.KeyFile, "nats-key", "", "client key file for NATS (mutual TLS)")
+	conn := natsFlags(fs)
 
 	fs.StringVar(&c.Stream, "stream", "IDENTITY", "JetStream stream of identity events")
 	subjects := fs.String("stream-subjects", "identity.>", "subjects of the stream when kdsync creates it, comma-separated")
@@ -67,18 +56,10 @@ func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 	fs.StringVar(&c.InstanceID, "instance-id", "", "this instance's name among those sharing the stream (default: host name and a random suffix)")
 	fs.DurationVar(&c.PinnedTTL, "pinned-ttl", 10*time.Second, "how soon a silent instance loses its partitions to the others")
 
-	fs.StringVar(&o.APIBaseURL, "api-base-url", "", "KooDrive endpoint root, e.g. https://intl.myhuaweicloud-koodrive.com (the client appends /koodrive/ose/v1)")
-	fs.StringVar(&o.AppID, "app-id", "", "KooDrive app id (app authentication)")
-	appSecret := fs.String("app-secret", "", "KooDrive app secret (prefer the environment or -app-secret-file)")
-	appSecretFile := fs.String("app-secret-file", "", "file holding the KooDrive app secret")
-	fs.StringVar(&o.APIUserID, "api-user-id", "", "KooDrive user id the app acts as (X-User-Id)")
-	apiToken := fs.String("api-token", "", "KooDrive bearer token (instead of app authentication)")
-	apiTokenFile := fs.String("api-token-file", "", "file holding the KooDrive bearer token")
-	fs.DurationVar(&o.APITimeout, "api-timeout", 10*time.Second, "timeout of one KooDrive call")
+	api := apiFlags(fs)
 	fs.BoolVar(&o.HardDelete, "hard-delete", false, "employee.deleted calls DELETE (destroys the user's files); otherwise it disables the user")
 	defaultDept := fs.String("default-dept-id", "", "department of a hire that names none (KooDrive requires one)")
 	existsCodes := fs.String("already-exists-codes", strings.Join(kdapi.DefaultAlreadyExistsCodes, ","), "KooDrive codes meaning \"user already exists\"")
-	notFoundCodes := fs.String("not-found-codes", strings.Join(kdapi.DefaultNotFoundCodes, ","), "KooDrive codes meaning \"not found\"")
 
 	deprov := fs.String("deprovision-limit", "", "mass-deprovisioning guard: at most N disables and deletes per window, e.g. 50/10m; past it they are held for an operator (kdsync guard); empty: off")
 	fs.StringVar(&c.GuardBucket, "guard-bucket", "KDSYNC_GUARD", "the guard's KV bucket")
@@ -115,13 +96,11 @@ func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 		var errs []error
 		c.StreamSubjects = splitList(*subjects)
 		c.Decoder.MaxSize = *maxEvent
-		n.Token, n.Password = *natsToken, *natsPassword
-		secret, err := secretValue("app secret", *appSecret, *appSecretFile)
+		o.NATS = conn()
+		a, err := api()
 		errs = append(errs, err)
-		o.AppSecret = secret
-		token, err := secretValue("api token", *apiToken, *apiTokenFile)
-		errs = append(errs, err)
-		o.APIToken = token
+		o.APIBaseURL, o.AppID, o.AppSecret, o.APIUserID, o.APIToken, o.APITimeout, o.NotFound =
+			a.baseURL, a.appID, a.secret, a.userID, a.token, a.timeout, a.notFound
 		o.Console.Options.Token, err = secretValue("console token", *consoleToken, *consoleTokenFile)
 		errs = append(errs, err)
 		if oidc.Issuer != "" {
@@ -138,7 +117,6 @@ func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 			o.DefaultDeptID = &d
 		}
 		o.ExistsCodes = splitList(*existsCodes)
-		o.NotFound = splitList(*notFoundCodes)
 		if *maxEvent < 1024 || *maxEvent > 1<<20 {
 			errs = append(errs, fmt.Errorf("max-event-size %d: want 1024 to 1048576", *maxEvent))
 		}
@@ -215,31 +193,38 @@ func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 	}
 }
 
+// runFlags declares kdsync run's flags; the returned function builds the
+// service's options once they are parsed, its logger writing to stderr.
+func runFlags() (*cmdFlags, func(stderr io.Writer) (service.Options, error)) {
+	f := newFlags("kdsync run")
+	options := serviceFlags(f.FlagSet)
+	ingressAddr := f.String("ingress-addr", "", "serve the webhook ingress (POST /events, as kdsync ingest does) on this address too, on run's NATS connection; the -ingress-* flags apply (empty: none)")
+	ingressOptions := ingressFlags(f.FlagSet)
+	logLevel := f.String("log-level", "info", "debug, info, warn or error")
+	logFormat := f.String("log-format", "json", "json or text")
+	return f, func(stderr io.Writer) (service.Options, error) {
+		log, logErr := newLogger(stderr, *logLevel, *logFormat)
+		o, err := options()
+		ic, ingressErr := ingressOptions()
+		o.Ingress = service.IngressOptions{Addr: *ingressAddr, TLSCert: ic.tlsCert, TLSKey: ic.tlsKey, Options: ic.options, SCIM: ic.scim}
+		o.Logger = log
+		return o, errors.Join(logErr, err, ingressErr, o.Validate(),
+			checkAddr("http-addr", o.HTTPAddr), checkAddr("ingress-addr", o.Ingress.Addr), checkAddr("console-addr", o.Console.Addr))
+	}
+}
+
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("kdsync run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	options := serviceFlags(fs)
-	ingressAddr := fs.String("ingress-addr", "", "serve the webhook ingress (POST /events, as kdsync ingest does) on this address too, on run's NATS connection; the -ingress-* flags apply (empty: none)")
-	ingressOptions := ingressFlags(fs)
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	logFormat := fs.String("log-format", "json", "json or text")
-	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("KDSYNC")); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w (see kdsync run -h)", err)
+	f, options := runFlags()
+	f.SetOutput(stderr)
+	parseErr := f.parse(args)
+	if errors.Is(parseErr, flag.ErrHelp) {
+		return parseErr
 	}
-	log, err := newLogger(stderr, *logLevel, *logFormat)
-	if err != nil {
-		return err
+	o, err := options(stderr)
+	if err := errors.Join(parseErr, err); err != nil {
+		return invalid("kdsync run", err)
 	}
-	o, err := options()
-	ic, ingressErr := ingressOptions()
-	if err := errors.Join(err, ingressErr); err != nil {
-		return fmt.Errorf("invalid configuration:\n%w", err)
-	}
-	o.Ingress = service.IngressOptions{Addr: *ingressAddr, TLSCert: ic.tlsCert, TLSKey: ic.tlsKey, Options: ic.options, SCIM: ic.scim}
-	o.Logger = log
+	log := o.Logger
 	b := o.Build
 	log.Info("kdsync starting", "version", b.Version, "revision", b.Revision,
 		"nats", redact.URLs(o.NATS.URLs), "stream", o.Consumer.Stream, "consumer", o.Consumer.Consumer,

@@ -269,7 +269,7 @@ func (o *Outcomes) WaitFor(ctx context.Context, n int) error {
 func CheckerEvents(evs []workload.Event) []checker.Event {
 	out := make([]checker.Event, len(evs))
 	for i, e := range evs {
-		out[i] = e.Event
+		out[i] = e.Intent
 	}
 	return out
 }

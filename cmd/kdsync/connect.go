@@ -1,0 +1,110 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kdsync/kdsync/consumer"
+	"github.com/kdsync/kdsync/kdapi"
+	"github.com/kdsync/kdsync/reconcile"
+)
+
+// The connection flags and connections every command shares: NATS
+// (run, ingest, publish, dlq, guard, reconcile, user, sync) and KooDrive
+// (run, reconcile, user, sync).
+
+// natsFlags declares the NATS connection flags on fs (as kdsync run has
+// them) and returns a function that yields the options after parsing.
+func natsFlags(fs *flag.FlagSet) func() consumer.ConnectOptions {
+	var n consumer.ConnectOptions
+	fs.StringVar(&n.URLs, "nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma-separated")
+	fs.StringVar(&n.CredsFile, "nats-creds", "", "NATS credentials file (JWT + nkey seed)")
+	fs.StringVar(&n.NKeyFile, "nats-nkey", "", "NATS nkey seed file")
+	fs.StringVar(&n.Token, "nats-token", "", "NATS token")
+	fs.StringVar(&n.User, "nats-user", "", "NATS user")
+	fs.StringVar(&n.Password, "nats-password", "", "NATS password")
+	fs.StringVar(&n.CAFile, "nats-ca", "", "CA certificate file to verify the NATS server (TLS)")
+	fs.StringVar(&n.CertFile, "nats-cert", "", "client certificate file for NATS (mutual TLS)")
+	fs.StringVar(&n.KeyFile, "nats-key", "", "client key file for NATS (mutual TLS)")
+	return func() consumer.ConnectOptions { return n }
+}
+
+// apiConfig is the KooDrive client's configuration.
+type apiConfig struct {
+	baseURL  string
+	appID    string
+	secret   kdapi.Secret
+	userID   string
+	token    kdapi.Secret
+	timeout  time.Duration
+	notFound []string
+}
+
+// apiFlags declares the KooDrive client's flags on fs; the returned
+// function reads them once parsed.
+func apiFlags(fs *flag.FlagSet) func() (apiConfig, error) {
+	var a apiConfig
+	fs.StringVar(&a.baseURL, "api-base-url", "", "KooDrive endpoint root, e.g. https://intl.myhuaweicloud-koodrive.com (the client appends /koodrive/ose/v1)")
+	fs.StringVar(&a.appID, "app-id", "", "KooDrive app id (app authentication)")
+	appSecret := fs.String("app-secret", "", "KooDrive app secret (prefer the environment or -app-secret-file)")
+	appSecretFile := fs.String("app-secret-file", "", "file holding the KooDrive app secret")
+	fs.StringVar(&a.userID, "api-user-id", "", "KooDrive user id the app acts as (X-User-Id); never changed by kdsync sync or reconcile")
+	apiToken := fs.String("api-token", "", "KooDrive bearer token (instead of app authentication)")
+	apiTokenFile := fs.String("api-token-file", "", "file holding the KooDrive bearer token")
+	fs.DurationVar(&a.timeout, "api-timeout", 10*time.Second, "timeout of one KooDrive call")
+	notFound := fs.String("not-found-codes", strings.Join(kdapi.DefaultNotFoundCodes, ","), "KooDrive codes meaning \"not found\"")
+	return func() (apiConfig, error) {
+		var errs []error
+		var err error
+		a.secret, err = secretValue("app secret", *appSecret, *appSecretFile)
+		errs = append(errs, err)
+		a.token, err = secretValue("api token", *apiToken, *apiTokenFile)
+		errs = append(errs, err)
+		a.notFound = splitList(*notFound)
+		return a, errors.Join(errs...)
+	}
+}
+
+// client builds the KooDrive client as the service does, its requests
+// going through t.
+func (a *apiConfig) client(t *reconcile.Transport) (*kdapi.Client, error) {
+	c := kdapi.Config{BaseURL: a.baseURL, AppID: a.appID, AppSecret: a.secret, UserID: a.userID, Token: a.token,
+		Timeout: a.timeout, NotFound: a.notFound}
+	switch err := c.Check(); {
+	case errors.Is(err, kdapi.ErrAuthBoth):
+		return nil, errors.New("choose one KooDrive authentication: app (-app-id, -app-secret, -api-user-id) or a token (-api-token)")
+	case err != nil:
+		return nil, errors.New("KooDrive authentication is required: -app-id, -app-secret and -api-user-id, or -api-token (or their KDSYNC_ variables)")
+	}
+	return kdapi.NewClient(append(c.Options(), kdapi.WithHTTPClient(&http.Client{Transport: t}))...)
+}
+
+// connect dials NATS as the tool commands do (no reconnect handlers, no
+// metrics) and opens JetStream; close closes the connection.
+func connect(o consumer.ConnectOptions) (js jetstream.JetStream, close func(), err error) {
+	nc, err := consumer.Connect(o, nil, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	if js, err = jetStream(nc); err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return js, nc.Close, nil
+}
+
+// jetStream opens JetStream on nc.
+func jetStream(nc *nats.Conn) (jetstream.JetStream, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return js, nil
+}
