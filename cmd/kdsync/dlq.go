@@ -20,6 +20,7 @@ import (
 
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/dlq"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 const dlqUsage = `kdsync dlq: inspect, replay and purge dead letters.
@@ -250,11 +251,11 @@ func printLetters(w io.Writer, ls []*dlq.Letter, asJSON bool) error {
 // as JSON when it is JSON, else as text.
 type letterView struct {
 	*dlq.Letter
-	Body    any               `json:"body"`
-	Outcome *consumer.Outcome `json:"outcome,omitempty"`
+	Body    any              `json:"body"`
+	Outcome *outcome.Outcome `json:"outcome,omitempty"`
 }
 
-func viewOf(l *dlq.Letter, out *consumer.Outcome) letterView {
+func viewOf(l *dlq.Letter, out *outcome.Outcome) letterView {
 	v := letterView{Letter: l, Outcome: out, Body: string(l.Data)}
 	if json.Valid(l.Data) {
 		v.Body = json.RawMessage(l.Data)
@@ -434,7 +435,7 @@ func replayLine(store *dlq.Store, r *dlq.Replayed) string {
 	switch o := r.Outcome; {
 	case o == nil:
 		verdict = "no outcome yet (watch kdsync.outcome.>)"
-	case o.Result == consumer.Deadlettered:
+	case o.Result == outcome.Deadlettered:
 		verdict = fmt.Sprintf("dead-lettered again (%s: %s)", o.Reason, o.Error)
 	case o.Reason != "":
 		verdict = fmt.Sprintf("%s (%s)", o.Result, o.Reason)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/guard"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // shadowGuardBucket is the guard's bucket in shadow mode (kdsync run
@@ -207,7 +208,7 @@ func guardStatus(ctx context.Context, js jetstream.JetStream, st *guard.Store, c
 		if h.Subject != "" {
 			return parked.ByUser[consumer.ParkToken(h.Subject)]
 		}
-		return parked.ByUser[consumer.KVKey(h.UserID)]
+		return parked.ByUser[outcome.KVKey(h.UserID)]
 	}
 	if c.json {
 		type heldJSON struct {
