@@ -42,6 +42,7 @@ import (
 	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/internal/natsembed"
 	"github.com/kdsync/kdsync/kdsim"
+	"github.com/kdsync/kdsync/outcome"
 	"github.com/kdsync/kdsync/workload"
 )
 
@@ -315,7 +316,7 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 	}
 	if o.rate == 0 {
 		start := time.Now()
-		if err := harness.Publish(ctx, nc, "IDENTITY", restamp(evs, time.Now())); err != nil {
+		if err := harness.Publish(ctx, nc, outcome.DefaultStream, restamp(evs, time.Now())); err != nil {
 			return nil, err
 		}
 		fmt.Fprintf(progress, "published %d events for %d users in %s\n", len(evs), o.users, time.Since(start).Round(time.Millisecond))
@@ -495,7 +496,7 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 	} else {
 		fmt.Fprintf(progress, "reading kdsync's metrics: %v\n", err)
 	}
-	if w, err := kvWrites(ctx, nc, "KDSYNC_STATE"); err == nil {
+	if w, err := kvWrites(ctx, nc, outcome.DefaultStateBucket); err == nil {
 		r.KVWritesPerEvent = float64(w) / n
 	} else {
 		fmt.Fprintf(progress, "reading the state bucket: %v\n", err)

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kdsync/kdsync/internal/harness"
+	"github.com/kdsync/kdsync/outcome"
 	"github.com/kdsync/kdsync/workload"
 )
 
@@ -22,7 +23,7 @@ func consumerState(ctx context.Context, nc *nats.Conn) string {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	c, err := js.Consumer(ctx, "IDENTITY", "kdsync")
+	c, err := js.Consumer(ctx, outcome.DefaultStream, outcome.DefaultDurable)
 	if err != nil {
 		return err.Error()
 	}
@@ -65,7 +66,7 @@ func publishAtRate(ctx context.Context, nc *nats.Conn, evs []workload.Event, rat
 			}
 		}
 		end := min(i+batch, len(evs))
-		if err := harness.Publish(ctx, nc, "IDENTITY", restamp(evs[i:end], time.Now())); err != nil {
+		if err := harness.Publish(ctx, nc, outcome.DefaultStream, restamp(evs[i:end], time.Now())); err != nil {
 			return err
 		}
 	}

@@ -87,7 +87,7 @@ func (p *Pipeline) WaitOutcome(seq uint64, wait time.Duration) outcome.Outcome {
 	deadline := time.Now().Add(wait)
 	for {
 		for _, o := range p.Outcomes.All() {
-			if o.Sequence == seq && o.Stream == "IDENTITY" {
+			if o.Sequence == seq && o.Stream == outcome.DefaultStream {
 				return o
 			}
 		}
