@@ -19,9 +19,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/kdapi"
+	"github.com/kdsync/kdsync/outcome"
 	"github.com/kdsync/kdsync/workload"
 )
 
@@ -85,7 +85,7 @@ type UserState struct {
 type Input struct {
 	Events     []Event
 	Effects    []Effect
-	Outcomes   []consumer.Outcome
+	Outcomes   []outcome.Outcome
 	Final      map[string]UserState
 	HardDelete bool
 	// Ambiguous declares the faults that may explain duplicated effects.
@@ -160,7 +160,7 @@ func Check(in Input) *Report {
 	}
 
 	// Outcomes: exactly one per event.
-	outcomes := map[string][]consumer.Outcome{}
+	outcomes := map[string][]outcome.Outcome{}
 	for _, o := range in.Outcomes {
 		outcomes[o.EventID] = append(outcomes[o.EventID], o)
 	}
@@ -177,9 +177,9 @@ func Check(in Input) *Report {
 		// A bad event must be dead-lettered; a good one applied, or skipped
 		// only when it needs no call.
 		res := os[0].Result
-		ok := res == consumer.Deadlettered
+		ok := res == outcome.Deadlettered
 		if !ev.Bad {
-			ok = res == consumer.Applied || res == consumer.Skipped && os[0].Reason == consumer.SkipNoop && expectedWrites(ev) == 0
+			ok = res == outcome.Applied || res == outcome.Skipped && os[0].Reason == outcome.SkipNoop && expectedWrites(ev) == 0
 		}
 		if !ok {
 			r.WrongResult = append(r.WrongResult, fmt.Sprintf("%s:%s/%s(%s)", ev.ID, res, os[0].Reason, os[0].Error))
@@ -214,9 +214,9 @@ func Check(in Input) *Report {
 		}
 		var least, most int
 		switch os[0].Result {
-		case consumer.Applied:
+		case outcome.Applied:
 			least, most = writes(ev)
-		case consumer.Skipped:
+		case outcome.Skipped:
 			// Needs no write: every write is extra.
 		default:
 			continue // a good event dead-lettered: a wrong result already

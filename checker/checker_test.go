@@ -4,9 +4,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/kdapi"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -24,11 +24,11 @@ func history() Input {
 		{ID: "c", UserID: "1", Action: handlers.Changed, DeptID: ptr[int64](11)},
 		{ID: "d", UserID: "1", Action: handlers.Disabled},
 	}
-	out := func(id string, r consumer.Result) consumer.Outcome { return consumer.Outcome{EventID: id, Result: r} }
+	out := func(id string, r outcome.Result) outcome.Outcome { return outcome.Outcome{EventID: id, Result: r} }
 	return Input{
 		Events:   evs,
 		Effects:  []Effect{eff("1", "a", "create", 0), eff("2", "b", "create", 1), eff("1", "c", "update", 2), eff("1", "d", "update", 3)},
-		Outcomes: []consumer.Outcome{out("a", consumer.Applied), out("b", consumer.Applied), out("c", consumer.Applied), out("d", consumer.Applied)},
+		Outcomes: []outcome.Outcome{out("a", outcome.Applied), out("b", outcome.Applied), out("c", outcome.Applied), out("d", outcome.Applied)},
 		Final:    map[string]UserState{"1": {DeptID: 11, Role: 1, Status: 1}, "2": {DeptID: 20, Role: 5, Status: 0}},
 	}
 }
@@ -86,12 +86,12 @@ func TestCheck(t *testing.T) {
 		},
 		"hire skipped as duplicate": {
 			mutate: func(in *Input) {
-				in.Outcomes[0] = consumer.Outcome{EventID: "a", Result: consumer.Skipped, Reason: consumer.SkipDuplicate}
+				in.Outcomes[0] = outcome.Outcome{EventID: "a", Result: outcome.Skipped, Reason: outcome.SkipDuplicate}
 			},
 			field: func(r *Report) []string { return r.WrongResult },
 		},
 		"good event dead-lettered": {
-			mutate: func(in *Input) { in.Outcomes[2].Result = consumer.Deadlettered },
+			mutate: func(in *Input) { in.Outcomes[2].Result = outcome.Deadlettered },
 			field:  func(r *Report) []string { return r.WrongResult },
 		},
 		"final state differs": {
@@ -204,7 +204,7 @@ func TestCheck(t *testing.T) {
 		"skipped event with a write": {
 			mutate: func(in *Input) {
 				in.Events = append(in.Events, Event{ID: "e", UserID: "2", Action: handlers.Changed})
-				in.Outcomes = append(in.Outcomes, consumer.Outcome{EventID: "e", Result: consumer.Skipped, Reason: consumer.SkipNoop})
+				in.Outcomes = append(in.Outcomes, outcome.Outcome{EventID: "e", Result: outcome.Skipped, Reason: outcome.SkipNoop})
 				in.Effects = append(in.Effects, eff("2", "e", "update", 4))
 			},
 			field: func(r *Report) []string { return r.Unexplained },
@@ -214,27 +214,27 @@ func TestCheck(t *testing.T) {
 		"bad event dead-lettered": {
 			mutate: func(in *Input) {
 				in.Events = append(in.Events, Event{ID: "x", UserID: "3", Action: handlers.Hired, Bad: true})
-				in.Outcomes = append(in.Outcomes, consumer.Outcome{EventID: "x", Result: consumer.Deadlettered, Reason: "invalid_field"})
+				in.Outcomes = append(in.Outcomes, outcome.Outcome{EventID: "x", Result: outcome.Deadlettered, Reason: "invalid_field"})
 			},
 		},
 		"bad event applied": {
 			mutate: func(in *Input) {
 				in.Events = append(in.Events, Event{ID: "x", UserID: "3", Action: handlers.Hired, Bad: true})
-				in.Outcomes = append(in.Outcomes, consumer.Outcome{EventID: "x", Result: consumer.Applied})
+				in.Outcomes = append(in.Outcomes, outcome.Outcome{EventID: "x", Result: outcome.Applied})
 			},
 			field: func(r *Report) []string { return r.WrongResult },
 		},
 		"bad event skipped": {
 			mutate: func(in *Input) {
 				in.Events = append(in.Events, Event{ID: "x", UserID: "3", Action: handlers.Hired, Bad: true})
-				in.Outcomes = append(in.Outcomes, consumer.Outcome{EventID: "x", Result: consumer.Skipped, Reason: consumer.SkipNoop})
+				in.Outcomes = append(in.Outcomes, outcome.Outcome{EventID: "x", Result: outcome.Skipped, Reason: outcome.SkipNoop})
 			},
 			field: func(r *Report) []string { return r.WrongResult },
 		},
 		"bad event dead-lettered after a write": {
 			mutate: func(in *Input) {
 				in.Events = append(in.Events, Event{ID: "x", UserID: "1", Action: handlers.Changed, Role: ptr(3), Bad: true})
-				in.Outcomes = append(in.Outcomes, consumer.Outcome{EventID: "x", Result: consumer.Deadlettered, Reason: "invalid_field"})
+				in.Outcomes = append(in.Outcomes, outcome.Outcome{EventID: "x", Result: outcome.Deadlettered, Reason: "invalid_field"})
 				in.Effects = append(in.Effects, eff("1", "x", "update", 4))
 			},
 			field: func(r *Report) []string { return r.Unexpected },
@@ -248,7 +248,7 @@ func TestCheck(t *testing.T) {
 		"bad event's user not created": {
 			mutate: func(in *Input) {
 				in.Events = append(in.Events, Event{ID: "x", UserID: "3", Action: handlers.Hired, DeptID: ptr[int64](30), Bad: true})
-				in.Outcomes = append(in.Outcomes, consumer.Outcome{EventID: "x", Result: consumer.Deadlettered, Reason: "invalid_field"})
+				in.Outcomes = append(in.Outcomes, outcome.Outcome{EventID: "x", Result: outcome.Deadlettered, Reason: "invalid_field"})
 				in.Final["3"] = UserState{DeptID: 30}
 			},
 			field: func(r *Report) []string { return r.StateMismatch },

@@ -16,10 +16,10 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"github.com/kdsync/kdsync/console"
-	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/internal/testenv"
 	"github.com/kdsync/kdsync/kdsim"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // chromium finds a Chromium to drive: Debian's chromium (installed by
@@ -123,7 +123,7 @@ func TestBrowser(t *testing.T) {
 	// applies.
 	const late = "1008600000000000043"
 	lateSeq := w.Publish("w-6", handlers.Changed, late, map[string]any{"role": 5})
-	if o := w.WaitOutcome(lateSeq, 10*time.Second); o.Result != consumer.Deadlettered {
+	if o := w.WaitOutcome(lateSeq, 10*time.Second); o.Result != outcome.Deadlettered {
 		t.Fatalf("the late change: %+v", o)
 	}
 	// Plain HTTP on localhost: a Secure cookie is kept there, as on the

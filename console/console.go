@@ -41,6 +41,7 @@ import (
 	"github.com/kdsync/kdsync/dlq"
 	"github.com/kdsync/kdsync/guard"
 	"github.com/kdsync/kdsync/kdapi"
+	"github.com/kdsync/kdsync/outcome"
 	"github.com/kdsync/kdsync/provision"
 	"github.com/kdsync/kdsync/reconcile"
 	"github.com/kdsync/kdsync/usertrace"
@@ -121,15 +122,15 @@ func (o *Options) defaults() {
 			*s = v
 		}
 	}
-	def(&o.Stream, "IDENTITY")
+	def(&o.Stream, outcome.DefaultStream)
 	def(&o.SubjectPrefix, reconcile.DefaultSubjectPrefix)
 	def(&o.Consumer, "kdsync")
-	def(&o.OutcomeStream, "KDSYNC_OUTCOMES")
-	def(&o.OutcomePrefix, "kdsync.outcome")
-	def(&o.DLQStream, "KDSYNC_DLQ")
-	def(&o.DLQPrefix, "kdsync.dlq")
-	def(&o.StateBucket, "KDSYNC_STATE")
-	def(&o.GuardBucket, "KDSYNC_GUARD")
+	def(&o.OutcomeStream, outcome.DefaultOutcomeStream)
+	def(&o.OutcomePrefix, outcome.DefaultOutcomePrefix)
+	def(&o.DLQStream, outcome.DefaultDLQStream)
+	def(&o.DLQPrefix, outcome.DefaultDLQPrefix)
+	def(&o.StateBucket, outcome.DefaultStateBucket)
+	def(&o.GuardBucket, outcome.DefaultGuardBucket)
 	def(&o.AuditStream, "KDSYNC_AUDIT")
 	def(&o.AuditPrefix, "kdsync.audit")
 	if o.SessionTTL == 0 {

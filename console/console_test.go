@@ -18,13 +18,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kdsync/kdsync/console"
-	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/guard"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/kdsim"
 	"github.com/kdsync/kdsync/metrics"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 const token = kdapi.Secret("console-test-token-0123456789")
@@ -390,7 +390,7 @@ func TestCSRF(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "Rejected #"+seq) {
 		t.Fatalf("bearer reject: %s\n%s", resp.Status, body)
 	}
-	if o := w.WaitOutcome(w.heldSeq, 15*time.Second); o.Result != consumer.Skipped || o.Reason != consumer.SkipGuardRejected {
+	if o := w.WaitOutcome(w.heldSeq, 15*time.Second); o.Result != outcome.Skipped || o.Reason != outcome.SkipGuardRejected {
 		t.Errorf("outcome of the rejected disable: %+v", o)
 	}
 	if es := w.audit(t); es[len(es)-1].Action != console.AuditReject || es[len(es)-1].Who != "ci-bot (bearer)" {
@@ -477,7 +477,7 @@ func TestActionsAuditedAndSecretsNeverShown(t *testing.T) {
 	if body := post("/guard/release", url.Values{"seq": {seq}, "confirm": {"yes"}}); !strings.Contains(body, "Released #"+seq) {
 		t.Fatalf("release:\n%s", body)
 	}
-	if o := w.WaitOutcome(w.heldSeq, 15*time.Second); o.Result != consumer.Applied {
+	if o := w.WaitOutcome(w.heldSeq, 15*time.Second); o.Result != outcome.Applied {
 		t.Fatalf("released disable: %+v", o)
 	}
 	if u, _ := w.Sim.User(w.user); u.User.Status != 1 {

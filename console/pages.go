@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/dlq"
 	"github.com/kdsync/kdsync/guard"
+	"github.com/kdsync/kdsync/outcome"
 	"github.com/kdsync/kdsync/provision"
 	"github.com/kdsync/kdsync/usertrace"
 )
@@ -352,7 +352,7 @@ func (s *Server) dlqPage(w http.ResponseWriter, r *http.Request, p *principal) {
 
 type letterData struct {
 	L       *dlq.Letter
-	Outcome *consumer.Outcome
+	Outcome *outcome.Outcome
 	Ref     string
 }
 
@@ -419,8 +419,8 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request, p *principal) {
 		if res.Outcome != nil {
 			line := fmt.Sprintf("Outcome: %s %s %s", res.Outcome.Result, res.Outcome.Reason, res.Outcome.Note)
 			rd.Lines = append(rd.Lines, line)
-			e.Detail += "; outcome " + string(res.Outcome.Result) + " " + res.Outcome.Reason
-			if res.Outcome.Result != consumer.Applied {
+			e.Detail += "; outcome " + string(res.Outcome.Result) + " " + string(res.Outcome.Reason)
+			if res.Outcome.Result != outcome.Applied {
 				rd.OK = false
 			}
 		} else {

@@ -28,6 +28,7 @@ import (
 
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/kdapi"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // benchMsg is a delivered JetStream message. Metadata allocates a fresh
@@ -280,7 +281,7 @@ func BenchmarkKVKey(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				_ = KVKey(c.user)
+				_ = outcome.KVKey(c.user)
 			}
 		})
 	}
@@ -290,7 +291,7 @@ func BenchmarkKVKey(b *testing.B) {
 // (the recent-ids ring, the merged state) and its JSON.
 func BenchmarkRecordNext(b *testing.B) {
 	dept, role, status := int64(1319678187126486147), 1, 0
-	rec := Record{Seq: 41, AppliedSeq: 40, State: handlers.State{Exists: true, DeptID: &dept, Role: &role, Status: &status}}
+	rec := outcome.Record{Seq: 41, AppliedSeq: 40, State: handlers.State{Exists: true, DeptID: &dept, Role: &role, Status: &status}}
 	for i := range recentIDs {
 		rec.Recent = append(rec.Recent, handlers.EventKey("hris/workday", "1-4711-"+strconv.Itoa(i)))
 	}
@@ -299,8 +300,8 @@ func BenchmarkRecordNext(b *testing.B) {
 	at := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	b.ReportAllocs()
 	for b.Loop() {
-		next := rec.next(42, ev, &state, at)
-		if len(next.marshal()) == 0 {
+		next := nextRecord(rec, 42, ev, &state, at)
+		if len(marshalRecord(&next)) == 0 {
 			b.Fatal("empty record")
 		}
 	}
@@ -310,8 +311,8 @@ func BenchmarkRecordNext(b *testing.B) {
 // finish does for every event.
 func BenchmarkOutcome(b *testing.B) {
 	lat := 12.345
-	out := Outcome{
-		EventID: "1-4711-3", UserID: "1008600000000004711", Action: handlers.Changed, Result: Applied,
+	out := outcome.Outcome{
+		EventID: "1-4711-3", UserID: "1008600000000004711", Action: handlers.Changed, Result: outcome.Applied,
 		Calls: []string{"update"}, Attempts: 1, LatencyMs: &lat, ProcessingMs: 1.234,
 		Subject: "identity.employee.changed.1008600000000004711", Stream: "IDENTITY", Sequence: 123456, Delivered: 1,
 		TraceID: kdapi.TraceID("1-4711-3"), Instance: "kdsync-abc123", Time: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC),
@@ -327,7 +328,7 @@ func BenchmarkOutcome(b *testing.B) {
 	b.Run("msgid", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			_ = OutcomeMsgID("IDENTITY", 123456)
+			_ = outcome.MsgID("IDENTITY", 123456)
 		}
 	})
 	// TraceID is computed once for the outcome and once more for the

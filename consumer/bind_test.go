@@ -36,6 +36,13 @@ func TestBindOnly(t *testing.T) {
 	// when it returns.
 	managed := e.run(e.options())
 	o := e.collect()
+	// The durable consumer is bound last: once it exists, the bucket the
+	// binding instance needs does too.
+	js := e.js()
+	waitFor(t, 30*time.Second, "the managed set-up", func() bool {
+		_, err := js.Consumer(context.Background(), "IDENTITY", "kdsync")
+		return err == nil
+	})
 	managed()
 
 	evs := e.generate(50, 4, 7)

@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net/http"
 	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/sony/gobreaker/v2"
 
-	"github.com/kdsync/kdsync/kdapi"
+	"github.com/kdsync/kdsync/handlers"
 )
 
 // breaker trips when KooDrive fails for everyone. While it is open, lanes
@@ -43,8 +42,8 @@ func newBreaker(o Options, log *slog.Logger, obs Observer) *breaker {
 		// request is KooDrive working. Throttling (429) is KooDrive
 		// working too, at a pace it sets: it counts neither way, and the
 		// pacer (throttle) slows down instead.
-		IsSuccessful: func(err error) bool { return err == nil || !retryable(err) },
-		IsExcluded:   func(err error) bool { return errors.Is(err, context.Canceled) || throttled(err) },
+		IsSuccessful: func(err error) bool { return err == nil || !handlers.Classify(err).Retryable },
+		IsExcluded:   func(err error) bool { return errors.Is(err, context.Canceled) || handlers.Classify(err).Throttled },
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			log.Info("breaker state changed", "from", from.String(), "to", to.String())
 			obs.BreakerState(int(to))
@@ -85,20 +84,14 @@ func (b *breaker) closed() <-chan struct{} {
 	return b.closedCh
 }
 
-// throttled reports whether err is KooDrive's 429: slower, not down.
-func throttled(err error) bool {
-	var ae *kdapi.APIError
-	return errors.As(err, &ae) && ae.HTTPStatus == http.StatusTooManyRequests
-}
-
-// throttledWait is the wait after a 429: its Retry-After (at least
+// throttledWait is the wait after a 429 (throttled, handlers.Failure): its Retry-After (at least
 // initial, at most the limit), without growing the exponential backoff,
 // so that throttling makes an event wait as long as KooDrive asks and no
 // longer, and spends its retry budget (wall time) no faster than time
 // passes. It returns 0 for any other failure, and when the budget would be
 // spent by the wait (NextBackOff then says so).
-func (r *retryAfter) throttledWait(err error, initial time.Duration) time.Duration {
-	if !throttled(err) {
+func (r *retryAfter) throttledWait(throttled bool, initial time.Duration) time.Duration {
+	if !throttled {
 		return 0
 	}
 	b, ok := r.BackOff.(*backoff.ExponentialBackOff)

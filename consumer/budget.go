@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // The retry budget (Options.RetryBudget) is counted from an event's first
@@ -70,11 +72,11 @@ func (c *Consumer) saveRetry(it *item) error {
 }
 
 // putRecord writes rec as user's Record if it is still at wm's revision.
-func (c *Consumer) putRecord(ctx context.Context, user string, wm *watermark, rec Record) (uint64, error) {
+func (c *Consumer) putRecord(ctx context.Context, user string, wm *watermark, rec outcome.Record) (uint64, error) {
 	if wm.rev == 0 {
-		return c.kv.Create(ctx, KVKey(user), rec.marshal())
+		return c.kv.Create(ctx, outcome.KVKey(user), marshalRecord(&rec))
 	}
-	return c.kv.Update(ctx, KVKey(user), rec.marshal(), wm.rev)
+	return c.kv.Update(ctx, outcome.KVKey(user), marshalRecord(&rec), wm.rev)
 }
 
 // reloadWatermark reads user's Record again into wm after another writer

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/kdsim"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // TestRetryBudgetSurvivesKill: KooDrive is down for longer than the retry
@@ -40,9 +41,9 @@ func TestRetryBudgetSurvivesKill(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var rec consumer.Record
+			var rec outcome.Record
 			waitFor(t, 20*time.Second, "the first attempt noted in the Record", func() bool {
-				en, err := kv.Get(context.Background(), consumer.KVKey(user))
+				en, err := kv.Get(context.Background(), outcome.KVKey(user))
 				if err != nil {
 					return false
 				}
@@ -66,8 +67,8 @@ func TestRetryBudgetSurvivesKill(t *testing.T) {
 			e.wait(o, 1, 30*time.Second)
 			stop()
 			out := o.All()[0]
-			if out.Result != consumer.Deadlettered || out.Reason != consumer.ClassBudgetExhausted {
-				t.Fatalf("outcome %s/%s, want deadlettered/%s", out.Result, out.Reason, consumer.ClassBudgetExhausted)
+			if out.Result != outcome.Deadlettered || out.Reason != outcome.ClassBudgetExhausted {
+				t.Fatalf("outcome %s/%s, want deadlettered/%s", out.Result, out.Reason, outcome.ClassBudgetExhausted)
 			}
 			if out.Attempts != 1 {
 				t.Fatalf("%d attempts after the restart; want 1: the budget was spent before it", out.Attempts)
@@ -96,9 +97,9 @@ func TestRetryBudgetResumesAfterRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	record := func() consumer.Record {
-		var rec consumer.Record
-		en, err := kv.Get(context.Background(), consumer.KVKey(user))
+	record := func() outcome.Record {
+		var rec outcome.Record
+		en, err := kv.Get(context.Background(), outcome.KVKey(user))
 		if err != nil {
 			return rec
 		}
@@ -122,7 +123,7 @@ func TestRetryBudgetResumesAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.wait(o, 1, 30*time.Second)
-	if out := o.All()[0]; out.Result != consumer.Applied {
+	if out := o.All()[0]; out.Result != outcome.Applied {
 		t.Fatalf("outcome %s/%s, want applied", out.Result, out.Reason)
 	}
 	waitFor(t, 5*time.Second, "the note cleared", func() bool { r := record(); return r.Seq > 0 && r.RetrySeq == 0 })

@@ -42,6 +42,7 @@ import (
 
 	"github.com/kdsync/kdsync/guard"
 	"github.com/kdsync/kdsync/handlers"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // Options configure a Consumer. Zero values take the defaults below.
@@ -163,20 +164,20 @@ func (o *Options) setDefaults() {
 			*s = v
 		}
 	}
-	def(&o.Stream, "IDENTITY")
-	def(&o.Consumer, "kdsync")
+	def(&o.Stream, outcome.DefaultStream)
+	def(&o.Consumer, outcome.DefaultDurable)
 	def(&o.Filter, "identity.employee.>")
-	def(&o.OutcomeStream, "KDSYNC_OUTCOMES")
-	def(&o.OutcomePrefix, "kdsync.outcome")
-	def(&o.DLQStream, "KDSYNC_DLQ")
-	def(&o.DLQPrefix, "kdsync.dlq")
-	def(&o.StateBucket, "KDSYNC_STATE")
+	def(&o.OutcomeStream, outcome.DefaultOutcomeStream)
+	def(&o.OutcomePrefix, outcome.DefaultOutcomePrefix)
+	def(&o.DLQStream, outcome.DefaultDLQStream)
+	def(&o.DLQPrefix, outcome.DefaultDLQPrefix)
+	def(&o.StateBucket, outcome.DefaultStateBucket)
 	def(&o.PartitionSource, "identity.employee.*.*")
 	def(&o.PriorityGroup, "kdsync")
-	def(&o.MembersBucket, "KDSYNC_MEMBERS")
-	def(&o.GuardBucket, "KDSYNC_GUARD")
-	def(&o.ParkStream, "KDSYNC_PARKED")
-	def(&o.ParkPrefix, "kdsync.parked")
+	def(&o.MembersBucket, outcome.DefaultMembersBucket)
+	def(&o.GuardBucket, outcome.DefaultGuardBucket)
+	def(&o.ParkStream, outcome.DefaultParkStream)
+	def(&o.ParkPrefix, outcome.DefaultParkPrefix)
 	def(&o.StateCache, DefaultStateCache)
 	if o.InstanceID == "" {
 		o.InstanceID = defaultInstanceID()

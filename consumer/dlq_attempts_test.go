@@ -11,10 +11,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/kdsim"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // flakyUsers fails its first n calls as an overloaded KooDrive would (503,
@@ -85,7 +85,7 @@ func TestDeadLetterAttemptLog(t *testing.T) {
 	}
 	e.wait(o, 1, 30*time.Second)
 	out := o.All()[0]
-	if out.Sequence != ack.Sequence || out.Result != consumer.Deadlettered || out.Reason != kdapi.ClassPermanent.String() || out.Attempts != 4 {
+	if out.Sequence != ack.Sequence || out.Result != outcome.Deadlettered || out.Reason != outcome.Reason(kdapi.ClassPermanent.String()) || out.Attempts != 4 {
 		t.Fatalf("outcome %s/%s after %d attempts (%s), want deadlettered/permanent after 4", out.Result, out.Reason, out.Attempts, out.Error)
 	}
 
@@ -115,19 +115,19 @@ func TestDeadLetterAttemptLog(t *testing.T) {
 	}
 	if om, err := outs.GetLastMsgForSubject(ctx, "kdsync.outcome.deadlettered.hired."+user); err != nil {
 		t.Errorf("no outcome on kdsync.outcome.deadlettered.hired.%s: %v", user, err)
-	} else if om.Header.Get(jetstream.MsgIDHeader) != consumer.OutcomeMsgID("IDENTITY", ack.Sequence) {
+	} else if om.Header.Get(jetstream.MsgIDHeader) != outcome.MsgID("IDENTITY", ack.Sequence) {
 		t.Errorf("outcome %s is another event's", om.Header.Get(jetstream.MsgIDHeader))
 	}
-	if got := m.Header.Get(consumer.HdrAttempts); got != "4" {
-		t.Errorf("%s: %q, want 4", consumer.HdrAttempts, got)
+	if got := m.Header.Get(outcome.HdrAttempts); got != "4" {
+		t.Errorf("%s: %q, want 4", outcome.HdrAttempts, got)
 	}
-	v := m.Header.Get(consumer.HdrAttemptLog)
-	if strings.ContainsAny(v, "\r\n") || len(m.Header.Values(consumer.HdrAttemptLog)) != 1 {
-		t.Fatalf("%s not one line: %q", consumer.HdrAttemptLog, m.Header.Values(consumer.HdrAttemptLog))
+	v := m.Header.Get(outcome.HdrAttemptLog)
+	if strings.ContainsAny(v, "\r\n") || len(m.Header.Values(outcome.HdrAttemptLog)) != 1 {
+		t.Fatalf("%s not one line: %q", outcome.HdrAttemptLog, m.Header.Values(outcome.HdrAttemptLog))
 	}
-	log, err := consumer.ParseAttemptLog(v)
+	log, err := outcome.ParseAttemptLog(v)
 	if err != nil {
-		t.Fatalf("%s %q: %v", consumer.HdrAttemptLog, v, err)
+		t.Fatalf("%s %q: %v", outcome.HdrAttemptLog, v, err)
 	}
 	want := []struct {
 		class, err string
@@ -151,5 +151,5 @@ func TestDeadLetterAttemptLog(t *testing.T) {
 	if !strings.Contains(log[0].Error, "overloaded retry later") {
 		t.Errorf("a multi-line error not kept on one line: %q", log[0].Error)
 	}
-	t.Logf("%s: %s", consumer.HdrAttemptLog, v)
+	t.Logf("%s: %s", outcome.HdrAttemptLog, v)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/kdsim"
+	"github.com/kdsync/kdsync/outcome"
 	"github.com/kdsync/kdsync/workload"
 )
 
@@ -56,11 +57,11 @@ func TestEvictedRecordsKeepOrderAndDedup(t *testing.T) {
 	last := lastSeqs(t, e.js(), len(evs))
 	final := e.sim.Final()
 	for user, seq := range last {
-		entry, err := kv.Get(context.Background(), consumer.KVKey(user))
+		entry, err := kv.Get(context.Background(), outcome.KVKey(user))
 		if err != nil {
 			t.Fatalf("record of %s: %v", user, err)
 		}
-		var r consumer.Record
+		var r outcome.Record
 		if err := json.Unmarshal(entry.Value(), &r); err != nil {
 			t.Fatal(err)
 		}
@@ -84,7 +85,7 @@ func TestEvictedRecordsKeepOrderAndDedup(t *testing.T) {
 	dups := 0
 	for _, out := range o.All() {
 		if out.Sequence > uint64(len(evs)) {
-			if out.Result != consumer.Skipped || out.Reason != consumer.SkipDuplicate {
+			if out.Result != outcome.Skipped || out.Reason != outcome.SkipDuplicate {
 				t.Errorf("event %s again (seq %d): %s/%s, want skipped/duplicate", out.EventID, out.Sequence, out.Result, out.Reason)
 			}
 			dups++
@@ -212,7 +213,7 @@ func consumerInfo(ctx context.Context, js jetstream.JetStream) (*jetstream.Consu
 	return cons.Info(ctx)
 }
 
-func stateString(r consumer.Record) string {
+func stateString(r outcome.Record) string {
 	b, _ := json.Marshal(r.State)
 	return string(b)
 }

@@ -14,10 +14,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kdsync/kdsync/checker"
-	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/kdsim"
+	"github.com/kdsync/kdsync/outcome"
 	"github.com/kdsync/kdsync/workload"
 )
 
@@ -114,7 +114,7 @@ type retryWatch struct {
 }
 
 func (*retryWatch) EventReceived() {}
-func (*retryWatch) EventFinished(handlers.Action, consumer.Result, string, time.Duration, bool) {
+func (*retryWatch) EventFinished(handlers.Action, outcome.Result, outcome.Reason, time.Duration, bool) {
 }
 func (r *retryWatch) Retry(string, time.Duration, bool) {
 	r.mu.Lock()
@@ -174,7 +174,7 @@ type breakerWatch struct {
 }
 
 func (*breakerWatch) EventReceived() {}
-func (*breakerWatch) EventFinished(handlers.Action, consumer.Result, string, time.Duration, bool) {
+func (*breakerWatch) EventFinished(handlers.Action, outcome.Result, outcome.Reason, time.Duration, bool) {
 }
 func (*breakerWatch) Retry(string, time.Duration, bool) {}
 func (b *breakerWatch) BreakerState(s int) {
@@ -201,7 +201,7 @@ func TestBadInputDeadLettered(t *testing.T) {
 		subject string
 		body    string
 		header  nats.Header
-		reason  string
+		reason  outcome.Reason
 	}
 	valid := func(id, typ, user string) string {
 		return `{"specversion":"1.0","id":"` + id + `","source":"t","type":"` + typ + `","data":{"userId":"` + user + `","deptId":"1319678187126486147","role":1}}`
@@ -248,7 +248,7 @@ func TestBadInputDeadLettered(t *testing.T) {
 	if len(all) != len(good)+len(bads) {
 		t.Fatalf("%d outcomes, want %d", len(all), len(good)+len(bads))
 	}
-	bySubject := map[string]consumer.Outcome{}
+	bySubject := map[string]outcome.Outcome{}
 	for _, out := range all {
 		bySubject[out.Subject] = out
 	}
@@ -259,12 +259,12 @@ func TestBadInputDeadLettered(t *testing.T) {
 			continue
 		}
 		if b.reason == "applied" {
-			if out.Result != consumer.Applied {
+			if out.Result != outcome.Applied {
 				t.Errorf("%s: %s (%s), want applied", b.subject, out.Result, out.Error)
 			}
 			continue
 		}
-		if out.Result != consumer.Deadlettered || out.Reason != b.reason {
+		if out.Result != outcome.Deadlettered || out.Reason != b.reason {
 			t.Errorf("%s: %s/%s (%s), want deadlettered/%s", b.subject, out.Result, out.Reason, out.Error, b.reason)
 		}
 		if out.Error == "" {
@@ -289,7 +289,7 @@ func TestBadInputDeadLettered(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		subj := m.Header.Get(consumer.HdrOriginalSubject)
+		subj := m.Header.Get(outcome.HdrOriginalSubject)
 		var orig string
 		for _, b := range bads {
 			if b.subject == subj {
@@ -299,16 +299,16 @@ func TestBadInputDeadLettered(t *testing.T) {
 		if string(m.Data) != orig {
 			t.Errorf("DLQ copy of %s differs from the original", subj)
 		}
-		if m.Header.Get(consumer.HdrReason) == "" || m.Header.Get(consumer.HdrErrorClass) == "" || m.Header.Get(consumer.HdrOriginalSeq) == "" {
+		if m.Header.Get(outcome.HdrReason) == "" || m.Header.Get(outcome.HdrErrorClass) == "" || m.Header.Get(outcome.HdrOriginalSeq) == "" {
 			t.Errorf("DLQ copy of %s lacks reason headers: %v", subj, m.Header)
 		}
-		if want := map[bool]string{true: "orig-910"}[strings.HasSuffix(subj, ".910")]; m.Header.Get(consumer.HdrOriginalMsgID) != want {
-			t.Errorf("DLQ copy of %s: %s %q, want %q", subj, consumer.HdrOriginalMsgID, m.Header.Get(consumer.HdrOriginalMsgID), want)
+		if want := map[bool]string{true: "orig-910"}[strings.HasSuffix(subj, ".910")]; m.Header.Get(outcome.HdrOriginalMsgID) != want {
+			t.Errorf("DLQ copy of %s: %s %q, want %q", subj, outcome.HdrOriginalMsgID, m.Header.Get(outcome.HdrOriginalMsgID), want)
 		}
 	}
 
 	// The good events: applied and in order.
-	var goodOut []consumer.Outcome
+	var goodOut []outcome.Outcome
 	for _, out := range all {
 		if strings.HasSuffix(out.Subject, ".900") || out.UserID >= "900" && len(out.UserID) == 3 {
 			continue
@@ -389,11 +389,11 @@ func TestReplayStaleAndForced(t *testing.T) {
 	pub(s3, b3, nil)
 	e.wait(o, 3, 30*time.Second)
 
-	replay := func(force bool) consumer.Outcome {
+	replay := func(force bool) outcome.Outcome {
 		t.Helper()
-		h := nats.Header{consumer.HdrReplayOf: {"KDSYNC_DLQ:1"}, consumer.HdrOriginalSeq: {strconv.FormatUint(seq1, 10)}}
+		h := nats.Header{outcome.HdrReplayOf: {"KDSYNC_DLQ:1"}, outcome.HdrOriginalSeq: {strconv.FormatUint(seq1, 10)}}
 		if force {
-			h.Set(consumer.HdrReplayForce, "true")
+			h.Set(outcome.HdrReplayForce, "true")
 		}
 		seq := pub(s1, b1, h)
 		deadline := time.Now().Add(30 * time.Second)
@@ -406,15 +406,15 @@ func TestReplayStaleAndForced(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		t.Fatalf("no outcome for the replay at %d", seq)
-		return consumer.Outcome{}
+		return outcome.Outcome{}
 	}
-	if out := replay(false); out.Result != consumer.Skipped || out.Reason != consumer.SkipStale {
+	if out := replay(false); out.Result != outcome.Skipped || out.Reason != outcome.SkipStale {
 		t.Fatalf("stale replay: %s/%s (%s), want skipped/stale", out.Result, out.Reason, out.Error)
 	}
 	if u := e.sim.Final()[user]; u.DeptID != 1319678187126486148 {
 		t.Fatalf("a stale replay changed the user: %+v", u)
 	}
-	if out := replay(true); out.Result != consumer.Applied {
+	if out := replay(true); out.Result != outcome.Applied {
 		t.Fatalf("forced replay: %s/%s (%s), want applied", out.Result, out.Reason, out.Error)
 	}
 	stop()

@@ -6,10 +6,10 @@ import (
 	"time"
 
 	"github.com/kdsync/kdsync/checker"
-	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/guard"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/kdsim"
+	"github.com/kdsync/kdsync/outcome"
 	"github.com/kdsync/kdsync/workload"
 )
 
@@ -80,7 +80,7 @@ func TestGuardHoldsSurvivesRestartAndReleases(t *testing.T) {
 	stop()
 	var rejected int
 	for _, out := range o.All() {
-		if out.Result == consumer.Skipped && out.Reason == consumer.SkipGuardRejected {
+		if out.Result == outcome.Skipped && out.Reason == outcome.SkipGuardRejected {
 			rejected++
 		}
 	}

@@ -9,9 +9,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/kdsim"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // TestEventsToldApartBySourceAndID: two sources that use the same event id
@@ -45,7 +45,7 @@ func TestEventsToldApartBySourceAndID(t *testing.T) {
 		}
 		return ack.Sequence
 	}
-	outcomeOf := func(seq uint64) consumer.Outcome {
+	outcomeOf := func(seq uint64) outcome.Outcome {
 		t.Helper()
 		deadline := time.Now().Add(20 * time.Second)
 		for time.Now().Before(deadline) {
@@ -57,15 +57,15 @@ func TestEventsToldApartBySourceAndID(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		t.Fatalf("no outcome for #%d", seq)
-		return consumer.Outcome{}
+		return outcome.Outcome{}
 	}
 
 	hire := publish(handlers.EventKey("hris/workday", "7"), "hris/workday", handlers.Hired, map[string]any{"deptId": dept, "role": 1})
 	leave := publish(handlers.EventKey("idp/okta", "7"), "idp/okta", handlers.Disabled, map[string]any{})
-	if out := outcomeOf(hire); out.Result != consumer.Applied || out.Source != "hris/workday" {
+	if out := outcomeOf(hire); out.Result != outcome.Applied || out.Source != "hris/workday" {
 		t.Errorf("hire: %+v, want applied", out)
 	}
-	if out := outcomeOf(leave); out.Result != consumer.Applied || out.Source != "idp/okta" {
+	if out := outcomeOf(leave); out.Result != outcome.Applied || out.Source != "idp/okta" {
 		t.Errorf("disable from another source with the same id: %+v, want applied", out)
 	}
 	u, ok := e.sim.User(user)
@@ -75,7 +75,7 @@ func TestEventsToldApartBySourceAndID(t *testing.T) {
 	// The disable again, as a producer that re-sends after the stream's
 	// duplicate window would (another Nats-Msg-Id).
 	again := publish("resent-after-the-window", "idp/okta", handlers.Disabled, map[string]any{})
-	if out := outcomeOf(again); out.Result != consumer.Skipped || out.Reason != consumer.SkipDuplicate {
+	if out := outcomeOf(again); out.Result != outcome.Skipped || out.Reason != outcome.SkipDuplicate {
 		t.Errorf("the same event again: %+v, want skipped as a duplicate", out)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kdsync/kdsync/handlers"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // stage is how far an event has got.
@@ -38,7 +39,7 @@ type item struct {
 
 	stage stage
 	ev    *handlers.Event
-	out   Outcome
+	out   outcome.Outcome
 	wm    *watermark
 	state *handlers.State // the state an applied event leads to
 	calls []string
@@ -78,7 +79,7 @@ type lane struct {
 
 // watermark is the cached KV record of one user.
 type watermark struct {
-	rec Record
+	rec outcome.Record
 	rev uint64 // KV revision; 0 when the key does not exist
 }
 
@@ -397,7 +398,7 @@ func (c *Consumer) loadWatermark(ctx context.Context, user string) (*watermark, 
 	}
 	wm := &watermark{}
 	c.states.reads.Add(1)
-	e, err := c.kv.Get(ctx, KVKey(user))
+	e, err := c.kv.Get(ctx, outcome.KVKey(user))
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 	case err != nil:

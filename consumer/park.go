@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kdsync/kdsync/guard"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // Parking keeps events held by the mass-deprovisioning guard out of
@@ -74,14 +75,19 @@ type parkState struct {
 	// retrySince when the event's first attempt did (an earlier delivery's,
 	// from the Record); retrySaved once the Record holds it (budget.go).
 	firstAttempt, retrySince time.Time
-	retrySaved               bool
+	// failed records the failed attempts for the dead letter; nil until
+	// an attempt fails, so that the success path allocates nothing.
+	failed     *outcome.AttemptLog
+	retrySaved bool
 }
 
 // ParkToken is the token of the parking subject of the user an event's
 // subject names: <ParkPrefix>.<token>.
-func ParkToken(subject string) string { return KVKey(laneKey(subject)) }
+func ParkToken(subject string) string { return outcome.KVKey(laneKey(subject)) }
 
-func (c *Consumer) parkSubject(user string) string { return c.opts.ParkPrefix + "." + KVKey(user) }
+func (c *Consumer) parkSubject(user string) string {
+	return c.opts.ParkPrefix + "." + outcome.KVKey(user)
+}
 
 // setupParking creates (when managing) or binds the parking stream. With
 // the guard on it is required; with the guard off an existing one is bound
@@ -124,7 +130,7 @@ func (c *Consumer) parkBehind(it *item) bool {
 		if it.seq > r.Seq {
 			return false // drained: decided as if just delivered
 		}
-	case !r.parked() || it.seq <= r.Seq:
+	case !parked(r) || it.seq <= r.Seq:
 		return false
 	case c.parking == nil:
 		c.log.Error("the user's record says events are parked but there is no parking stream; applying", "seq", it.seq, "parked", r.Parked)
@@ -189,7 +195,7 @@ func (c *Consumer) parkCopy(ctx context.Context, user string, it *item) error {
 	h.Set(hdrParkStream, c.opts.Stream)
 	h.Set(hdrParkSeq, strconv.FormatUint(it.seq, 10))
 	h.Set(hdrParkDelivered, strconv.FormatUint(it.delivered, 10))
-	h.Set(jetstream.MsgIDHeader, OutcomeMsgID(c.opts.Stream, it.seq))
+	h.Set(jetstream.MsgIDHeader, outcome.MsgID(c.opts.Stream, it.seq))
 	m := &nats.Msg{Subject: c.parkSubject(user), Header: h, Data: it.msg.Data()}
 	if _, err := c.js.PublishMsg(ctx, m); err != nil {
 		return fmt.Errorf("publish %s: %w", m.Subject, err)
@@ -228,7 +234,7 @@ func (c *Consumer) drainNext(l *lane, it *item) {
 		c.log.Debug("dropping a drained parked copy failed; it is dropped later", "seq", it.seq, "err", err)
 	}
 	wm := it.wm
-	if !wm.rec.parked() {
+	if !parked(&wm.rec) {
 		if err := c.parking.Purge(ctx, jetstream.WithPurgeSubject(c.parkSubject(l.key))); err != nil {
 			c.log.Debug("clearing a user's parked copies failed; they are dropped later", "user", l.key, "err", err)
 		}

@@ -11,11 +11,11 @@ import (
 	"time"
 
 	"github.com/kdsync/kdsync/checker"
-	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/guard"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/kdsim"
+	"github.com/kdsync/kdsync/outcome"
 	"github.com/kdsync/kdsync/workload"
 )
 
@@ -196,7 +196,7 @@ func TestParkedLeaveAckWindow(t *testing.T) {
 			kept = append(kept, ev)
 		}
 	}
-	var outs []consumer.Outcome
+	var outs []outcome.Outcome
 	js := e.js()
 	idStream, err := js.Stream(context.Background(), "IDENTITY")
 	if err != nil {
@@ -204,7 +204,7 @@ func TestParkedLeaveAckWindow(t *testing.T) {
 	}
 	for _, out := range o.All() {
 		if out.EventID == rejected {
-			if out.Result != consumer.Skipped || out.Reason != consumer.SkipGuardRejected {
+			if out.Result != outcome.Skipped || out.Reason != outcome.SkipGuardRejected {
 				t.Fatalf("rejected event: %s/%s", out.Result, out.Reason)
 			}
 			continue

@@ -15,6 +15,7 @@ import (
 	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/kdsim"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // instance is one kdsync instance in-process, with its own connection so
@@ -157,9 +158,9 @@ func TestPartitionedInstances(t *testing.T) {
 
 // handovers counts the times a partition's events, in the order their
 // outcomes were stored, pass from one instance to another.
-func handovers(outs []consumer.Outcome) int {
+func handovers(outs []outcome.Outcome) int {
 	outs = slices.Clone(outs)
-	slices.SortStableFunc(outs, func(a, b consumer.Outcome) int { return a.Time.Compare(b.Time) })
+	slices.SortStableFunc(outs, func(a, b outcome.Outcome) int { return a.Time.Compare(b.Time) })
 	last := map[string]string{} // partition -> instance
 	n := 0
 	for _, o := range outs {
@@ -175,7 +176,7 @@ func handovers(outs []consumer.Outcome) int {
 	return n
 }
 
-func byInstance(outs []consumer.Outcome) map[string]int {
+func byInstance(outs []outcome.Outcome) map[string]int {
 	m := map[string]int{}
 	for _, o := range outs {
 		m[o.Instance]++

@@ -16,7 +16,7 @@ import (
 
 	"github.com/kdsync/kdsync/guard"
 	"github.com/kdsync/kdsync/handlers"
-	"github.com/kdsync/kdsync/kdapi"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // step takes it as far as it can go now: decode and check it, make its
@@ -55,11 +55,11 @@ func (c *Consumer) decide(l *lane, it *item) (wait time.Duration, stop bool) {
 		if p := recover(); p != nil {
 			stack := strings.SplitN(string(debug.Stack()), "\n", 8)
 			c.log.Error("panic while working an event; dead-lettering it", "seq", it.seq, "panic", p, "stack", strings.Join(stack, "|"))
-			if it.out.Attempts > 0 && (it.out.failed == nil || it.out.failed.total < it.out.Attempts) {
+			if it.out.Attempts > 0 && (it.failed == nil || it.failed.Total() < it.out.Attempts) {
 				// The panic was in the attempt under way.
-				it.failedAttempt(ClassPanic, fmt.Sprint(p))
+				it.failedAttempt(string(outcome.ClassPanic), fmt.Sprint(p))
 			}
-			it.deadLetter(ClassPanic, fmt.Sprintf("panic: %v", p))
+			it.deadLetter(outcome.ClassPanic, fmt.Sprintf("panic: %v", p))
 			wait, stop = 0, false
 		}
 	}()
@@ -84,7 +84,7 @@ func (c *Consumer) decide(l *lane, it *item) (wait time.Duration, stop bool) {
 		}
 		c.classify(it)
 	}
-	if it.stage == stageApply && c.guard != nil && !it.guardOK && deprovisions(it.ev) {
+	if it.stage == stageApply && c.guard != nil && !it.guardOK && it.ev.Deprovisions() {
 		if wait := c.guardCheck(it); wait > 0 || it.stage != stageApply {
 			return wait, false
 		}
@@ -93,18 +93,6 @@ func (c *Consumer) decide(l *lane, it *item) (wait time.Duration, stop bool) {
 		return c.attempt(it)
 	}
 	return 0, false
-}
-
-// deprovisions reports whether ev takes a user's access away: a disable, a
-// delete, or a change to status disabled.
-func deprovisions(ev *handlers.Event) bool {
-	switch ev.Action {
-	case handlers.Disabled, handlers.Deleted:
-		return true
-	case handlers.Changed:
-		return ev.Status != nil && *ev.Status == kdapi.StatusDisabled
-	}
-	return false
 }
 
 // guardCheck asks the guard about a deprovisioning event. It parks the
@@ -131,7 +119,7 @@ func (c *Consumer) guardCheck(it *item) time.Duration {
 		it.stage = stagePark
 		return 0
 	case guard.Rejected:
-		it.out.Result, it.out.Reason = Skipped, SkipGuardRejected
+		it.out.Result, it.out.Reason = outcome.Skipped, outcome.SkipGuardRejected
 		it.out.Note = "rejected by an operator at the mass-deprovisioning guard"
 		it.guardHold = true
 		it.stage = stageFinish
@@ -147,7 +135,7 @@ func (c *Consumer) guardCheck(it *item) time.Duration {
 
 // classify decodes it and decides what the watermark says of it.
 func (c *Consumer) classify(it *item) {
-	it.out = Outcome{
+	it.out = outcome.Outcome{
 		Subject:   it.msg.Subject(),
 		Stream:    c.opts.Stream,
 		Sequence:  it.seq,
@@ -159,7 +147,7 @@ func (c *Consumer) classify(it *item) {
 	if ev != nil {
 		it.ev = ev
 		it.out.EventID, it.out.Source, it.out.UserID, it.out.Action = ev.ID, ev.Source, ev.UserID, ev.Action
-		it.out.TraceID = kdapi.TraceID(ev.ID)
+		it.out.TraceID = handlers.TraceID(ev.ID)
 	} else {
 		var ie *handlers.InputError
 		if errors.As(derr, &ie) {
@@ -175,25 +163,25 @@ func (c *Consumer) classify(it *item) {
 		}
 	}
 	h := it.msg.Headers()
-	replay := h.Get(HdrReplayOf) != ""
+	replay := h.Get(outcome.HdrReplayOf) != ""
 	switch {
-	case it.seq <= it.wm.rec.Seq || ev != nil && !replay && it.wm.rec.seen(ev):
+	case it.seq <= it.wm.rec.Seq || ev != nil && !replay && seen(&it.wm.rec, ev):
 		// Already finished: a redelivery, or the same event (source and
 		// id) again (a replay of a dead letter carries its id on purpose).
-		it.out.Result, it.out.Reason = Skipped, SkipDuplicate
+		it.out.Result, it.out.Reason = outcome.Skipped, outcome.SkipDuplicate
 		it.stage = stageFinish
-	case replay && derr == nil && h.Get(HdrReplayForce) != "true" && it.wm.rec.staleReplay(h.Get(HdrOriginalSeq)):
+	case replay && derr == nil && h.Get(outcome.HdrReplayForce) != "true" && staleReplay(&it.wm.rec, h.Get(outcome.HdrOriginalSeq)):
 		// A replayed dead letter older than what was applied since for
 		// this user would revert newer state.
-		it.out.Result, it.out.Reason = Skipped, SkipStale
+		it.out.Result, it.out.Reason = outcome.Skipped, outcome.SkipStale
 		it.out.Note = fmt.Sprintf("replay of sequence %s; sequence %d was applied since (replay with -force to apply anyway)",
-			h.Get(HdrOriginalSeq), it.wm.rec.AppliedSeq)
+			h.Get(outcome.HdrOriginalSeq), it.wm.rec.AppliedSeq)
 		it.stage = stageFinish
 	case derr != nil:
-		reason := "bad_input"
+		reason := outcome.ReasonBadInput
 		var ie *handlers.InputError
 		if errors.As(derr, &ie) {
-			reason = string(ie.Reason)
+			reason = outcome.Reason(ie.Reason)
 		}
 		it.deadLetter(reason, derr.Error())
 	default:
@@ -217,7 +205,7 @@ func (c *Consumer) attempt(it *item) (wait time.Duration, stop bool) {
 	}
 	// With partitions the call runs under the lease's fence: abandoned
 	// when this instance may no longer work the partition.
-	ctx, unfence := fenced(kdapi.WithTraceID(c.hard, it.ev.ID), it.src)
+	ctx, unfence := fenced(c.hard, it.src)
 	defer unfence()
 	var plan *handlers.Plan
 	if c.opts.Shadow {
@@ -237,12 +225,16 @@ func (c *Consumer) attempt(it *item) (wait time.Duration, stop bool) {
 	}
 	it.calls = append(it.calls, res.Calls...)
 	it.out.Note = res.Note
+	var f handlers.Failure
+	if err != nil {
+		f = handlers.Classify(err)
+	}
 	switch {
 	case err == nil && res.Noop:
-		it.out.Result, it.out.Reason = Skipped, SkipNoop
+		it.out.Result, it.out.Reason = outcome.Skipped, outcome.SkipNoop
 		it.stage = stageFinish
 	case err == nil:
-		it.out.Result = Applied
+		it.out.Result = outcome.Applied
 		it.state = &res.State
 		it.stage = stageFinish
 	case c.hard.Err() != nil:
@@ -252,11 +244,11 @@ func (c *Consumer) attempt(it *item) (wait time.Duration, stop bool) {
 		// event to the stream, or tries again once the lease is renewed.
 		it.failedAttempt(classFenced, err.Error())
 		return fencedRetry, false
-	case !retryable(err):
-		it.failedAttempt(classOf(err), err.Error())
-		it.deadLetter(classOf(err), err.Error())
+	case !f.Retryable:
+		it.failedAttempt(f.Class, err.Error())
+		it.deadLetter(outcome.Reason(f.Class), err.Error())
 	default:
-		it.failedAttempt(classOf(err), err.Error())
+		it.failedAttempt(f.Class, err.Error())
 		it.last = err
 		if it.bo == nil {
 			b := backoff.NewExponentialBackOff()
@@ -269,8 +261,8 @@ func (c *Consumer) attempt(it *item) (wait time.Duration, stop bool) {
 			it.bo = backoff.WithContext(it.ra, c.stopping)
 			it.bo.Reset()
 		}
-		it.ra.next = kdapi.RetryAfterOf(err)
-		d := it.ra.throttledWait(err, c.opts.RetryInitial)
+		it.ra.next = f.RetryAfter
+		d := it.ra.throttledWait(f.Throttled, c.opts.RetryInitial)
 		if d == 0 {
 			d = it.bo.NextBackOff()
 		}
@@ -279,12 +271,12 @@ func (c *Consumer) attempt(it *item) (wait time.Duration, stop bool) {
 			if c.stopping.Err() != nil {
 				return 0, true
 			}
-			it.deadLetter(ClassBudgetExhausted, fmt.Sprintf("retry budget of %s spent since the first attempt at %s (%d attempts in this delivery); last error: %v",
+			it.deadLetter(outcome.ClassBudgetExhausted, fmt.Sprintf("retry budget of %s spent since the first attempt at %s (%d attempts in this delivery); last error: %v",
 				c.opts.RetryBudget, it.retrySince.UTC().Format(time.RFC3339), it.out.Attempts, err))
 			return 0, false
 		}
 		d = min(d, left)
-		c.obs.Retry(classOf(err), d, it.ra.used)
+		c.obs.Retry(f.Class, d, it.ra.used)
 		c.log.Debug("retrying event", "event", it.ev.ID, "seq", it.seq, "attempt", it.out.Attempts, "wait", d, "err", err)
 		return d, false
 	}
@@ -296,8 +288,8 @@ func (c *Consumer) attempt(it *item) (wait time.Duration, stop bool) {
 const fencedRetry = 10 * time.Millisecond
 
 // deadLetter decides a dead-letter outcome.
-func (it *item) deadLetter(reason, msg string) {
-	it.out.Result, it.out.Reason, it.out.Error = Deadlettered, reason, msg
+func (it *item) deadLetter(reason outcome.Reason, msg string) {
+	it.out.Result, it.out.Reason, it.out.Error = outcome.Deadlettered, reason, msg
 	it.stage = stageFinish
 }
 
@@ -309,10 +301,10 @@ const classFenced = "fenced"
 // dead letter's attempt log (HdrAttemptLog). The log is made at the first
 // failure: an event applied at once allocates nothing for it.
 func (it *item) failedAttempt(class, msg string) {
-	if it.out.failed == nil {
-		it.out.failed = &attemptLog{}
+	if it.failed == nil {
+		it.failed = &outcome.AttemptLog{}
 	}
-	it.out.failed.add(Attempt{N: it.out.Attempts, At: time.Now().UTC(), Class: class, Error: msg})
+	it.failed.Add(outcome.Attempt{N: it.out.Attempts, At: time.Now().UTC(), Class: class, Error: msg})
 }
 
 // nextInfraWait backs off retries of NATS steps: 100ms doubling to 5s.
@@ -335,22 +327,22 @@ func (c *Consumer) finish(l *lane, it *item) error {
 			out.LatencyMs = &ms
 		}
 		it.body, _ = json.Marshal(out)
-		if out.Result == Deadlettered {
+		if out.Result == outcome.Deadlettered {
 			c.log.Warn("event dead-lettered", "event", out.EventID, "user", out.UserID, "action", out.Action,
 				"seq", it.seq, "reason", out.Reason, "err", out.Error, "attempts", out.Attempts)
 		}
 	}
 	outMsg := &nats.Msg{
-		Subject: OutcomeSubject(c.opts.OutcomePrefix, out.Result, out.Action, out.UserID),
-		Header:  nats.Header{jetstream.MsgIDHeader: {OutcomeMsgID(c.opts.Stream, it.seq)}},
+		Subject: outcome.Subject(c.opts.OutcomePrefix, out.Result, out.Action, out.UserID),
+		Header:  nats.Header{jetstream.MsgIDHeader: {outcome.MsgID(c.opts.Stream, it.seq)}},
 		Data:    it.body,
 	}
 	var dlq *nats.Msg
-	if out.Result == Deadlettered && !c.opts.Shadow {
+	if out.Result == outcome.Deadlettered && !c.opts.Shadow {
 		dlq = c.deadLetterMsg(it, out)
 	}
 	// A duplicate leaves the record as it is; everything else advances it.
-	advance := it.wm != nil && !(out.Result == Skipped && out.Reason == SkipDuplicate)
+	advance := it.wm != nil && !(out.Result == outcome.Skipped && out.Reason == outcome.SkipDuplicate)
 	if err := c.store(l.key, it, it.ev, outMsg, dlq, it.wm, it.state, advance); err != nil {
 		return err
 	}
@@ -360,8 +352,8 @@ func (c *Consumer) finish(l *lane, it *item) error {
 		}
 	}
 	var err error
-	if out.Result == Deadlettered {
-		err = it.msg.TermWithReason(out.Reason)
+	if out.Result == outcome.Deadlettered {
+		err = it.msg.TermWithReason(string(out.Reason))
 	} else {
 		err = it.msg.Ack()
 	}
@@ -376,27 +368,6 @@ func (c *Consumer) finish(l *lane, it *item) error {
 	}
 	c.obs.EventFinished(out.Action, out.Result, out.Reason, latency, out.LatencyMs != nil)
 	return nil
-}
-
-// retryable reports whether err is worth another attempt: KooDrive
-// unreachable, slow, throttling, failing, or refusing credentials (which
-// fails every event alike and is left to the breaker and the operator).
-func retryable(err error) bool {
-	var ie *handlers.InputError
-	if errors.As(err, &ie) {
-		return false
-	}
-	class, _ := kdapi.ClassOf(err)
-	return class == kdapi.ClassRetryable || class == kdapi.ClassAuth
-}
-
-func classOf(err error) string {
-	var ie *handlers.InputError
-	if errors.As(err, &ie) {
-		return string(ie.Reason)
-	}
-	class, _ := kdapi.ClassOf(err)
-	return class.String()
 }
 
 // retryAfter is a BackOff that waits at least the server's Retry-After
@@ -442,11 +413,11 @@ func (c *Consumer) store(user string, it *item, ev *handlers.Event, outMsg, dlq 
 		}
 		futs = append(futs, f)
 	}
-	var next Record
+	var next outcome.Record
 	var kvFut jetstream.PubAckFuture
 	if advance {
-		next = wm.rec.next(it.seq, ev, state, time.Now().UTC())
-		m := &nats.Msg{Subject: c.kvSubject(user), Data: next.marshal()}
+		next = nextRecord(wm.rec, it.seq, ev, state, time.Now().UTC())
+		m := &nats.Msg{Subject: c.kvSubject(user), Data: marshalRecord(&next)}
 		c.states.writes.Add(1)
 		f, err := c.js.PublishMsgAsync(m, jetstream.WithExpectLastSequencePerSubject(wm.rev))
 		if err != nil {
@@ -490,7 +461,7 @@ func awaitPub(ctx context.Context, f jetstream.PubAckFuture) error {
 
 // kvSubject is the subject of user's key in the state bucket.
 func (c *Consumer) kvSubject(user string) string {
-	return "$KV." + c.opts.StateBucket + "." + KVKey(user)
+	return "$KV." + c.opts.StateBucket + "." + outcome.KVKey(user)
 }
 
 // advance writes user's watermark to seq with compare-and-set. When the
@@ -498,14 +469,14 @@ func (c *Consumer) kvSubject(user string) string {
 // stored watermark is already at or past seq.
 func (c *Consumer) advance(ctx context.Context, user string, seq uint64, ev *handlers.Event, wm *watermark, state *handlers.State) error {
 	for range 3 {
-		next := wm.rec.next(seq, ev, state, time.Now().UTC())
+		next := nextRecord(wm.rec, seq, ev, state, time.Now().UTC())
 		var rev uint64
 		var err error
 		c.states.writes.Add(1)
 		if wm.rev == 0 {
-			rev, err = c.kv.Create(ctx, KVKey(user), next.marshal())
+			rev, err = c.kv.Create(ctx, outcome.KVKey(user), marshalRecord(&next))
 		} else {
-			rev, err = c.kv.Update(ctx, KVKey(user), next.marshal(), wm.rev)
+			rev, err = c.kv.Update(ctx, outcome.KVKey(user), marshalRecord(&next), wm.rev)
 		}
 		if err == nil {
 			wm.rec, wm.rev = next, rev
@@ -535,7 +506,7 @@ func isWrongSequence(err error) bool {
 
 // deadLetterMsg copies the original message for the DLQ stream, adding the
 // reason headers.
-func (c *Consumer) deadLetterMsg(it *item, out *Outcome) *nats.Msg {
+func (c *Consumer) deadLetterMsg(it *item, out *outcome.Outcome) *nats.Msg {
 	h := nats.Header{}
 	for k, v := range it.msg.Headers() {
 		if k == jetstream.MsgIDHeader || strings.HasPrefix(k, "Nats-") {
@@ -543,43 +514,34 @@ func (c *Consumer) deadLetterMsg(it *item, out *Outcome) *nats.Msg {
 		}
 		h[k] = append([]string(nil), v...)
 	}
-	h.Set(HdrReason, clipHeader(out.Error))
-	h.Set(HdrErrorClass, out.Reason)
-	h.Set(HdrAttempts, strconv.Itoa(out.Attempts))
-	if out.failed != nil {
-		h.Set(HdrAttemptLog, encodeAttempts(out.failed.attempts()))
+	h.Set(outcome.HdrReason, outcome.ClipHeader(out.Error))
+	h.Set(outcome.HdrErrorClass, string(out.Reason))
+	h.Set(outcome.HdrAttempts, strconv.Itoa(out.Attempts))
+	if it.failed != nil {
+		h.Set(outcome.HdrAttemptLog, outcome.EncodeAttempts(it.failed.Attempts()))
 	} else {
-		h.Del(HdrAttemptLog) // a hand-made replay's, or none
+		h.Del(outcome.HdrAttemptLog) // a hand-made replay's, or none
 	}
-	if h.Get(HdrReplayOf) == "" || h.Get(HdrOriginalSeq) == "" {
+	if h.Get(outcome.HdrReplayOf) == "" || h.Get(outcome.HdrOriginalSeq) == "" {
 		// A replay that dies again keeps pointing at the first original,
 		// so that a later replay's staleness is judged against it.
-		h.Set(HdrOriginalSubject, it.msg.Subject())
-		h.Set(HdrOriginalStream, c.opts.Stream)
-		h.Set(HdrOriginalSeq, strconv.FormatUint(it.seq, 10))
+		h.Set(outcome.HdrOriginalSubject, it.msg.Subject())
+		h.Set(outcome.HdrOriginalStream, c.opts.Stream)
+		h.Set(outcome.HdrOriginalSeq, strconv.FormatUint(it.seq, 10))
 		if id := it.msg.Headers().Get(jetstream.MsgIDHeader); id != "" {
-			h.Set(HdrOriginalMsgID, clipHeader(id))
+			h.Set(outcome.HdrOriginalMsgID, outcome.ClipHeader(id))
 		}
 	}
-	h.Set(HdrEventID, clipHeader(out.EventID))
+	h.Set(outcome.HdrEventID, outcome.ClipHeader(out.EventID))
 	if out.Source != "" {
-		h.Set(HdrEventSource, clipHeader(out.Source))
+		h.Set(outcome.HdrEventSource, outcome.ClipHeader(out.Source))
 	}
-	h.Set(HdrUserID, clipHeader(out.UserID))
-	h.Set(HdrDeadAt, time.Now().UTC().Format(time.RFC3339Nano))
-	h.Set(jetstream.MsgIDHeader, OutcomeMsgID(c.opts.Stream, it.seq))
+	h.Set(outcome.HdrUserID, outcome.ClipHeader(out.UserID))
+	h.Set(outcome.HdrDeadAt, time.Now().UTC().Format(time.RFC3339Nano))
+	h.Set(jetstream.MsgIDHeader, outcome.MsgID(c.opts.Stream, it.seq))
 	return &nats.Msg{
-		Subject: DeadLetterSubject(c.opts.DLQPrefix, out.Reason, out.Action, out.UserID),
+		Subject: outcome.DeadLetterSubject(c.opts.DLQPrefix, out.Reason, out.Action, out.UserID),
 		Header:  h,
 		Data:    it.msg.Data(),
 	}
-}
-
-func subjectToken(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '.' || r == '*' || r == '>' || r <= ' ' {
-			return '_'
-		}
-		return r
-	}, s)
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/kdsync/kdsync/handlers"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // TestRecordSeen checks that the record tells events apart by source and
@@ -15,40 +16,40 @@ func TestRecordSeen(t *testing.T) {
 	hris := &handlers.Event{ID: "42", Source: "hris/workday"}
 	okta := &handlers.Event{ID: "42", Source: "idp/okta"}
 
-	var r Record
-	r = r.next(1, hris, nil, at)
-	if !r.seen(hris) {
+	var r outcome.Record
+	r = nextRecord(r, 1, hris, nil, at)
+	if !seen(&r, hris) {
 		t.Error("the event just finished is not seen")
 	}
-	if r.seen(okta) {
+	if seen(&r, okta) {
 		t.Error("the same id from another source is seen as the same event")
 	}
 	if r.Recent[0] != hris.Key() {
 		t.Errorf("record keeps %q, want the event's key %q", r.Recent[0], hris.Key())
 	}
-	again := r.next(2, hris, nil, at)
+	again := nextRecord(r, 2, hris, nil, at)
 	if len(again.Recent) != 1 {
 		t.Errorf("the same event twice is kept %d times", len(again.Recent))
 	}
 	for i := range recentIDs {
-		r = r.next(uint64(3+i), &handlers.Event{ID: string(rune('a' + i)), Source: "s"}, nil, at)
+		r = nextRecord(r, uint64(3+i), &handlers.Event{ID: string(rune('a' + i)), Source: "s"}, nil, at)
 	}
-	if r.seen(hris) || len(r.Recent) != recentIDs {
+	if seen(&r, hris) || len(r.Recent) != recentIDs {
 		t.Errorf("after %d more events the first is still seen (%d kept)", recentIDs, len(r.Recent))
 	}
 
-	legacy := Record{Seq: 9, Recent: []string{"42"}}
-	if !legacy.seen(hris) || !legacy.seen(okta) {
+	legacy := outcome.Record{Seq: 9, Recent: []string{"42"}}
+	if !seen(&legacy, hris) || !seen(&legacy, okta) {
 		t.Error("a bare id of an older record is not matched")
 	}
-	if legacy.seen(&handlers.Event{ID: "43", Source: "s"}) {
+	if seen(&legacy, &handlers.Event{ID: "43", Source: "s"}) {
 		t.Error("a bare id matches another id")
 	}
-	keyed := Record{Recent: []string{hris.Key()}}
-	if keyed.seen(&handlers.Event{ID: hris.Key(), Source: "x"}) {
+	keyed := outcome.Record{Recent: []string{hris.Key()}}
+	if seen(&keyed, &handlers.Event{ID: hris.Key(), Source: "x"}) {
 		t.Error("an event whose id looks like a key matches a key entry")
 	}
-	if (&Record{}).seen(nil) || (&Record{Recent: []string{""}}).seen(&handlers.Event{Source: "s"}) {
+	if seen(&outcome.Record{}, nil) || seen(&outcome.Record{Recent: []string{""}}, &handlers.Event{Source: "s"}) {
 		t.Error("an event without id is seen")
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kdsync/kdsync/guard"
 	"github.com/kdsync/kdsync/handlers"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // setup creates or binds the streams, the KV bucket and the consumer.
@@ -67,9 +68,9 @@ func (c *Consumer) setup(ctx context.Context) error {
 	} else {
 		// Binding only: what kdsync will publish to must be stored by
 		// someone, or every event would wait forever on its outcome.
-		need := [][2]string{{OutcomeSubject(o.OutcomePrefix, Applied, handlers.Hired, "0"), o.OutcomeStream}}
+		need := [][2]string{{outcome.Subject(o.OutcomePrefix, outcome.Applied, handlers.Hired, "0"), o.OutcomeStream}}
 		if !o.Shadow {
-			need = append(need, [2]string{DeadLetterSubject(o.DLQPrefix, "permanent", handlers.Hired, "0"), o.DLQStream})
+			need = append(need, [2]string{outcome.DeadLetterSubject(o.DLQPrefix, "permanent", handlers.Hired, "0"), o.DLQStream})
 		}
 		var errs []error
 		for _, n := range need {

@@ -8,12 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/guard"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/kdsim"
+	"github.com/kdsync/kdsync/outcome"
 	"github.com/kdsync/kdsync/workload"
 )
 
@@ -55,8 +55,8 @@ func TestShadowMatchesActive(t *testing.T) {
 	e.wait(active, len(evs), 60*time.Second)
 	stop()
 
-	byID := func(outs []consumer.Outcome) map[string]consumer.Outcome {
-		m := map[string]consumer.Outcome{}
+	byID := func(outs []outcome.Outcome) map[string]outcome.Outcome {
+		m := map[string]outcome.Outcome{}
 		for _, o := range outs {
 			m[o.EventID] = o
 		}
@@ -216,13 +216,13 @@ func TestShadowBesideActive(t *testing.T) {
 	stopActive()
 	stopActive = func() {}
 	for _, out := range ao.All() {
-		if out.Result != consumer.Applied {
+		if out.Result != outcome.Applied {
 			t.Errorf("active: %s %s %s/%s; want applied", out.UserID, out.Action, out.Result, out.Reason)
 		}
 	}
 	rejected := 0
 	for _, out := range so.All() {
-		if out.Result == consumer.Skipped && out.Reason == consumer.SkipGuardRejected {
+		if out.Result == outcome.Skipped && out.Reason == outcome.SkipGuardRejected {
 			rejected++
 		}
 	}

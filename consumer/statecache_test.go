@@ -14,6 +14,7 @@ import (
 
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/internal/natsembed"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 func TestParseCacheSize(t *testing.T) {
@@ -60,7 +61,7 @@ func TestOptionsCheckStateCache(t *testing.T) {
 }
 
 func rec(seq uint64, ids ...string) *watermark {
-	return &watermark{rec: Record{Seq: seq, Recent: ids}, rev: seq}
+	return &watermark{rec: outcome.Record{Seq: seq, Recent: ids}, rev: seq}
 }
 
 func keys(c *stateCache) []string { return c.lru.Keys() }
@@ -168,7 +169,7 @@ func BenchmarkStateCacheMemory(b *testing.B) {
 		var est int64
 		for i := range n {
 			d, r, s := int64(7), 1, 0
-			wm := &watermark{rev: uint64(i), rec: Record{Seq: uint64(i), AppliedSeq: uint64(i), Recent: []string{ids[i]}}}
+			wm := &watermark{rev: uint64(i), rec: outcome.Record{Seq: uint64(i), AppliedSeq: uint64(i), Recent: []string{ids[i]}}}
 			wm.rec.State.Exists, wm.rec.State.DeptID, wm.rec.State.Role, wm.rec.State.Status = true, &d, &r, &s
 			c.put(users[i], wm)
 			est += entryBytes(users[i], wm)
@@ -217,11 +218,11 @@ func BenchmarkStateRead(b *testing.B) {
 	}
 	const users = 100_000
 	d, r, s := int64(1243693141656107521), 1, 0
-	rec := Record{Seq: 1, AppliedSeq: 1, Recent: []string{"1-12345-0"}, State: handlers.State{Exists: true, DeptID: &d, Role: &r, Status: &s}}
-	val := rec.marshal()
+	rec := outcome.Record{Seq: 1, AppliedSeq: 1, Recent: []string{"1-12345-0"}, State: handlers.State{Exists: true, DeptID: &d, Role: &r, Status: &s}}
+	val := marshalRecord(&rec)
 	futs := make([]jetstream.PubAckFuture, 0, 2000)
 	for i := range users {
-		f, err := js.PublishAsync("$KV.BENCH_STATE."+KVKey(strconv.Itoa(1008600000000000000+i)), val)
+		f, err := js.PublishAsync("$KV.BENCH_STATE."+outcome.KVKey(strconv.Itoa(1008600000000000000+i)), val)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -245,7 +246,7 @@ func BenchmarkStateRead(b *testing.B) {
 				if kind == "missing" {
 					u += users
 				}
-				_, err := kv.Get(ctx, KVKey(strconv.Itoa(u)))
+				_, err := kv.Get(ctx, outcome.KVKey(strconv.Itoa(u)))
 				if err != nil && (kind == "existing" || !errors.Is(err, jetstream.ErrKeyNotFound)) {
 					b.Fatal(err)
 				}

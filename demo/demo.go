@@ -30,6 +30,7 @@ import (
 	"github.com/kdsync/kdsync/kdsim"
 	"github.com/kdsync/kdsync/mapping"
 	"github.com/kdsync/kdsync/metrics"
+	"github.com/kdsync/kdsync/outcome"
 	"github.com/kdsync/kdsync/scim"
 	"github.com/kdsync/kdsync/service"
 	"github.com/kdsync/kdsync/workload"
@@ -284,7 +285,7 @@ departments:
 }
 
 func printOutcome(w io.Writer, data []byte) {
-	var o consumer.Outcome
+	var o outcome.Outcome
 	if err := json.Unmarshal(data, &o); err != nil {
 		return
 	}
@@ -294,7 +295,7 @@ func printOutcome(w io.Writer, data []byte) {
 	}
 	detail := strings.Join(o.Calls, ", ")
 	if o.Reason != "" {
-		detail = o.Reason + ": " + detail
+		detail = string(o.Reason) + ": " + detail
 	}
 	if o.Error != "" {
 		detail += " " + o.Error

@@ -28,7 +28,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/kdsync/kdsync/consumer"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // HdrReplayForce on a replayed event asks the consumer to apply it even
@@ -62,10 +62,10 @@ func New(js jetstream.JetStream, o Options) (*Store, error) {
 			*s = v
 		}
 	}
-	def(&o.Stream, "KDSYNC_DLQ")
-	def(&o.Prefix, "kdsync.dlq")
-	def(&o.OutcomeStream, "KDSYNC_OUTCOMES")
-	def(&o.OutcomePrefix, "kdsync.outcome")
+	def(&o.Stream, outcome.DefaultDLQStream)
+	def(&o.Prefix, outcome.DefaultDLQPrefix)
+	def(&o.OutcomeStream, outcome.DefaultOutcomeStream)
+	def(&o.OutcomePrefix, outcome.DefaultOutcomePrefix)
 	if o.FetchWait <= 0 {
 		o.FetchWait = 5 * time.Second
 	}
@@ -87,8 +87,8 @@ type Letter struct {
 	// first (Kdsync-Attempt-Log): the first and the last few of them.
 	// AttemptsNotKept counts those left out; gaps in the numbers show
 	// where.
-	AttemptLog      []consumer.Attempt `json:"attemptLog,omitempty"`
-	AttemptsNotKept int                `json:"attemptsNotKept,omitempty"`
+	AttemptLog      []outcome.Attempt `json:"attemptLog,omitempty"`
+	AttemptsNotKept int               `json:"attemptsNotKept,omitempty"`
 
 	Action  string `json:"action"`
 	EventID string `json:"eventId,omitempty"`
@@ -113,24 +113,24 @@ type Letter struct {
 func letter(prefix string, m *jetstream.RawStreamMsg) *Letter {
 	h, subject := m.Header, m.Subject
 	l := &Letter{Seq: m.Sequence, Subject: subject, Stored: m.Time.UTC(), Header: h, Data: m.Data}
-	l.Reason = h.Get(consumer.HdrErrorClass)
-	l.Error = h.Get(consumer.HdrReason)
-	l.Attempts, _ = strconv.Atoi(h.Get(consumer.HdrAttempts))
+	l.Reason = h.Get(outcome.HdrErrorClass)
+	l.Error = h.Get(outcome.HdrReason)
+	l.Attempts, _ = strconv.Atoi(h.Get(outcome.HdrAttempts))
 	// A log that does not parse is left out (it stays in l.Header).
-	if as, err := consumer.ParseAttemptLog(h.Get(consumer.HdrAttemptLog)); err == nil && len(as) > 0 {
+	if as, err := outcome.ParseAttemptLog(h.Get(outcome.HdrAttemptLog)); err == nil && len(as) > 0 {
 		l.AttemptLog = as
 		l.AttemptsNotKept = max(0, max(l.Attempts, as[len(as)-1].N)-len(as))
 	}
-	l.EventID = h.Get(consumer.HdrEventID)
-	l.Source = h.Get(consumer.HdrEventSource)
-	l.UserID = h.Get(consumer.HdrUserID)
-	l.OriginalMsgID = h.Get(consumer.HdrOriginalMsgID)
-	l.OriginalSubject = h.Get(consumer.HdrOriginalSubject)
-	l.OriginalStream = h.Get(consumer.HdrOriginalStream)
-	l.OriginalSeq, _ = strconv.ParseUint(h.Get(consumer.HdrOriginalSeq), 10, 64)
-	l.DeadAt, _ = time.Parse(time.RFC3339Nano, h.Get(consumer.HdrDeadAt))
-	l.ReplayOf = h.Get(consumer.HdrReplayOf)
-	if p, ok := consumer.ParseSubject(prefix, subject); ok {
+	l.EventID = h.Get(outcome.HdrEventID)
+	l.Source = h.Get(outcome.HdrEventSource)
+	l.UserID = h.Get(outcome.HdrUserID)
+	l.OriginalMsgID = h.Get(outcome.HdrOriginalMsgID)
+	l.OriginalSubject = h.Get(outcome.HdrOriginalSubject)
+	l.OriginalStream = h.Get(outcome.HdrOriginalStream)
+	l.OriginalSeq, _ = strconv.ParseUint(h.Get(outcome.HdrOriginalSeq), 10, 64)
+	l.DeadAt, _ = time.Parse(time.RFC3339Nano, h.Get(outcome.HdrDeadAt))
+	l.ReplayOf = h.Get(outcome.HdrReplayOf)
+	if p, ok := outcome.ParseSubject(prefix, subject); ok {
 		l.Action = p.Action
 		l.Reason = cmp.Or(l.Reason, p.Kind)
 		l.UserID = cmp.Or(l.UserID, p.User)
@@ -140,7 +140,7 @@ func letter(prefix string, m *jetstream.RawStreamMsg) *Letter {
 
 // Ref is how the letter is named in outcomes and replays:
 // <dlq stream>:<seq>.
-func (s *Store) Ref(l *Letter) string { return consumer.OutcomeMsgID(s.opts.Stream, l.Seq) }
+func (s *Store) Ref(l *Letter) string { return outcome.MsgID(s.opts.Stream, l.Seq) }
 
 // Selector chooses dead letters. Empty fields select everything; set ones
 // must all match.
@@ -178,7 +178,7 @@ func (s Selector) match(l *Letter) bool {
 // filters are the subject filters that narrow a scan on the server: the
 // letters of both subject forms (with and without the user token).
 func (s *Store) filters(sel Selector) []string {
-	return consumer.SubjectFilters(s.opts.Prefix, sel.Reason, sel.Action, sel.User)
+	return outcome.SubjectFilters(s.opts.Prefix, sel.Reason, sel.Action, sel.User)
 }
 
 // List returns the letters sel selects, in DLQ order.
@@ -295,7 +295,7 @@ func (s *Store) fetch(ctx context.Context, oc jetstream.Consumer, f func(*jetstr
 // Outcome finds the outcome the consumer stored when l was dead-lettered
 // (same stream and sequence), looking around l's time. It returns nil
 // when there is none (outcomes expire).
-func (s *Store) Outcome(ctx context.Context, l *Letter) (*consumer.Outcome, error) {
+func (s *Store) Outcome(ctx context.Context, l *Letter) (*outcome.Outcome, error) {
 	if l.OriginalStream == "" || l.OriginalSeq == 0 {
 		return nil, nil
 	}
@@ -303,9 +303,9 @@ func (s *Store) Outcome(ctx context.Context, l *Letter) (*consumer.Outcome, erro
 	if at.IsZero() {
 		at = l.Stored
 	}
-	want := consumer.OutcomeMsgID(l.OriginalStream, l.OriginalSeq)
-	filters := consumer.SubjectFilters(s.opts.OutcomePrefix, string(consumer.Deadlettered), l.Action, l.UserID)
-	var found *consumer.Outcome
+	want := outcome.MsgID(l.OriginalStream, l.OriginalSeq)
+	filters := outcome.SubjectFilters(s.opts.OutcomePrefix, string(outcome.Deadlettered), l.Action, l.UserID)
+	var found *outcome.Outcome
 	var decodeErr error
 	err := s.scan(ctx, s.opts.OutcomeStream, filters, at.Add(-time.Minute), func(m *jetstream.RawStreamMsg) bool {
 		if m.Time.After(at.Add(time.Minute)) {
@@ -314,7 +314,7 @@ func (s *Store) Outcome(ctx context.Context, l *Letter) (*consumer.Outcome, erro
 		if m.Header.Get(jetstream.MsgIDHeader) != want {
 			return true
 		}
-		var o consumer.Outcome
+		var o outcome.Outcome
 		if decodeErr = json.Unmarshal(m.Data, &o); decodeErr == nil {
 			found = &o
 		}
@@ -357,7 +357,7 @@ type Replayed struct {
 	Duplicate bool   `json:"duplicate,omitempty"`
 	// Outcome is the consumer's verdict on the copy, when it came within
 	// ReplayOptions.Wait.
-	Outcome *consumer.Outcome `json:"outcome,omitempty"`
+	Outcome *outcome.Outcome `json:"outcome,omitempty"`
 	// Removed is true when the letter was removed from the DLQ.
 	Removed bool `json:"removed"`
 	// Err is why the replay (or the removal) failed.
@@ -366,7 +366,7 @@ type Replayed struct {
 
 // Skipped reports whether the consumer skipped the replay: it did not act
 // on it, and the letter is kept.
-func (r *Replayed) Skipped() bool { return r.Outcome != nil && r.Outcome.Result == consumer.Skipped }
+func (r *Replayed) Skipped() bool { return r.Outcome != nil && r.Outcome.Result == outcome.Skipped }
 
 // ReplayMsg builds the message that replays l: its original body and
 // headers (less the Kdsync-* and Nats-* ones) to its original subject,
@@ -378,7 +378,7 @@ func (r *Replayed) Skipped() bool { return r.Outcome != nil && r.Outcome.Result 
 // replay must not be dropped as that one's duplicate.
 func (s *Store) ReplayMsg(l *Letter, force bool) (*nats.Msg, error) {
 	if l.OriginalSubject == "" {
-		return nil, fmt.Errorf("dlq: letter #%d has no %s header; nowhere to replay it", l.Seq, consumer.HdrOriginalSubject)
+		return nil, fmt.Errorf("dlq: letter #%d has no %s header; nowhere to replay it", l.Seq, outcome.HdrOriginalSubject)
 	}
 	h := nats.Header{}
 	for k, v := range l.Header {
@@ -388,12 +388,12 @@ func (s *Store) ReplayMsg(l *Letter, force bool) (*nats.Msg, error) {
 		h[k] = slices.Clone(v)
 	}
 	ref := s.Ref(l)
-	h.Set(consumer.HdrReplayOf, ref)
+	h.Set(outcome.HdrReplayOf, ref)
 	if l.OriginalStream != "" {
-		h.Set(consumer.HdrOriginalStream, l.OriginalStream)
+		h.Set(outcome.HdrOriginalStream, l.OriginalStream)
 	}
 	if l.OriginalSeq != 0 {
-		h.Set(consumer.HdrOriginalSeq, strconv.FormatUint(l.OriginalSeq, 10))
+		h.Set(outcome.HdrOriginalSeq, strconv.FormatUint(l.OriginalSeq, 10))
 	}
 	if force {
 		h.Set(HdrReplayForce, "true")
@@ -438,7 +438,7 @@ func (s *Store) Replay(ctx context.Context, ls []*Letter, o ReplayOptions) []*Re
 			// older than this one.
 			since = s.storedBefore(ctx, ack.Stream, ack.Sequence, since)
 		}
-		awaited[consumer.OutcomeMsgID(ack.Stream, ack.Sequence)] = r
+		awaited[outcome.MsgID(ack.Stream, ack.Sequence)] = r
 	}
 	if o.Wait > 0 && len(awaited) > 0 {
 		if err := s.awaitOutcomes(ctx, awaited, since, o.Wait); err != nil {
@@ -514,7 +514,7 @@ func (s *Store) awaitOutcomes(ctx context.Context, want map[string]*Replayed, si
 			if !ok || r.Outcome != nil {
 				continue
 			}
-			var o consumer.Outcome
+			var o outcome.Outcome
 			if json.Unmarshal(m.Data(), &o) == nil {
 				r.Outcome = &o
 				missing--

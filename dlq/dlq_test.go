@@ -13,10 +13,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/dlq"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/internal/harness"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // fixture is an embedded JetStream server with kdsync's streams.
@@ -62,12 +62,12 @@ type death struct {
 }
 
 // subjects are d's dead-letter and outcome subjects.
-func (d death) subjects() (dead, outcome string) {
+func (d death) subjects() (dead, out string) {
 	if d.old {
 		return "kdsync.dlq." + d.class + "." + string(d.action), "kdsync.outcome.deadlettered." + string(d.action)
 	}
-	return consumer.DeadLetterSubject("kdsync.dlq", d.class, d.action, d.user),
-		consumer.OutcomeSubject("kdsync.outcome", consumer.Deadlettered, d.action, d.user)
+	return outcome.DeadLetterSubject("kdsync.dlq", outcome.Reason(d.class), d.action, d.user),
+		outcome.Subject("kdsync.outcome", outcome.Deadlettered, d.action, d.user)
 }
 
 // original builds the identity event as a publisher sends it.
@@ -110,28 +110,28 @@ func (f *fixture) kill(d death) uint64 {
 		}
 	}
 	errText := fmt.Sprintf("%s: user %s: KooDrive refused", d.class, d.user)
-	h.Set(consumer.HdrReason, errText)
-	h.Set(consumer.HdrErrorClass, d.class)
-	h.Set(consumer.HdrAttempts, strconv.Itoa(d.attempts))
+	h.Set(outcome.HdrReason, errText)
+	h.Set(outcome.HdrErrorClass, d.class)
+	h.Set(outcome.HdrAttempts, strconv.Itoa(d.attempts))
 	if d.attemptLog != "" {
-		h.Set(consumer.HdrAttemptLog, d.attemptLog)
+		h.Set(outcome.HdrAttemptLog, d.attemptLog)
 	}
-	h.Set(consumer.HdrOriginalSubject, orig.Subject)
-	h.Set(consumer.HdrOriginalStream, "IDENTITY")
-	h.Set(consumer.HdrOriginalSeq, strconv.FormatUint(ack.Sequence, 10))
-	h.Set(consumer.HdrEventID, d.id)
-	h.Set(consumer.HdrUserID, d.user)
-	h.Set(consumer.HdrDeadAt, time.Now().UTC().Format(time.RFC3339Nano))
-	h.Set(jetstream.MsgIDHeader, consumer.OutcomeMsgID("IDENTITY", ack.Sequence))
+	h.Set(outcome.HdrOriginalSubject, orig.Subject)
+	h.Set(outcome.HdrOriginalStream, "IDENTITY")
+	h.Set(outcome.HdrOriginalSeq, strconv.FormatUint(ack.Sequence, 10))
+	h.Set(outcome.HdrEventID, d.id)
+	h.Set(outcome.HdrUserID, d.user)
+	h.Set(outcome.HdrDeadAt, time.Now().UTC().Format(time.RFC3339Nano))
+	h.Set(jetstream.MsgIDHeader, outcome.MsgID("IDENTITY", ack.Sequence))
 	deadSubj, outSubj := d.subjects()
 	dack, err := f.js.PublishMsg(ctx, &nats.Msg{Subject: deadSubj, Header: h, Data: orig.Data})
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	out, _ := json.Marshal(consumer.Outcome{EventID: d.id, UserID: d.user, Action: d.action, Result: consumer.Deadlettered,
-		Reason: d.class, Error: errText, Attempts: d.attempts, Subject: orig.Subject, Stream: "IDENTITY", Sequence: ack.Sequence, Time: time.Now().UTC()})
+	out, _ := json.Marshal(outcome.Outcome{EventID: d.id, UserID: d.user, Action: d.action, Result: outcome.Deadlettered,
+		Reason: outcome.Reason(d.class), Error: errText, Attempts: d.attempts, Subject: orig.Subject, Stream: "IDENTITY", Sequence: ack.Sequence, Time: time.Now().UTC()})
 	if _, err := f.js.PublishMsg(ctx, &nats.Msg{Subject: outSubj, Data: out,
-		Header: nats.Header{jetstream.MsgIDHeader: {consumer.OutcomeMsgID("IDENTITY", ack.Sequence)}}}); err != nil {
+		Header: nats.Header{jetstream.MsgIDHeader: {outcome.MsgID("IDENTITY", ack.Sequence)}}}); err != nil {
 		f.t.Fatal(err)
 	}
 	return dack.Sequence
@@ -227,7 +227,7 @@ func TestFindAndOutcome(t *testing.T) {
 	if err != nil || out == nil {
 		t.Fatalf("outcome: %+v %v", out, err)
 	}
-	if out.EventID != "2" || out.Sequence != 2 || out.Result != consumer.Deadlettered || out.Attempts != 2 {
+	if out.EventID != "2" || out.Sequence != 2 || out.Result != outcome.Deadlettered || out.Attempts != 2 {
 		t.Errorf("outcome %+v", out)
 	}
 	// A letter of the v1.1 form finds its outcome of the v1.1 form.
@@ -281,14 +281,14 @@ func TestReplay(t *testing.T) {
 				t.Errorf("replayed body or subject differ: %s %s", m.Subject, m.Data)
 			}
 			wantHdr := map[string]string{
-				consumer.HdrReplayOf:       "KDSYNC_DLQ:" + strconv.FormatUint(tc.seq, 10),
-				consumer.HdrOriginalStream: "IDENTITY",
-				consumer.HdrOriginalSeq:    strconv.FormatUint(l.OriginalSeq, 10),
-				jetstream.MsgIDHeader:      l.EventID + ":replay:" + strconv.FormatUint(tc.seq, 10) + map[bool]string{true: ":force"}[tc.force],
-				consumer.HdrReason:         "",
-				consumer.HdrErrorClass:     "",
-				consumer.HdrDeadAt:         "",
-				dlq.HdrReplayForce:         map[bool]string{true: "true"}[tc.force],
+				outcome.HdrReplayOf:       "KDSYNC_DLQ:" + strconv.FormatUint(tc.seq, 10),
+				outcome.HdrOriginalStream: "IDENTITY",
+				outcome.HdrOriginalSeq:    strconv.FormatUint(l.OriginalSeq, 10),
+				jetstream.MsgIDHeader:     l.EventID + ":replay:" + strconv.FormatUint(tc.seq, 10) + map[bool]string{true: ":force"}[tc.force],
+				outcome.HdrReason:         "",
+				outcome.HdrErrorClass:     "",
+				outcome.HdrDeadAt:         "",
+				dlq.HdrReplayForce:        map[bool]string{true: "true"}[tc.force],
 			}
 			for k, v := range wantHdr {
 				if got := m.Header.Get(k); got != v {
@@ -382,7 +382,7 @@ func TestMissingStream(t *testing.T) {
 
 // answerReplays plays the consumer: it answers every replayed event that
 // reaches IDENTITY with an outcome of result and reason.
-func (f *fixture) answerReplays(result consumer.Result, reason string) {
+func (f *fixture) answerReplays(result outcome.Result, reason outcome.Reason) {
 	f.t.Helper()
 	oc, err := f.js.OrderedConsumer(f.t.Context(), "IDENTITY", jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
 	if err != nil {
@@ -390,14 +390,14 @@ func (f *fixture) answerReplays(result consumer.Result, reason string) {
 	}
 	cc, err := oc.Consume(func(m jetstream.Msg) {
 		md, err := m.Metadata()
-		if err != nil || m.Headers().Get(consumer.HdrReplayOf) == "" {
+		if err != nil || m.Headers().Get(outcome.HdrReplayOf) == "" {
 			return
 		}
 		action, user, _ := handlers.ParseSubject(m.Subject())
-		out, _ := json.Marshal(consumer.Outcome{EventID: m.Headers().Get(consumer.HdrEventID), UserID: user, Action: handlers.Action(action),
+		out, _ := json.Marshal(outcome.Outcome{EventID: m.Headers().Get(outcome.HdrEventID), UserID: user, Action: handlers.Action(action),
 			Result: result, Reason: reason, Subject: m.Subject(), Stream: "IDENTITY", Sequence: md.Sequence.Stream})
 		_, _ = f.js.PublishMsg(context.Background(), &nats.Msg{Subject: "kdsync.outcome." + string(result) + "." + action, Data: out,
-			Header: nats.Header{jetstream.MsgIDHeader: {consumer.OutcomeMsgID("IDENTITY", md.Sequence.Stream)}}})
+			Header: nats.Header{jetstream.MsgIDHeader: {outcome.MsgID("IDENTITY", md.Sequence.Stream)}}})
 	})
 	if err != nil {
 		f.t.Fatal(err)
@@ -409,15 +409,15 @@ func (f *fixture) answerReplays(result consumer.Result, reason string) {
 // consumer skipped stays in the DLQ; others are removed.
 func TestReplayWaitsForOutcomes(t *testing.T) {
 	cases := map[string]struct {
-		result  consumer.Result
-		reason  string
+		result  outcome.Result
+		reason  outcome.Reason
 		answer  bool
 		removed bool
 	}{
-		"applied":           {consumer.Applied, "", true, true},
-		"skipped as stale":  {consumer.Skipped, consumer.SkipStale, true, false},
-		"skipped duplicate": {consumer.Skipped, consumer.SkipDuplicate, true, false},
-		"dead again":        {consumer.Deadlettered, "not_found", true, true},
+		"applied":           {outcome.Applied, "", true, true},
+		"skipped as stale":  {outcome.Skipped, outcome.SkipStale, true, false},
+		"skipped duplicate": {outcome.Skipped, outcome.SkipDuplicate, true, false},
+		"dead again":        {outcome.Deadlettered, "not_found", true, true},
 		"no outcome":        {answer: false, removed: true},
 	}
 	for name, tc := range cases {
@@ -461,10 +461,10 @@ func TestReplayWaitsForOutcomes(t *testing.T) {
 func TestLetterAttemptLog(t *testing.T) {
 	f := newFixture(t)
 	at := time.Date(2026, 11, 23, 17, 0, 0, 0, time.UTC)
-	log := func(ns ...int) (string, []consumer.Attempt) {
-		as := make([]consumer.Attempt, len(ns))
+	log := func(ns ...int) (string, []outcome.Attempt) {
+		as := make([]outcome.Attempt, len(ns))
 		for i, n := range ns {
-			as[i] = consumer.Attempt{N: n, At: at.Add(time.Duration(n) * time.Minute), Class: "retryable", Error: "HTTP 503 #" + strconv.Itoa(n)}
+			as[i] = outcome.Attempt{N: n, At: at.Add(time.Duration(n) * time.Minute), Class: "retryable", Error: "HTTP 503 #" + strconv.Itoa(n)}
 		}
 		b, _ := json.Marshal(as)
 		return string(b), as
@@ -480,7 +480,7 @@ func TestLetterAttemptLog(t *testing.T) {
 	cases := map[string]struct {
 		attempts    int
 		header      string
-		want        []consumer.Attempt
+		want        []outcome.Attempt
 		wantNotKept int
 	}{
 		"bad input, no attempt": {0, "", nil, 0},
@@ -495,7 +495,7 @@ func TestLetterAttemptLog(t *testing.T) {
 			seq := f.kill(death{id: "al" + strconv.Itoa(i), user: "5001", action: handlers.Hired, class: "retry_budget_exhausted",
 				attempts: tc.attempts, attemptLog: tc.header})
 			l := ls2(t, f, seq)
-			same := slices.EqualFunc(l.AttemptLog, tc.want, func(a, b consumer.Attempt) bool {
+			same := slices.EqualFunc(l.AttemptLog, tc.want, func(a, b outcome.Attempt) bool {
 				return a.N == b.N && a.Class == b.Class && a.Error == b.Error && a.At.Equal(b.At)
 			})
 			if !same || l.AttemptsNotKept != tc.wantNotKept {

@@ -18,6 +18,7 @@ import (
 	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/kdsim"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // pipeline is the real consumer in front of the KooDrive simulator.
@@ -79,7 +80,7 @@ func (p *pipeline) publish(id string, action handlers.Action, user string, data 
 }
 
 // outcome waits for the outcome of the IDENTITY message at seq.
-func (p *pipeline) outcome(seq uint64) consumer.Outcome {
+func (p *pipeline) outcome(seq uint64) outcome.Outcome {
 	p.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
@@ -91,7 +92,7 @@ func (p *pipeline) outcome(seq uint64) consumer.Outcome {
 		time.Sleep(20 * time.Millisecond)
 	}
 	p.t.Fatalf("no outcome for IDENTITY #%d", seq)
-	return consumer.Outcome{}
+	return outcome.Outcome{}
 }
 
 // letters waits for user's single dead letter: the consumer publishes the
@@ -136,7 +137,7 @@ func TestReplayAfterRaisingTheSizeLimit(t *testing.T) {
 	user := "1008600000000101"
 	stop := p.run(handlers.Decoder{MaxSize: 512})
 	seq := p.publish("big-hire", handlers.Hired, user, map[string]any{"deptId": strconv.FormatInt(dept, 10), "role": 1, "name": strings.Repeat("n", 600)})
-	if o := p.outcome(seq); o.Result != consumer.Deadlettered || o.Reason != string(handlers.ReasonTooLarge) || o.EventID != "big-hire" {
+	if o := p.outcome(seq); o.Result != outcome.Deadlettered || o.Reason != outcome.Reason(handlers.ReasonTooLarge) || o.EventID != "big-hire" {
 		t.Fatalf("first outcome %+v", o)
 	}
 	stop()
@@ -147,7 +148,7 @@ func TestReplayAfterRaisingTheSizeLimit(t *testing.T) {
 	if l := r.Letter; l.OriginalSeq != seq || l.Reason != string(handlers.ReasonTooLarge) {
 		t.Errorf("letter %+v", l)
 	}
-	if o := r.Outcome; o.Result != consumer.Applied || o.EventID != "big-hire" || !r.Removed {
+	if o := r.Outcome; o.Result != outcome.Applied || o.EventID != "big-hire" || !r.Removed {
 		t.Fatalf("replay outcome %+v, removed %v", o, r.Removed)
 	}
 	u, ok := p.sim.User(user)
@@ -169,7 +170,7 @@ func TestReplayAfterFixingTheCause(t *testing.T) {
 	stop := p.run(handlers.Decoder{})
 	defer stop()
 	seq := p.publish("move-1", handlers.Changed, user, map[string]any{"deptId": strconv.FormatInt(depts[1], 10)})
-	if o := p.outcome(seq); o.Result != consumer.Deadlettered || o.Reason != kdapi.ClassNotFound.String() {
+	if o := p.outcome(seq); o.Result != outcome.Deadlettered || o.Reason != outcome.Reason(kdapi.ClassNotFound.String()) {
 		t.Fatalf("first outcome %+v", o)
 	}
 	// The cause, fixed: the user is created in KooDrive's console.
@@ -177,11 +178,11 @@ func TestReplayAfterFixingTheCause(t *testing.T) {
 		t.Fatal(err)
 	}
 	ls := p.letters(user)
-	if out, err := p.store.Outcome(t.Context(), ls[0]); err != nil || out == nil || out.Sequence != seq || out.Result != consumer.Deadlettered {
+	if out, err := p.store.Outcome(t.Context(), ls[0]); err != nil || out == nil || out.Sequence != seq || out.Result != outcome.Deadlettered {
 		t.Errorf("dead letter's outcome: %+v %v", out, err)
 	}
 	r := p.replayOne(user)
-	if o := r.Outcome; o.Result != consumer.Applied || !r.Removed {
+	if o := r.Outcome; o.Result != outcome.Applied || !r.Removed {
 		t.Fatalf("replay outcome %+v, removed %v", o, r.Removed)
 	}
 	u, ok := p.sim.User(user)
@@ -203,13 +204,13 @@ func TestReplayStaleThroughTheConsumer(t *testing.T) {
 	defer stop()
 	early := strconv.FormatInt(depts[1], 10)
 	seq := p.publish("move-early", handlers.Changed, user, map[string]any{"deptId": early})
-	if o := p.outcome(seq); o.Result != consumer.Deadlettered || o.Reason != kdapi.ClassNotFound.String() {
+	if o := p.outcome(seq); o.Result != outcome.Deadlettered || o.Reason != outcome.Reason(kdapi.ClassNotFound.String()) {
 		t.Fatalf("first outcome %+v", o)
 	}
 	// Newer state: the hire comes in and is applied.
 	hired := strconv.FormatInt(depts[0], 10)
 	hseq := p.publish("hire-later", handlers.Hired, user, map[string]any{"deptId": hired, "role": 1})
-	if o := p.outcome(hseq); o.Result != consumer.Applied {
+	if o := p.outcome(hseq); o.Result != outcome.Applied {
 		t.Fatalf("hire outcome %+v", o)
 	}
 
@@ -219,7 +220,7 @@ func TestReplayStaleThroughTheConsumer(t *testing.T) {
 		l.AttemptLog[0].Error != l.Error || l.AttemptsNotKept != 0 {
 		t.Errorf("attempt log %+v (error %q)", l.AttemptLog, l.Error)
 	}
-	if o := r.Outcome; o.Result != consumer.Skipped || o.Reason != consumer.SkipStale || !r.Skipped() || r.Removed {
+	if o := r.Outcome; o.Result != outcome.Skipped || o.Reason != outcome.SkipStale || !r.Skipped() || r.Removed {
 		t.Fatalf("stale replay: outcome %+v, removed %v", o, r.Removed)
 	}
 	if note := r.Outcome.Note; !strings.Contains(note, strconv.FormatUint(seq, 10)) || !strings.Contains(note, strconv.FormatUint(hseq, 10)) || !strings.Contains(note, "-force") {
@@ -235,7 +236,7 @@ func TestReplayStaleThroughTheConsumer(t *testing.T) {
 
 	rs := p.store.Replay(t.Context(), ls, dlq.ReplayOptions{Force: true, Wait: 20 * time.Second})
 	f := rs[0]
-	if f.Err != nil || f.Duplicate || f.Outcome == nil || f.Outcome.Result != consumer.Applied || !f.Removed {
+	if f.Err != nil || f.Duplicate || f.Outcome == nil || f.Outcome.Result != outcome.Applied || !f.Removed {
 		t.Fatalf("forced replay: %+v, outcome %+v", f, f.Outcome)
 	}
 	if f.Seq == r.Seq {
@@ -269,7 +270,7 @@ func TestBadInputKeepsEventID(t *testing.T) {
 	for _, tc := range tests {
 		seq := p.publish(tc.id, tc.action, tc.user, tc.data)
 		o := p.outcome(seq)
-		if o.Result != consumer.Deadlettered || o.Reason != string(tc.reason) || o.EventID != tc.id || o.Source != "hris/test" {
+		if o.Result != outcome.Deadlettered || o.Reason != outcome.Reason(tc.reason) || o.EventID != tc.id || o.Source != "hris/test" {
 			t.Errorf("%s: outcome %+v; want dead-lettered %s naming event %s from hris/test", tc.id, o, tc.reason, tc.id)
 		}
 		l := p.letters(tc.user)[0]

@@ -13,7 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/kdsync/kdsync/consumer"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // What kdsync dlq prints: tables for people, JSON for scripts.
@@ -46,11 +46,11 @@ func PrintLetters(w io.Writer, ls []*Letter, asJSON bool) error {
 // as JSON when it is JSON, else as text.
 type letterView struct {
 	*Letter
-	Body    any               `json:"body"`
-	Outcome *consumer.Outcome `json:"outcome,omitempty"`
+	Body    any              `json:"body"`
+	Outcome *outcome.Outcome `json:"outcome,omitempty"`
 }
 
-func viewOf(l *Letter, out *consumer.Outcome) letterView {
+func viewOf(l *Letter, out *outcome.Outcome) letterView {
 	v := letterView{Letter: l, Outcome: out, Body: string(l.Data)}
 	if json.Valid(l.Data) {
 		v.Body = json.RawMessage(l.Data)
@@ -234,7 +234,7 @@ func replayLine(store *Store, r *Replayed) string {
 	switch o := r.Outcome; {
 	case o == nil:
 		verdict = "no outcome yet (watch kdsync.outcome.>)"
-	case o.Result == consumer.Deadlettered:
+	case o.Result == outcome.Deadlettered:
 		verdict = fmt.Sprintf("dead-lettered again (%s: %s)", o.Reason, o.Error)
 	case o.Reason != "":
 		verdict = fmt.Sprintf("%s (%s)", o.Result, o.Reason)

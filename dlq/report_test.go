@@ -8,15 +8,15 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/kdsync/kdsync/consumer"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // TestPrintAttempts: kdsync dlq show prints the attempt log as a table
 // and says where attempts were left out of it.
 func TestPrintAttempts(t *testing.T) {
 	at := time.Date(2026, 11, 23, 17, 0, 0, 0, time.UTC)
-	a := func(n int, class string) consumer.Attempt {
-		return consumer.Attempt{N: n, At: at.Add(time.Duration(n) * time.Second), Class: class, Error: "error " + strconv.Itoa(n)}
+	a := func(n int, class string) outcome.Attempt {
+		return outcome.Attempt{N: n, At: at.Add(time.Duration(n) * time.Second), Class: class, Error: "error " + strconv.Itoa(n)}
 	}
 	cases := map[string]struct {
 		letter Letter
@@ -25,17 +25,17 @@ func TestPrintAttempts(t *testing.T) {
 	}{
 		"none": {Letter{Attempts: 0}, nil, []string{"Attempts"}},
 		"all kept": {
-			Letter{Attempts: 2, AttemptLog: []consumer.Attempt{a(1, "retryable"), a(2, "permanent")}},
+			Letter{Attempts: 2, AttemptLog: []outcome.Attempt{a(1, "retryable"), a(2, "permanent")}},
 			[]string{"Attempts (2):", "  N  TIME", "  1  2026-11-23T17:00:01.000Z  retryable  error 1", "  2  2026-11-23T17:00:02.000Z  permanent  error 2"},
 			[]string{"not kept"},
 		},
 		"trimmed": {
-			Letter{Attempts: 1000, AttemptsNotKept: 997, AttemptLog: []consumer.Attempt{a(1, "retryable"), a(999, "retryable"), a(1000, "retryable")}},
+			Letter{Attempts: 1000, AttemptsNotKept: 997, AttemptLog: []outcome.Attempt{a(1, "retryable"), a(999, "retryable"), a(1000, "retryable")}},
 			[]string{"Attempts (1000, the first and last 3 kept):", "997 attempts not kept …", "  999   2026-11-23T17:16:39.000Z"},
 			nil,
 		},
 		"one not kept at the end": {
-			Letter{Attempts: 3, AttemptsNotKept: 1, AttemptLog: []consumer.Attempt{a(1, "retryable"), a(2, "retryable")}},
+			Letter{Attempts: 3, AttemptsNotKept: 1, AttemptLog: []outcome.Attempt{a(1, "retryable"), a(2, "retryable")}},
 			[]string{"1 attempt not kept …"},
 			nil,
 		},

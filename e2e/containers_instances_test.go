@@ -13,7 +13,7 @@ import (
 	"github.com/testcontainers/testcontainers-go/wait"
 
 	"github.com/kdsync/kdsync/checker"
-	"github.com/kdsync/kdsync/consumer"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // TestContainersThreeInstances runs three kdsync containers sharing a
@@ -116,7 +116,7 @@ func TestContainersThreeInstances(t *testing.T) {
 }
 
 // byInstance counts outcomes by the instance that finished them.
-func byInstance(outs []consumer.Outcome) map[string]int {
+func byInstance(outs []outcome.Outcome) map[string]int {
 	by := map[string]int{}
 	for _, o := range outs {
 		by[o.Instance]++
@@ -126,9 +126,9 @@ func byInstance(outs []consumer.Outcome) map[string]int {
 
 // handovers counts the times a partition's events, in the order their
 // outcomes were stored, pass from one instance to another.
-func handovers(outs []consumer.Outcome) int {
+func handovers(outs []outcome.Outcome) int {
 	outs = slices.Clone(outs)
-	slices.SortStableFunc(outs, func(a, b consumer.Outcome) int { return a.Time.Compare(b.Time) })
+	slices.SortStableFunc(outs, func(a, b outcome.Outcome) int { return a.Time.Compare(b.Time) })
 	last := map[string]string{} // partition -> instance
 	n := 0
 	for _, o := range outs {

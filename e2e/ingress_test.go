@@ -22,6 +22,7 @@ import (
 	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/kdsim"
+	"github.com/kdsync/kdsync/outcome"
 	"github.com/kdsync/kdsync/service"
 )
 
@@ -203,7 +204,7 @@ func TestIngressEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, out := range outs.All() {
-		if out.Result != consumer.Applied {
+		if out.Result != outcome.Applied {
 			t.Errorf("event %s (%s of %s): %s %s %s", out.EventID, out.Action, out.UserID, out.Result, out.Reason, out.Error)
 		}
 	}

@@ -93,9 +93,11 @@ type Result struct {
 
 // Apply makes the calls ev implies. It is idempotent: applying the same
 // event again leads to the same KooDrive state, so the consumer may retry it
-// whole. Errors are kdapi errors (classify with kdapi.ClassOf) or, for an
-// event the handler cannot map, a *InputError.
+// whole. Errors are kdapi errors or, for an event the handler cannot map,
+// a *InputError: Classify tells them apart. The KooDrive calls carry the
+// event's trace id (TraceID).
 func (h *Handler) Apply(ctx context.Context, ev *Event) (Result, error) {
+	ctx = kdapi.WithTraceID(ctx, ev.ID)
 	var r Result
 	switch ev.Action {
 	case Hired:

@@ -3,9 +3,9 @@ package metrics
 import (
 	"slices"
 
-	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/kdapi"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // Label values outside the fixed sets.
@@ -15,7 +15,7 @@ const (
 	reasonNone = "none"
 	// reasonBadInput is the consumer's reason for a decoding failure that
 	// is not a *handlers.InputError.
-	reasonBadInput = "bad_input"
+	reasonBadInput = string(outcome.ReasonBadInput)
 	// codeOK labels a KooDrive call that succeeded.
 	codeOK = "ok"
 )
@@ -33,12 +33,12 @@ var (
 	// kdsync_retries_total.
 	retriedClasses = []string{kdapi.ClassRetryable.String(), kdapi.ClassAuth.String()}
 
-	skipReasons  = []string{consumer.SkipDuplicate, consumer.SkipStale, consumer.SkipNoop, consumer.SkipGuardRejected}
+	skipReasons  = stringsOf(outcome.SkipReasons)
 	inputReasons = append(stringsOf(handlers.Reasons), reasonBadInput)
 	// deadLetterReasons are the reasons an event is dead-lettered: bad
 	// input, a KooDrive refusal, a spent retry budget or a panic.
 	deadLetterReasons = slices.Concat(inputReasons, kdapiClasses,
-		[]string{consumer.ClassBudgetExhausted, consumer.ClassPanic})
+		[]string{string(outcome.ClassBudgetExhausted), string(outcome.ClassPanic)})
 	// reasons is every reason label value but "other".
 	reasons = slices.Concat([]string{reasonNone}, skipReasons, deadLetterReasons)
 )
@@ -60,10 +60,10 @@ func actionLabel(a handlers.Action) string {
 	return string(handlers.Unknown)
 }
 
-// resultLabel maps a result to itself when it is one of consumer.Results,
+// resultLabel maps a result to itself when it is one of outcome.Results,
 // else to "other".
-func resultLabel(r consumer.Result) string {
-	if slices.Contains(consumer.Results, r) {
+func resultLabel(r outcome.Result) string {
+	if slices.Contains(outcome.Results, r) {
 		return string(r)
 	}
 	return labelOther

@@ -11,8 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/handlers"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 const namespace = "kdsync"
@@ -181,24 +181,24 @@ func New(reg prometheus.Registerer, build BuildInfo) (*Metrics, error) {
 // initialise creates every label combination an operator may alert on.
 func (m *Metrics) initialise() {
 	for _, a := range handlers.Actions {
-		m.finished.WithLabelValues(string(a), string(consumer.Applied), reasonNone)
+		m.finished.WithLabelValues(string(a), string(outcome.Applied), reasonNone)
 		for _, r := range skipReasons {
-			m.finished.WithLabelValues(string(a), string(consumer.Skipped), r)
+			m.finished.WithLabelValues(string(a), string(outcome.Skipped), r)
 		}
 		for _, r := range deadLetterReasons {
-			m.finished.WithLabelValues(string(a), string(consumer.Deadlettered), r)
+			m.finished.WithLabelValues(string(a), string(outcome.Deadlettered), r)
 		}
-		m.finished.WithLabelValues(string(a), string(consumer.Deadlettered), labelOther)
+		m.finished.WithLabelValues(string(a), string(outcome.Deadlettered), labelOther)
 	}
 	// An event whose action could not be read was never sent to KooDrive:
 	// it is a duplicate, bad input or a panic.
 	unknown := string(handlers.Unknown)
-	m.finished.WithLabelValues(unknown, string(consumer.Skipped), consumer.SkipDuplicate)
+	m.finished.WithLabelValues(unknown, string(outcome.Skipped), string(outcome.SkipDuplicate))
 	for _, r := range inputReasons {
-		m.finished.WithLabelValues(unknown, string(consumer.Deadlettered), r)
+		m.finished.WithLabelValues(unknown, string(outcome.Deadlettered), r)
 	}
-	m.finished.WithLabelValues(unknown, string(consumer.Deadlettered), consumer.ClassPanic)
-	m.finished.WithLabelValues(unknown, string(consumer.Deadlettered), labelOther)
+	m.finished.WithLabelValues(unknown, string(outcome.Deadlettered), string(outcome.ClassPanic))
+	m.finished.WithLabelValues(unknown, string(outcome.Deadlettered), labelOther)
 
 	for _, a := range handlers.Actions {
 		m.latency.WithLabelValues(string(a))
@@ -216,16 +216,16 @@ func (m *Metrics) initialise() {
 
 // SetStats makes kdsync_lanes_busy, kdsync_events_in_flight and
 // kdsync_oldest_unapplied_event_age_seconds read f at each scrape, once per
-// scrape. Pass (*consumer.Consumer).Stats. Until it is called, or when f is
+// scrape. The service passes the consumer's Stats. Until it is called, or when f is
 // nil, the gauges read 0.
-func (m *Metrics) SetStats(f func() consumer.Stats) {
+func (m *Metrics) SetStats(f func() Stats) {
 	m.stats.f.Store(&f)
 }
 
 // statsCollector reports the consumer's lane figures, sampled at scrape
 // time from one Stats call.
 type statsCollector struct {
-	f                                atomic.Pointer[func() consumer.Stats]
+	f                                atomic.Pointer[func() Stats]
 	lanes, held, oldestS, guardHeldS *prometheus.Desc
 	// The per-user records' cache and the state bucket's reads and writes.
 	cached, cachedBytes, hits, misses, evictions, reads, writes *prometheus.Desc
@@ -271,7 +271,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect calls the stats function once and reports its figures.
 func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
-	var s consumer.Stats
+	var s Stats
 	if f := c.f.Load(); f != nil && *f != nil {
 		s = (*f)()
 	}

@@ -21,10 +21,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/kdapi"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 func newMetrics(t *testing.T) (*Metrics, *prometheus.Registry) {
@@ -257,27 +257,27 @@ func TestEventFinishedLabels(t *testing.T) {
 	t.Parallel()
 	tests := map[string]struct {
 		action                handlers.Action
-		result                consumer.Result
-		reason                string
+		result                outcome.Result
+		reason                outcome.Reason
 		wantAction, wantReson string
 		wantResult            string
 	}{
-		"applied":             {handlers.Hired, consumer.Applied, "", "hired", "none", "applied"},
-		"duplicate":           {handlers.Changed, consumer.Skipped, consumer.SkipDuplicate, "changed", "duplicate", "skipped"},
-		"noop":                {handlers.Changed, consumer.Skipped, consumer.SkipNoop, "changed", "noop", "skipped"},
-		"stale":               {handlers.Disabled, consumer.Skipped, consumer.SkipStale, "disabled", "stale", "skipped"},
-		"input reason":        {handlers.Unknown, consumer.Deadlettered, string(handlers.ReasonMalformed), "unknown", "malformed_json", "deadlettered"},
-		"bad input":           {handlers.Unknown, consumer.Deadlettered, "bad_input", "unknown", "bad_input", "deadlettered"},
-		"kdapi class":         {handlers.Deleted, consumer.Deadlettered, kdapi.ClassNotFound.String(), "deleted", "not_found", "deadlettered"},
-		"budget":              {handlers.Enabled, consumer.Deadlettered, consumer.ClassBudgetExhausted, "enabled", "retry_budget_exhausted", "deadlettered"},
-		"panic":               {handlers.Hired, consumer.Deadlettered, consumer.ClassPanic, "hired", "panic", "deadlettered"},
-		"unknown reason":      {handlers.Hired, consumer.Deadlettered, "something new", "hired", "other", "deadlettered"},
-		"user id as reason":   {handlers.Hired, consumer.Deadlettered, "u-0042", "hired", "other", "deadlettered"},
-		"unlisted action":     {handlers.Action("fired"), consumer.Deadlettered, consumer.ClassPanic, "unknown", "panic", "deadlettered"},
-		"unlisted result":     {handlers.Hired, consumer.Result("lost"), "", "hired", "none", "other"},
-		"error text reason":   {handlers.Hired, consumer.Deadlettered, "kdapi: PUT /users/u-1: HTTP 500", "hired", "other", "deadlettered"},
-		"case differs":        {handlers.Hired, consumer.Skipped, "Duplicate", "hired", "other", "skipped"},
-		"class(7) from kdapi": {handlers.Hired, consumer.Deadlettered, kdapi.Class(7).String(), "hired", "other", "deadlettered"},
+		"applied":             {handlers.Hired, outcome.Applied, "", "hired", "none", "applied"},
+		"duplicate":           {handlers.Changed, outcome.Skipped, outcome.SkipDuplicate, "changed", "duplicate", "skipped"},
+		"noop":                {handlers.Changed, outcome.Skipped, outcome.SkipNoop, "changed", "noop", "skipped"},
+		"stale":               {handlers.Disabled, outcome.Skipped, outcome.SkipStale, "disabled", "stale", "skipped"},
+		"input reason":        {handlers.Unknown, outcome.Deadlettered, outcome.Reason(handlers.ReasonMalformed), "unknown", "malformed_json", "deadlettered"},
+		"bad input":           {handlers.Unknown, outcome.Deadlettered, "bad_input", "unknown", "bad_input", "deadlettered"},
+		"kdapi class":         {handlers.Deleted, outcome.Deadlettered, outcome.Reason(kdapi.ClassNotFound.String()), "deleted", "not_found", "deadlettered"},
+		"budget":              {handlers.Enabled, outcome.Deadlettered, outcome.ClassBudgetExhausted, "enabled", "retry_budget_exhausted", "deadlettered"},
+		"panic":               {handlers.Hired, outcome.Deadlettered, outcome.ClassPanic, "hired", "panic", "deadlettered"},
+		"unknown reason":      {handlers.Hired, outcome.Deadlettered, "something new", "hired", "other", "deadlettered"},
+		"user id as reason":   {handlers.Hired, outcome.Deadlettered, "u-0042", "hired", "other", "deadlettered"},
+		"unlisted action":     {handlers.Action("fired"), outcome.Deadlettered, outcome.ClassPanic, "unknown", "panic", "deadlettered"},
+		"unlisted result":     {handlers.Hired, outcome.Result("lost"), "", "hired", "none", "other"},
+		"error text reason":   {handlers.Hired, outcome.Deadlettered, "kdapi: PUT /users/u-1: HTTP 500", "hired", "other", "deadlettered"},
+		"case differs":        {handlers.Hired, outcome.Skipped, "Duplicate", "hired", "other", "skipped"},
+		"class(7) from kdapi": {handlers.Hired, outcome.Deadlettered, outcome.Reason(kdapi.Class(7).String()), "hired", "other", "deadlettered"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -302,13 +302,13 @@ func TestEventFinishedLabels(t *testing.T) {
 func TestEventLatency(t *testing.T) {
 	t.Parallel()
 	m, reg := newMetrics(t)
-	m.EventFinished(handlers.Hired, consumer.Applied, "", 1500*time.Millisecond, true)
-	m.EventFinished(handlers.Hired, consumer.Applied, "", 90*time.Minute, true)
-	m.EventFinished(handlers.Hired, consumer.Applied, "", -time.Second, true) // clock skew
-	m.EventFinished(handlers.Hired, consumer.Applied, "", time.Hour, false)   // no event time
-	m.EventFinished(handlers.Hired, consumer.Skipped, consumer.SkipDuplicate, time.Hour, true)
-	m.EventFinished(handlers.Hired, consumer.Deadlettered, "permanent", time.Hour, true)
-	m.EventFinished(handlers.Deleted, consumer.Applied, "", 20*time.Millisecond, true)
+	m.EventFinished(handlers.Hired, outcome.Applied, "", 1500*time.Millisecond, true)
+	m.EventFinished(handlers.Hired, outcome.Applied, "", 90*time.Minute, true)
+	m.EventFinished(handlers.Hired, outcome.Applied, "", -time.Second, true) // clock skew
+	m.EventFinished(handlers.Hired, outcome.Applied, "", time.Hour, false)   // no event time
+	m.EventFinished(handlers.Hired, outcome.Skipped, outcome.SkipDuplicate, time.Hour, true)
+	m.EventFinished(handlers.Hired, outcome.Deadlettered, "permanent", time.Hour, true)
+	m.EventFinished(handlers.Deleted, outcome.Applied, "", 20*time.Millisecond, true)
 
 	n, sum := histogram(t, reg, "kdsync_event_latency_seconds", "action", "hired")
 	if n != 3 || math.Abs(sum-(1.5+5400)) > 1e-9 {
@@ -498,9 +498,9 @@ func TestSetStatsReadsAtScrape(t *testing.T) {
 	}
 
 	var calls atomic.Int64
-	var cur atomic.Pointer[consumer.Stats]
-	cur.Store(&consumer.Stats{Lanes: 3, InFlight: 7, Oldest: 2500 * time.Millisecond})
-	m.SetStats(func() consumer.Stats {
+	var cur atomic.Pointer[Stats]
+	cur.Store(&Stats{Lanes: 3, InFlight: 7, Oldest: 2500 * time.Millisecond})
+	m.SetStats(func() Stats {
 		calls.Add(1)
 		return *cur.Load()
 	})
@@ -516,7 +516,7 @@ func TestSetStatsReadsAtScrape(t *testing.T) {
 	if l, f, o := gauges(); l != 3 || f != 7 || o != 2.5 {
 		t.Errorf("gauges %v %v %v, want 3 7 2.5", l, f, o)
 	}
-	cur.Store(&consumer.Stats{Lanes: 1, InFlight: 1, Oldest: 0})
+	cur.Store(&Stats{Lanes: 1, InFlight: 1, Oldest: 0})
 	if l, f, o := gauges(); l != 1 || f != 1 || o != 0 {
 		t.Errorf("after change: gauges %v %v %v, want 1 1 0", l, f, o)
 	}
@@ -754,13 +754,13 @@ func exercise(m *Metrics) {
 	m.NATSConnected(true)
 	m.NATSConnected(false)
 	m.NATSConnected(true)
-	m.SetStats(func() consumer.Stats { return consumer.Stats{Lanes: 2, InFlight: 3, Oldest: time.Second} })
+	m.SetStats(func() Stats { return Stats{Lanes: 2, InFlight: 3, Oldest: time.Second} })
 	for i, a := range append(slices.Clone(handlers.Actions), handlers.Unknown, handlers.Action("u-77")) {
 		m.EventReceived()
-		m.EventFinished(a, consumer.Applied, "", time.Duration(i)*time.Second, true)
-		m.EventFinished(a, consumer.Skipped, consumer.SkipDuplicate, 0, false)
-		m.EventFinished(a, consumer.Deadlettered, "user u-77 not found", 0, true)
-		m.EventFinished(a, consumer.Result("evt-0001"), "evt-0001", 0, true)
+		m.EventFinished(a, outcome.Applied, "", time.Duration(i)*time.Second, true)
+		m.EventFinished(a, outcome.Skipped, outcome.SkipDuplicate, 0, false)
+		m.EventFinished(a, outcome.Deadlettered, "user u-77 not found", 0, true)
+		m.EventFinished(a, outcome.Result("evt-0001"), "evt-0001", 0, true)
 	}
 	for _, op := range append(slices.Clone(handlers.Ops), handlers.Op("u-77")) {
 		m.ObserveCall(op, 30*time.Millisecond, nil)

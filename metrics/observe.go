@@ -6,12 +6,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/handlers"
+	"github.com/kdsync/kdsync/outcome"
 )
-
-// Metrics is the consumer's observer.
-var _ consumer.Observer = (*Metrics)(nil)
 
 // EventReceived counts a delivered message in kdsync_events_received_total.
 func (m *Metrics) EventReceived() {
@@ -23,10 +20,10 @@ func (m *Metrics) EventReceived() {
 // kdsync_event_latency_seconds (a negative latency, from clock skew, counts
 // as 0). Labels outside the fixed sets become "unknown" (action) or "other"
 // (result, reason).
-func (m *Metrics) EventFinished(action handlers.Action, result consumer.Result, reason string, latency time.Duration, hasTime bool) {
+func (m *Metrics) EventFinished(action handlers.Action, result outcome.Result, reason outcome.Reason, latency time.Duration, hasTime bool) {
 	a := actionLabel(action)
-	m.finished.WithLabelValues(a, resultLabel(result), reasonLabel(reason)).Inc()
-	if hasTime && result == consumer.Applied && a != string(handlers.Unknown) {
+	m.finished.WithLabelValues(a, resultLabel(result), reasonLabel(string(reason))).Inc()
+	if hasTime && result == outcome.Applied && a != string(handlers.Unknown) {
 		m.latency.WithLabelValues(a).Observe(max(latency.Seconds(), 0))
 	}
 }

@@ -4,8 +4,6 @@ import (
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
-
-	"github.com/kdsync/kdsync/consumer"
 )
 
 // TestStateFigures: the state cache's and the state bucket's figures come
@@ -13,8 +11,8 @@ import (
 func TestStateFigures(t *testing.T) {
 	t.Parallel()
 	m, reg := newMetrics(t)
-	m.SetStats(func() consumer.Stats {
-		return consumer.Stats{State: consumer.StateStats{Cached: 12, CachedBytes: 4096, Hits: 30, Misses: 12, Evictions: 2, Reads: 12, Writes: 42}}
+	m.SetStats(func() Stats {
+		return Stats{State: StateStats{Cached: 12, CachedBytes: 4096, Hits: 30, Misses: 12, Evictions: 2, Reads: 12, Writes: 42}}
 	})
 	fams := families(t, reg)
 	for name, want := range map[string]struct {

@@ -23,7 +23,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/kdsync/kdsync/consumer"
+	"github.com/kdsync/kdsync/outcome"
 	"github.com/kdsync/kdsync/reconcile"
 )
 
@@ -109,11 +109,11 @@ func Sync(ctx context.Context, o Options, user string) (*Result, error) {
 	if o.JetStream == nil || o.KooDrive == nil {
 		return nil, errors.New("provision: JetStream and KooDrive are required")
 	}
-	o.Stream = cmp.Or(o.Stream, "IDENTITY")
+	o.Stream = cmp.Or(o.Stream, outcome.DefaultStream)
 	o.SubjectPrefix = cmp.Or(o.SubjectPrefix, reconcile.DefaultSubjectPrefix)
-	o.OutcomeStream = cmp.Or(o.OutcomeStream, "KDSYNC_OUTCOMES")
-	o.OutcomePrefix = cmp.Or(o.OutcomePrefix, "kdsync.outcome")
-	o.StateBucket = cmp.Or(o.StateBucket, "KDSYNC_STATE")
+	o.OutcomeStream = cmp.Or(o.OutcomeStream, outcome.DefaultOutcomeStream)
+	o.OutcomePrefix = cmp.Or(o.OutcomePrefix, outcome.DefaultOutcomePrefix)
+	o.StateBucket = cmp.Or(o.StateBucket, outcome.DefaultStateBucket)
 	o.Source = cmp.Or(o.Source, "kdsync/sync")
 	if o.Wait <= 0 {
 		o.Wait = 30 * time.Second
@@ -208,8 +208,8 @@ func Sync(ctx context.Context, o Options, user string) (*Result, error) {
 	switch {
 	case out == nil:
 		return fail(StepOutcome, fmt.Errorf("%w: no outcome of #%d within %s (is kdsync running? is the event held by the guard? see kdsync user %s)", ErrNotApplied, r.Sequence, o.Wait, user))
-	case out.Result != consumer.Applied:
-		why := strings.TrimSpace(out.Reason + " " + cmp.Or(out.Error, out.Note))
+	case out.Result != outcome.Applied:
+		why := strings.TrimSpace(string(out.Reason) + " " + cmp.Or(out.Error, out.Note))
 		return fail(StepOutcome, fmt.Errorf("%w: %s (%s)", ErrNotApplied, out.Result, why))
 	}
 	step(StepOutcome, "applied after %d attempt(s): %s", out.Attempts, strings.Join(out.Calls, ", "))

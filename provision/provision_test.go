@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/kdsim"
+	"github.com/kdsync/kdsync/outcome"
 	"github.com/kdsync/kdsync/provision"
 )
 
@@ -23,7 +23,7 @@ func TestSyncRepairsADepartmentChangedBehindKdsync(t *testing.T) {
 	depts := p.Sim.Departments()
 	const user = "1008600000000000011"
 	seq := p.Publish("s-1", handlers.Hired, user, map[string]any{"deptId": strconv.FormatInt(depts[0], 10), "role": 1})
-	if o := p.WaitOutcome(seq, 10*time.Second); o.Result != consumer.Applied {
+	if o := p.WaitOutcome(seq, 10*time.Second); o.Result != outcome.Applied {
 		t.Fatalf("hire: %+v", o)
 	}
 	moved := strconv.FormatInt(depts[1], 10)
@@ -60,7 +60,7 @@ func TestSyncRepairsADepartmentChangedBehindKdsync(t *testing.T) {
 	if !slices.Equal(steps, want) {
 		t.Errorf("steps %v, want %v", steps, want)
 	}
-	if !res.InSync || res.Repair.Outcome == nil || res.Repair.Outcome.Result != consumer.Applied {
+	if !res.InSync || res.Repair.Outcome == nil || res.Repair.Outcome.Result != outcome.Applied {
 		t.Fatalf("sync: %+v", res)
 	}
 	if u, _ := p.Sim.User(user); u.User.DeptID != strconv.FormatInt(depts[0], 10) {
@@ -69,7 +69,7 @@ func TestSyncRepairsADepartmentChangedBehindKdsync(t *testing.T) {
 	// The repair went through the stream: the user's record moved to it.
 	if rec, err := p.JS.KeyValue(t.Context(), "KDSYNC_STATE"); err != nil {
 		t.Fatal(err)
-	} else if e, err := rec.Get(t.Context(), consumer.KVKey(user)); err != nil || !strings.Contains(string(e.Value()), `"seq":`+strconv.FormatUint(res.Repair.Sequence, 10)) {
+	} else if e, err := rec.Get(t.Context(), outcome.KVKey(user)); err != nil || !strings.Contains(string(e.Value()), `"seq":`+strconv.FormatUint(res.Repair.Sequence, 10)) {
 		t.Errorf("record after the sync: %s (%v), want seq %d", e.Value(), err, res.Repair.Sequence)
 	}
 

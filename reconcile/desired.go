@@ -15,8 +15,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/kdapi"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // Desired is what one user should look like in KooDrive. Nil fields are
@@ -478,8 +478,8 @@ type StateInfo struct {
 }
 
 // ReadState reads the desired state from kdsync's own records: every key
-// of the state bucket (KDSYNC_STATE), each a consumer.Record under
-// consumer.KVKey(userId). A record that exists says the user should look
+// of the state bucket (KDSYNC_STATE), each a outcome.Record under
+// outcome.KVKey(userId). A record that exists says the user should look
 // as kdsync last left it; see the package doc for hard-deleted users and
 // records with nothing applied.
 func ReadState(ctx context.Context, kv jetstream.KeyValue) ([]Desired, StateInfo, error) {
@@ -532,10 +532,10 @@ const (
 // desiredFromRecord maps a state-bucket entry to a desired user.
 func desiredFromRecord(key string, value []byte) (Desired, recordKind) {
 	user, ok := strings.CutPrefix(key, "u.")
-	if !ok || checkUserID(user) != "" || consumer.KVKey(user) != key {
+	if !ok || checkUserID(user) != "" || outcome.KVKey(user) != key {
 		return Desired{}, recordUnreadable
 	}
-	var rec consumer.Record
+	var rec outcome.Record
 	if err := json.Unmarshal(value, &rec); err != nil {
 		return Desired{}, recordUnreadable
 	}
@@ -556,7 +556,7 @@ func desiredFromRecord(key string, value []byte) (Desired, recordKind) {
 // in the state bucket, as ReadState does for all. ok is false when there
 // is no record, or one that says nothing (no event applied yet).
 func ReadUser(ctx context.Context, kv jetstream.KeyValue, user string) (d Desired, ok bool, err error) {
-	e, err := kv.Get(ctx, consumer.KVKey(user))
+	e, err := kv.Get(ctx, outcome.KVKey(user))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return Desired{}, false, nil
 	}

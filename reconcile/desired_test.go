@@ -9,9 +9,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/kdapi"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 func i64(v int64) *int64 { return &v }
@@ -222,7 +222,7 @@ func TestParseFormatAndFormatOf(t *testing.T) {
 
 func TestDesiredFromRecord(t *testing.T) {
 	t.Parallel()
-	rec := func(r consumer.Record) []byte {
+	rec := func(r outcome.Record) []byte {
 		b, err := json.Marshal(r)
 		if err != nil {
 			t.Fatal(err)
@@ -238,33 +238,33 @@ func TestDesiredFromRecord(t *testing.T) {
 	}{
 		"present with every field": {
 			key:   "u.1001",
-			value: rec(consumer.Record{Seq: 7, AppliedSeq: 7, State: handlers.State{Exists: true, DeptID: i64(42), Role: iptr(1), Status: iptr(0)}, At: at}),
+			value: rec(outcome.Record{Seq: 7, AppliedSeq: 7, State: handlers.State{Exists: true, DeptID: i64(42), Role: iptr(1), Status: iptr(0)}, At: at}),
 			want:  Desired{UserID: "1001", DeptID: i64(42), Role: iptr(1), Status: iptr(0), Seq: 7},
 		},
 		"present, only status known (a user kdsync only disabled)": {
 			key:   "u.1002",
-			value: rec(consumer.Record{Seq: 9, AppliedSeq: 9, State: handlers.State{Exists: true, Status: iptr(kdapi.StatusDisabled)}}),
+			value: rec(outcome.Record{Seq: 9, AppliedSeq: 9, State: handlers.State{Exists: true, Status: iptr(kdapi.StatusDisabled)}}),
 			want:  Desired{UserID: "1002", Status: iptr(1), Seq: 9},
 		},
 		"hard-deleted": {
 			key:   "u.1003",
-			value: rec(consumer.Record{Seq: 12, AppliedSeq: 11, State: handlers.State{}}),
+			value: rec(outcome.Record{Seq: 12, AppliedSeq: 11, State: handlers.State{}}),
 			want:  Desired{UserID: "1003", Absent: true, Seq: 12},
 			kind:  recordDeleted,
 		},
 		"nothing applied (only dead letters)": {
 			key:   "u.1004",
-			value: rec(consumer.Record{Seq: 3}),
+			value: rec(outcome.Record{Seq: 3}),
 			kind:  recordUnknown,
 		},
 		"hashed key": {
 			key:   "h.0123456789abcdef0123456789abcdef",
-			value: rec(consumer.Record{Seq: 3, AppliedSeq: 3, State: handlers.State{Exists: true}}),
+			value: rec(outcome.Record{Seq: 3, AppliedSeq: 3, State: handlers.State{Exists: true}}),
 			kind:  recordUnreadable,
 		},
 		"not digits": {
 			key:   "u.abc",
-			value: rec(consumer.Record{Seq: 3, AppliedSeq: 3, State: handlers.State{Exists: true}}),
+			value: rec(outcome.Record{Seq: 3, AppliedSeq: 3, State: handlers.State{Exists: true}}),
 			kind:  recordUnreadable,
 		},
 		"not JSON": {key: "u.1005", value: []byte("{"), kind: recordUnreadable},

@@ -23,6 +23,7 @@ import (
 	"github.com/kdsync/kdsync/internal/testenv"
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/kdsim"
+	"github.com/kdsync/kdsync/outcome"
 	"github.com/kdsync/kdsync/reconcile"
 	"github.com/kdsync/kdsync/workload"
 )
@@ -127,11 +128,11 @@ func (e *env) seed(first uint64, n int) []kdsim.User {
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		rec, err := json.Marshal(consumer.Record{State: handlers.State{Exists: true, DeptID: &d, Role: &u.Role, Status: &u.Status}, At: now})
+		rec, err := json.Marshal(outcome.Record{State: handlers.State{Exists: true, DeptID: &d, Role: &u.Role, Status: &u.Status}, At: now})
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		f, err := e.js.PublishMsgAsync(&nats.Msg{Subject: "$KV.KDSYNC_STATE." + consumer.KVKey(u.UserID), Data: rec})
+		f, err := e.js.PublishMsgAsync(&nats.Msg{Subject: "$KV.KDSYNC_STATE." + outcome.KVKey(u.UserID), Data: rec})
 		if err != nil {
 			e.t.Fatal(err)
 		}

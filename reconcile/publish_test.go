@@ -11,10 +11,10 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/kdapi"
+	"github.com/kdsync/kdsync/outcome"
 	"github.com/kdsync/kdsync/reconcile"
 )
 
@@ -127,8 +127,8 @@ func TestPublishAsOf(t *testing.T) {
 	}
 	asOf := time.Now().Add(-time.Hour)
 	for user, at := range map[string]time.Time{"1": asOf.Add(-time.Minute), "2": asOf.Add(time.Minute)} {
-		b, _ := json.Marshal(consumer.Record{Seq: 0, At: at})
-		if _, err := kv.Put(t.Context(), consumer.KVKey(user), b); err != nil {
+		b, _ := json.Marshal(outcome.Record{Seq: 0, At: at})
+		if _, err := kv.Put(t.Context(), outcome.KVKey(user), b); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kdsync/kdsync/handlers"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // KooDrive is what a pass reads KooDrive through; *kdapi.Client is one.
@@ -160,11 +161,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	o.StateBucket = cmp.Or(o.StateBucket, "KDSYNC_STATE")
-	o.Stream = cmp.Or(o.Stream, "IDENTITY")
+	o.StateBucket = cmp.Or(o.StateBucket, outcome.DefaultStateBucket)
+	o.Stream = cmp.Or(o.Stream, outcome.DefaultStream)
 	o.SubjectPrefix = cmp.Or(o.SubjectPrefix, DefaultSubjectPrefix)
-	o.OutcomeStream = cmp.Or(o.OutcomeStream, "KDSYNC_OUTCOMES")
-	o.OutcomePrefix = cmp.Or(o.OutcomePrefix, "kdsync.outcome")
+	o.OutcomeStream = cmp.Or(o.OutcomeStream, outcome.DefaultOutcomeStream)
+	o.OutcomePrefix = cmp.Or(o.OutcomePrefix, outcome.DefaultOutcomePrefix)
 	requests := o.Requests
 	if requests == nil {
 		requests = func() int64 { return 0 }

@@ -13,9 +13,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/kdapi"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // Repair is the event that puts one drifted user right, or why there is
@@ -41,7 +41,7 @@ type Repair struct {
 	Duplicate    bool   `json:"duplicate,omitempty"`
 	NotPublished string `json:"notPublished,omitempty"`
 	// Outcome is the consumer's outcome, when awaited and seen in time.
-	Outcome *consumer.Outcome `json:"outcome,omitempty"`
+	Outcome *outcome.Outcome `json:"outcome,omitempty"`
 
 	body  []byte
 	msgID string
@@ -255,7 +255,7 @@ type PublishSummary struct {
 func Publish(ctx context.Context, js jetstream.JetStream, drifts []Drift, o PublishOptions) (PublishSummary, error) {
 	sum := PublishSummary{ByAction: map[handlers.Action]int{}}
 	if o.Stream == "" {
-		o.Stream = "IDENTITY"
+		o.Stream = outcome.DefaultStream
 	}
 	st, err := js.Stream(ctx, o.Stream)
 	if err != nil {
@@ -338,11 +338,11 @@ func superseded(ctx context.Context, r *Repair, user string, last uint64, stored
 	if o.AsOf.IsZero() || o.State == nil {
 		return ""
 	}
-	e, err := o.State.Get(ctx, consumer.KVKey(user))
+	e, err := o.State.Get(ctx, outcome.KVKey(user))
 	if err != nil {
 		return "" // no record: kdsync never finished an event of the user
 	}
-	var rec consumer.Record
+	var rec outcome.Record
 	if json.Unmarshal(e.Value(), &rec) == nil && rec.At.After(o.AsOf) {
 		return fmt.Sprintf("superseded: kdsync finished an event of the user at %s, after the source was taken (%s)",
 			rec.At.UTC().Format(time.RFC3339), o.AsOf.UTC().Format(time.RFC3339))
@@ -430,7 +430,7 @@ func AwaitOutcomes(ctx context.Context, js jetstream.JetStream, drifts []Drift, 
 	want := map[string]*Repair{}
 	for i := range drifts {
 		if r := drifts[i].Repair; r != nil && r.Published() && r.Outcome == nil {
-			want[consumer.OutcomeMsgID(stream, r.Sequence)] = r
+			want[outcome.MsgID(stream, r.Sequence)] = r
 		}
 	}
 	if len(want) == 0 || wait <= 0 {
@@ -469,7 +469,7 @@ func AwaitOutcomes(ctx context.Context, js jetstream.JetStream, drifts []Drift, 
 			if !ok {
 				continue
 			}
-			var out consumer.Outcome
+			var out outcome.Outcome
 			if json.Unmarshal(m.Data(), &out) == nil {
 				r.Outcome = &out
 				delete(want, id)

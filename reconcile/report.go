@@ -9,8 +9,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/handlers"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // What kdsync reconcile prints: a table and totals for people, JSON for
@@ -165,9 +165,9 @@ func Print(w io.Writer, res *Result, c PrintOptions) error {
 		p.Published, res.RunID, actionCounts(p.ByAction), p.Superseded, p.Duplicates, p.Failed)
 	if res.Outcomes != nil {
 		fmt.Fprintf(w, "outcomes:  %d applied, %d skipped, %d dead-lettered, %d not seen within %s\n",
-			res.Outcomes[string(consumer.Applied)], res.Outcomes[string(consumer.Skipped)],
-			res.Outcomes[string(consumer.Deadlettered)], res.Outcomes["pending"], c.Wait)
-		if res.Outcomes[string(consumer.Deadlettered)] > 0 {
+			res.Outcomes[string(outcome.Applied)], res.Outcomes[string(outcome.Skipped)],
+			res.Outcomes[string(outcome.Deadlettered)], res.Outcomes["pending"], c.Wait)
+		if res.Outcomes[string(outcome.Deadlettered)] > 0 {
 			fmt.Fprintln(w, "           see kdsync dlq list -since 1h")
 		}
 	}
@@ -244,7 +244,7 @@ func resultText(r *Repair) string {
 		return fmt.Sprintf("already in the stream (#%d)", r.Sequence)
 	case r.Outcome == nil:
 		return fmt.Sprintf("published #%d", r.Sequence)
-	case r.Outcome.Result == consumer.Deadlettered:
+	case r.Outcome.Result == outcome.Deadlettered:
 		return fmt.Sprintf("#%d dead-lettered: %s", r.Sequence, r.Outcome.Reason)
 	}
 	return fmt.Sprintf("#%d %s", r.Sequence, r.Outcome.Result)

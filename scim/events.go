@@ -8,10 +8,10 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/mapping"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // change is one identity event a write implies.
@@ -168,26 +168,26 @@ func (s *Server) deadLetter(id string, base uint64, action handlers.Action, user
 	}
 	h := map[string][]string{
 		jetstream.MsgIDHeader:    {"dlq-" + eventKey(s.opts.Source, evID)},
-		consumer.HdrReason:       {clipText(detail)},
-		consumer.HdrErrorClass:   {mapping.Reason},
-		consumer.HdrAttempts:     {"0"},
-		consumer.HdrEventID:      {evID},
-		consumer.HdrEventSource:  {s.opts.Source},
-		consumer.HdrUserID:       {userID},
-		consumer.HdrDeadAt:       {now.Format(time.RFC3339Nano)},
+		outcome.HdrReason:        {clipText(detail)},
+		outcome.HdrErrorClass:    {mapping.Reason},
+		outcome.HdrAttempts:      {"0"},
+		outcome.HdrEventID:       {evID},
+		outcome.HdrEventSource:   {s.opts.Source},
+		outcome.HdrUserID:        {userID},
+		outcome.HdrDeadAt:        {now.Format(time.RFC3339Nano)},
 		"Kdsync-Scim-Resource":   {"Users/" + id},
 		"Content-Type":           {mediaType},
 		"Kdsync-Mapping-File":    {s.opts.Mapping.Name()},
 		"Kdsync-Original-Source": {"scim"},
 	}
-	out := consumer.Outcome{EventID: evID, Source: s.opts.Source, UserID: userID, Action: action,
-		Result: consumer.Deadlettered, Reason: mapping.Reason, Error: detail,
+	out := outcome.Outcome{EventID: evID, Source: s.opts.Source, UserID: userID, Action: action,
+		Result: outcome.Deadlettered, Reason: mapping.Reason, Error: detail,
 		Note: "SCIM resource Users/" + id + " could not be mapped; fix the mapping (kdsync mapping test), then the next write or kdsync's start maps it again",
 		Time: now}
 	ob, _ := json.Marshal(out)
 	return []outMsg{
-		{Subject: consumer.DeadLetterSubject(s.opts.DLQPrefix, mapping.Reason, action, userID), Header: h, Data: body, BestEffort: true},
-		{Subject: consumer.OutcomeSubject(s.opts.OutcomePrefix, consumer.Deadlettered, action, userID),
+		{Subject: outcome.DeadLetterSubject(s.opts.DLQPrefix, mapping.Reason, action, userID), Header: h, Data: body, BestEffort: true},
+		{Subject: outcome.Subject(s.opts.OutcomePrefix, outcome.Deadlettered, action, userID),
 			Header: map[string][]string{jetstream.MsgIDHeader: {"outcome-" + eventKey(s.opts.Source, evID)}}, Data: ob, BestEffort: true},
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/kdsim"
 	"github.com/kdsync/kdsync/mapping"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // flow is an IdP's request sequence (testdata/*-flow.json) and what
@@ -126,7 +127,7 @@ func runFlow(t *testing.T, file string) {
 		t.Fatal(err)
 	}
 	for _, o := range outs.All() {
-		if o.Result != consumer.Applied {
+		if o.Result != outcome.Applied {
 			t.Errorf("outcome %s %s %s: %s %s", o.Action, o.UserID, o.Result, o.Reason, o.Error)
 		}
 	}

@@ -40,6 +40,7 @@ import (
 
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/mapping"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // Prefix is where the service is mounted.
@@ -50,8 +51,8 @@ const (
 	DefaultBucket         = "KDSYNC_SCIM"
 	DefaultSource         = "kdsync/scim"
 	DefaultSubjectPrefix  = "identity.employee"
-	DefaultDLQPrefix      = "kdsync.dlq"
-	DefaultOutcomePrefix  = "kdsync.outcome"
+	DefaultDLQPrefix      = outcome.DefaultDLQPrefix
+	DefaultOutcomePrefix  = outcome.DefaultOutcomePrefix
 	DefaultMaxBytes       = 1 << 20
 	DefaultMaxResults     = 200
 	DefaultTimeout        = 10 * time.Second

@@ -10,7 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/kdsync/kdsync/consumer"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // TestUserLifecycle: every write publishes exactly the events it implies,
@@ -170,8 +170,8 @@ func TestMappingFailure(t *testing.T) {
 		t.Fatalf("%d dead letters, want 1", len(dl))
 	}
 	h := dl[0].Header
-	if h.Get(consumer.HdrErrorClass) != "mapping" || !strings.Contains(h.Get(consumer.HdrReason), "departments[enterprise.department]") ||
-		!strings.Contains(h.Get(consumer.HdrReason), "Marketing") || !strings.HasPrefix(dl[0].Subject, "kdsync.dlq.mapping.hired.") {
+	if h.Get(outcome.HdrErrorClass) != "mapping" || !strings.Contains(h.Get(outcome.HdrReason), "departments[enterprise.department]") ||
+		!strings.Contains(h.Get(outcome.HdrReason), "Marketing") || !strings.HasPrefix(dl[0].Subject, "kdsync.dlq.mapping.hired.") {
 		t.Errorf("dead letter %s %v", dl[0].Subject, h)
 	}
 	if outs := f.raw("KDSYNC_OUTCOMES"); len(outs) != 1 || !strings.Contains(string(outs[0].Data), `"reason":"mapping"`) {

@@ -264,7 +264,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	cons.Store(c)
-	m.SetStats(c.Stats)
+	m.SetStats(func() metrics.Stats { return metricsStats(c.Stats()) })
 	pctx, stopPoll := context.WithCancel(ctx)
 	defer stopPoll()
 	go m.PollConsumer(pctx, 5*time.Second, c.JetStreamConsumers)
@@ -539,4 +539,18 @@ func startReconcile(ctx context.Context, o Options, nc *nats.Conn, reg prometheu
 		}, rm, log)
 	}()
 	return nil
+}
+
+// metricsStats hands the consumer's lane figures to metrics, which reads
+// no consumer type.
+func metricsStats(s consumer.Stats) metrics.Stats {
+	st := s.State
+	return metrics.Stats{
+		Lanes: s.Lanes, InFlight: s.InFlight, Oldest: s.Oldest, GuardHeld: s.GuardHeld, Parked: s.Parked,
+		State: metrics.StateStats{
+			Cached: st.Cached, CachedBytes: st.CachedBytes,
+			Hits: st.Hits, Misses: st.Misses, Evictions: st.Evictions,
+			Reads: st.Reads, Writes: st.Writes,
+		},
+	}
 }

@@ -9,9 +9,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/internal/harness"
+	"github.com/kdsync/kdsync/outcome"
 	"github.com/kdsync/kdsync/usertrace"
 )
 
@@ -34,12 +34,12 @@ func BenchmarkTrace(b *testing.B) {
 				}
 			}
 			outcome := func(user string, seq uint64) {
-				o, err := json.Marshal(consumer.Outcome{EventID: "e", UserID: user, Action: handlers.Changed, Result: consumer.Applied,
+				o, err := json.Marshal(outcome.Outcome{EventID: "e", UserID: user, Action: handlers.Changed, Result: outcome.Applied,
 					Attempts: 1, Stream: "IDENTITY", Sequence: seq, Time: time.Now()})
 				if err != nil {
 					b.Fatal(err)
 				}
-				subj := consumer.OutcomeSubject("kdsync.outcome", consumer.Applied, handlers.Changed, user)
+				subj := outcome.Subject("kdsync.outcome", outcome.Applied, handlers.Changed, user)
 				if old {
 					subj = "kdsync.outcome.applied.changed"
 				}

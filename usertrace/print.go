@@ -86,7 +86,7 @@ func eventDetail(e *Event) string {
 	var p []string
 	if o := e.Outcome; o != nil {
 		if o.Reason != "" {
-			p = append(p, o.Reason)
+			p = append(p, string(o.Reason))
 		}
 		if len(o.Calls) > 0 {
 			p = append(p, "calls "+strings.Join(o.Calls, ","))

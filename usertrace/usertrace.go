@@ -26,10 +26,10 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/dlq"
 	"github.com/kdsync/kdsync/guard"
 	"github.com/kdsync/kdsync/handlers"
+	"github.com/kdsync/kdsync/outcome"
 	"github.com/kdsync/kdsync/reconcile"
 )
 
@@ -67,14 +67,14 @@ func New(o Options) (*Tracer, error) {
 	if o.JetStream == nil {
 		return nil, errors.New("usertrace: a JetStream context is required")
 	}
-	o.Stream = cmp.Or(o.Stream, "IDENTITY")
+	o.Stream = cmp.Or(o.Stream, outcome.DefaultStream)
 	o.SubjectPrefix = cmp.Or(o.SubjectPrefix, reconcile.DefaultSubjectPrefix)
-	o.OutcomeStream = cmp.Or(o.OutcomeStream, "KDSYNC_OUTCOMES")
-	o.OutcomePrefix = cmp.Or(o.OutcomePrefix, "kdsync.outcome")
-	o.DLQStream = cmp.Or(o.DLQStream, "KDSYNC_DLQ")
-	o.DLQPrefix = cmp.Or(o.DLQPrefix, "kdsync.dlq")
-	o.StateBucket = cmp.Or(o.StateBucket, "KDSYNC_STATE")
-	o.GuardBucket = cmp.Or(o.GuardBucket, "KDSYNC_GUARD")
+	o.OutcomeStream = cmp.Or(o.OutcomeStream, outcome.DefaultOutcomeStream)
+	o.OutcomePrefix = cmp.Or(o.OutcomePrefix, outcome.DefaultOutcomePrefix)
+	o.DLQStream = cmp.Or(o.DLQStream, outcome.DefaultDLQStream)
+	o.DLQPrefix = cmp.Or(o.DLQPrefix, outcome.DefaultDLQPrefix)
+	o.StateBucket = cmp.Or(o.StateBucket, outcome.DefaultStateBucket)
+	o.GuardBucket = cmp.Or(o.GuardBucket, outcome.DefaultGuardBucket)
 	if o.MaxEvents <= 0 {
 		o.MaxEvents = 200
 	}
@@ -118,7 +118,7 @@ type Timeline struct {
 	Holds []guard.Hold `json:"holds"`
 	// Record is kdsync's record of the user (the watermark and the state
 	// it last applied); nil when it has none.
-	Record *consumer.Record `json:"record,omitempty"`
+	Record *outcome.Record `json:"record,omitempty"`
 	// KooDrive is the user as KooDrive has it now; nil when absent or not
 	// read (KooDriveRead false, or KooDriveError set).
 	KooDrive      *reconcile.Actual `json:"koodrive,omitempty"`
@@ -151,8 +151,8 @@ type Event struct {
 	// State is what became of the event: applied, skipped, deadlettered
 	// (from its outcome), held (by the guard), finished (at or below the
 	// watermark, outcome expired) or pending.
-	State   string            `json:"state"`
-	Outcome *consumer.Outcome `json:"outcome,omitempty"`
+	State   string           `json:"state"`
+	Outcome *outcome.Outcome `json:"outcome,omitempty"`
 	// DeadLetter is the DLQ sequence of its letter, while in the DLQ.
 	DeadLetter uint64      `json:"deadLetter,omitempty"`
 	Hold       *guard.Hold `json:"hold,omitempty"`
@@ -288,7 +288,7 @@ func (t *Tracer) events(ctx context.Context, user string) ([]Event, int, error) 
 }
 
 func eventOf(m *jetstream.RawStreamMsg) Event {
-	e := Event{Seq: m.Sequence, Stored: m.Time.UTC(), Subject: m.Subject, ReplayOf: m.Header.Get(consumer.HdrReplayOf)}
+	e := Event{Seq: m.Sequence, Stored: m.Time.UTC(), Subject: m.Subject, ReplayOf: m.Header.Get(outcome.HdrReplayOf)}
 	if a, _, ok := handlers.ParseSubject(m.Subject); ok {
 		e.Action = a
 	}
@@ -309,7 +309,7 @@ func eventOf(m *jetstream.RawStreamMsg) Event {
 // outcomes reads the user's outcomes: those on the user's subjects, and
 // those of the old form (no user token) stored since, if the stream has
 // any.
-func (t *Tracer) outcomes(ctx context.Context, user string, since time.Time) ([]consumer.Outcome, error) {
+func (t *Tracer) outcomes(ctx context.Context, user string, since time.Time) ([]outcome.Outcome, error) {
 	st, err := t.opts.JetStream.Stream(ctx, t.opts.OutcomeStream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, nil
@@ -317,7 +317,7 @@ func (t *Tracer) outcomes(ctx context.Context, user string, since time.Time) ([]
 	if err != nil {
 		return nil, fmt.Errorf("usertrace: stream %s: %w", t.opts.OutcomeStream, err)
 	}
-	filters := consumer.SubjectFilters(t.opts.OutcomePrefix, "", "", user)
+	filters := outcome.SubjectFilters(t.opts.OutcomePrefix, "", "", user)
 	oldForm, newForm := filters[0], filters[1]
 	want := []string{newForm}
 	info, err := st.Info(ctx, jetstream.WithSubjectFilter(oldForm))
@@ -327,9 +327,9 @@ func (t *Tracer) outcomes(ctx context.Context, user string, since time.Time) ([]
 	if len(info.State.Subjects) > 0 {
 		want = append(want, oldForm)
 	}
-	var out []consumer.Outcome
+	var out []outcome.Outcome
 	err = t.scan(ctx, t.opts.OutcomeStream, want, since, func(m *jetstream.RawStreamMsg) bool {
-		var o consumer.Outcome
+		var o outcome.Outcome
 		if json.Unmarshal(m.Data, &o) == nil && o.UserID == user {
 			out = append(out, o)
 		}
@@ -359,15 +359,15 @@ func (t *Tracer) holds(ctx context.Context, user string) ([]guard.Hold, error) {
 	return out, nil
 }
 
-func readRecord(ctx context.Context, kv jetstream.KeyValue, user string) (*consumer.Record, error) {
-	e, err := kv.Get(ctx, consumer.KVKey(user))
+func readRecord(ctx context.Context, kv jetstream.KeyValue, user string) (*outcome.Record, error) {
+	e, err := kv.Get(ctx, outcome.KVKey(user))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("usertrace: record of %s: %w", user, err)
 	}
-	var r consumer.Record
+	var r outcome.Record
 	if err := json.Unmarshal(e.Value(), &r); err != nil {
 		return nil, fmt.Errorf("usertrace: record of %s: %w", user, err)
 	}
@@ -376,7 +376,7 @@ func readRecord(ctx context.Context, kv jetstream.KeyValue, user string) (*consu
 
 // join puts each outcome, letter and hold with its event and says what
 // became of each event.
-func (t *Tracer) join(tl *Timeline, outcomes []consumer.Outcome) {
+func (t *Tracer) join(tl *Timeline, outcomes []outcome.Outcome) {
 	bySeq := make(map[uint64]*Event, len(tl.Events))
 	for i := range tl.Events {
 		bySeq[tl.Events[i].Seq] = &tl.Events[i]

@@ -10,11 +10,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/guard"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/kdsim"
+	"github.com/kdsync/kdsync/outcome"
 	"github.com/kdsync/kdsync/usertrace"
 )
 
@@ -29,11 +29,11 @@ func TestTrace(t *testing.T) {
 	const user, other = "1008600000000000001", "1008600000000000002"
 
 	hired := p.Publish("t-1", handlers.Hired, user, map[string]any{"deptId": itoa(depts[0]), "role": 1})
-	if o := p.WaitOutcome(hired, 10*time.Second); o.Result != consumer.Applied {
+	if o := p.WaitOutcome(hired, 10*time.Second); o.Result != outcome.Applied {
 		t.Fatalf("hire: %+v", o)
 	}
 	bad := p.Publish("t-2", handlers.Changed, user, map[string]any{"deptId": "999999"})
-	if o := p.WaitOutcome(bad, 10*time.Second); o.Result != consumer.Deadlettered {
+	if o := p.WaitOutcome(bad, 10*time.Second); o.Result != outcome.Deadlettered {
 		t.Fatalf("bad change: %+v", o)
 	}
 	// Someone moves the user in KooDrive's console.
@@ -135,23 +135,23 @@ func TestTraceOldSubjects(t *testing.T) {
 	}
 	// Another user's event and outcome, both forms, must not show.
 	for _, subj := range []string{"kdsync.outcome.applied.changed", "kdsync.outcome.applied.changed.43"} {
-		b, _ := json.Marshal(consumer.Outcome{EventID: "x", UserID: "43", Action: handlers.Changed, Result: consumer.Applied, Stream: "IDENTITY", Sequence: 99})
+		b, _ := json.Marshal(outcome.Outcome{EventID: "x", UserID: "43", Action: handlers.Changed, Result: outcome.Applied, Stream: "IDENTITY", Sequence: 99})
 		if _, err := js.Publish(ctx, subj, b); err != nil {
 			t.Fatal(err)
 		}
 	}
-	b, _ := json.Marshal(consumer.Outcome{EventID: "o-1", UserID: user, Action: handlers.Changed, Result: consumer.Deadlettered,
+	b, _ := json.Marshal(outcome.Outcome{EventID: "o-1", UserID: user, Action: handlers.Changed, Result: outcome.Deadlettered,
 		Reason: "not_found", Attempts: 1, Stream: "IDENTITY", Sequence: ack.Sequence})
 	if _, err := js.Publish(ctx, "kdsync.outcome.deadlettered.changed", b); err != nil {
 		t.Fatal(err)
 	}
 	h := nats.Header{}
-	h.Set(consumer.HdrUserID, user)
-	h.Set(consumer.HdrEventID, "o-1")
-	h.Set(consumer.HdrErrorClass, "not_found")
-	h.Set(consumer.HdrOriginalStream, "IDENTITY")
-	h.Set(consumer.HdrOriginalSeq, itoa(int64(ack.Sequence)))
-	h.Set(consumer.HdrOriginalSubject, "identity.employee.changed."+user)
+	h.Set(outcome.HdrUserID, user)
+	h.Set(outcome.HdrEventID, "o-1")
+	h.Set(outcome.HdrErrorClass, "not_found")
+	h.Set(outcome.HdrOriginalStream, "IDENTITY")
+	h.Set(outcome.HdrOriginalSeq, itoa(int64(ack.Sequence)))
+	h.Set(outcome.HdrOriginalSubject, "identity.employee.changed."+user)
 	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: "kdsync.dlq.not_found.changed", Header: h, Data: []byte(body)}); err != nil {
 		t.Fatal(err)
 	}

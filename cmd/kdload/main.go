@@ -36,14 +36,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/peterbourgon/ff/v3"
 
 	"github.com/kdsync/kdsync/checker"
-	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/internal/natsembed"
 	"github.com/kdsync/kdsync/kdsim"
+	"github.com/kdsync/kdsync/outcome"
 	"github.com/kdsync/kdsync/workload"
 )
 
@@ -317,7 +316,7 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 	}
 	if o.rate == 0 {
 		start := time.Now()
-		if err := harness.Publish(ctx, nc, "IDENTITY", restamp(evs, time.Now())); err != nil {
+		if err := harness.Publish(ctx, nc, outcome.DefaultStream, restamp(evs, time.Now())); err != nil {
 			return nil, err
 		}
 		fmt.Fprintf(progress, "published %d events for %d users in %s\n", len(evs), o.users, time.Since(start).Round(time.Millisecond))
@@ -497,7 +496,7 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 	} else {
 		fmt.Fprintf(progress, "reading kdsync's metrics: %v\n", err)
 	}
-	if w, err := kvWrites(ctx, nc, "KDSYNC_STATE"); err == nil {
+	if w, err := kvWrites(ctx, nc, outcome.DefaultStateBucket); err == nil {
 		r.KVWritesPerEvent = float64(w) / n
 	} else {
 		fmt.Fprintf(progress, "reading the state bucket: %v\n", err)
@@ -571,134 +570,4 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 		r.Verdict = rep.String()
 	}
 	return r, nil
-}
-
-// consumerState describes kdsync's durable consumer as the server sees
-// it, to tell a stalled pull (waiting pulls 0 while events are pending and
-// few are unacknowledged) from a busy kdsync.
-func consumerState(ctx context.Context, nc *nats.Conn) string {
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err.Error()
-	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	c, err := js.Consumer(ctx, "IDENTITY", "kdsync")
-	if err != nil {
-		return err.Error()
-	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		return err.Error()
-	}
-	return fmt.Sprintf("consumer kdsync: pending %d, unacknowledged %d (max %d), waiting pulls %d (max %d), redelivered %d",
-		info.NumPending, info.NumAckPending, info.Config.MaxAckPending, info.NumWaiting, info.Config.MaxWaiting, info.NumRedelivered)
-}
-
-// trimPerUser keeps the first n events, which keeps each user's prefix.
-func trimPerUser(evs []workload.Event, n int) []workload.Event {
-	if len(evs) > n {
-		return evs[:n]
-	}
-	return evs
-}
-
-// restamp sets every event's time to at, so latency counts from publish.
-func restamp(evs []workload.Event, at time.Time) []workload.Event {
-	out := make([]workload.Event, len(evs))
-	for i, e := range evs {
-		out[i], _ = workload.Encode(e.Intent, "identity.employee.", "hris/kdload", at)
-	}
-	return out
-}
-
-// publishAtRate publishes evs at rate events/s, stamping each as it goes.
-func publishAtRate(ctx context.Context, nc *nats.Conn, evs []workload.Event, rate float64) error {
-	start := time.Now()
-	const batch = 10
-	for i := 0; i < len(evs); i += batch {
-		due := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
-		if d := time.Until(due); d > 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(d):
-			}
-		}
-		end := min(i+batch, len(evs))
-		if err := harness.Publish(ctx, nc, "IDENTITY", restamp(evs[i:end], time.Now())); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// outcomeSet collects outcomes from a core subscription (cheap, and enough
-// here: the load tool reads them while kdsync runs).
-type outcomeSet struct {
-	more chan struct{}
-	got  map[string]consumer.Outcome
-	n    int
-	mu   chan struct{}
-}
-
-func collect(ctx context.Context, nc *nats.Conn, want int) (*outcomeSet, error) {
-	s := &outcomeSet{more: make(chan struct{}, 1), got: make(map[string]consumer.Outcome, want), mu: make(chan struct{}, 1)}
-	s.mu <- struct{}{}
-	sub, err := nc.Subscribe("kdsync.outcome.>", func(m *nats.Msg) {
-		var o consumer.Outcome
-		if json.Unmarshal(m.Data, &o) != nil {
-			return
-		}
-		<-s.mu
-		s.got[o.EventID] = o
-		s.n = len(s.got)
-		s.mu <- struct{}{}
-		select {
-		case s.more <- struct{}{}:
-		default:
-		}
-	})
-	if err != nil {
-		return nil, err
-	}
-	_ = sub.SetPendingLimits(-1, -1)
-	go func() { <-ctx.Done(); _ = sub.Unsubscribe() }()
-	return s, nil
-}
-
-func (s *outcomeSet) count() int {
-	<-s.mu
-	defer func() { s.mu <- struct{}{} }()
-	return s.n
-}
-
-func (s *outcomeSet) all() []consumer.Outcome {
-	<-s.mu
-	defer func() { s.mu <- struct{}{} }()
-	out := make([]consumer.Outcome, 0, len(s.got))
-	for _, o := range s.got {
-		out = append(out, o)
-	}
-	return out
-}
-
-func printTable(w io.Writer, r *Report) {
-	fmt.Fprintf(w, "events %d  users %d  mode %s  concurrency %d  sim latency %.0fms  sim errors %.0f%%\n",
-		r.Events, r.Users, r.Mode, r.Concurrency, r.SimLatencyMs, r.SimErrorRate*100)
-	fmt.Fprintf(w, "throughput      %.0f events/s (%.2fs)\n", r.EventsPerSec, r.Seconds)
-	fmt.Fprintf(w, "latency         p50 %.1fms  p90 %.1fms  p99 %.1fms  max %.1fms\n", r.LatencyP50Ms, r.LatencyP90Ms, r.LatencyP99Ms, r.LatencyMaxMs)
-	fmt.Fprintf(w, "kdsync          %.2f CPU s (%.1f µs/event), peak RSS %.1f MiB, first outcome after %.2fs\n", r.CPUSeconds, r.CPUPerEventUs, r.PeakRSSMiB, r.StartSec)
-	fmt.Fprintf(w, "kdsync RSS      %.1f / %.1f / %.1f / %.1f MiB at 25/50/75/100%% of the outcomes\n",
-		r.RSSQuartersMiB[0], r.RSSQuartersMiB[1], r.RSSQuartersMiB[2], r.RSSQuartersMiB[3])
-	fmt.Fprintf(w, "per event       %.2f state reads, %.2f state writes (%.2f stored by the server), cache hits %.0f%% (cache %s, %.0f evictions); NATS messages %.2f in + %.2f out\n",
-		r.StateReadsPerEvent, r.StateWritesPerEvent, r.KVWritesPerEvent, 100*r.StateHitShare, r.StateCache, r.StateEvictions, r.NATSInPerEvent, r.NATSOutPerEvent)
-	fmt.Fprintf(w, "NATS+sim+load   %.2f CPU s (%.1f µs/event)%s\n", r.LoadCPUSeconds, r.LoadCPUPerEventUs, formatShares(r.LoadCPUShares))
-	fmt.Fprintf(w, "machine         %d CPUs, others used %.0f%% of them during the run (stolen by the hypervisor %.0f%%), load average %.2f → %.2f\n",
-		r.CPUs, r.OtherCPUShare*100, r.StealShare*100, r.LoadAvg[0], r.LoadAvg[1])
-	fmt.Fprintf(w, "retries %d  simulator requests %d  stalls %d (%.0fs)  checker: %s\n", r.Retries, r.SimRequests, r.Stalls, r.StalledSec, r.Verdict)
-	if r.SimQuota > 0 || r.SimMaxConcurrent > 0 {
-		fmt.Fprintf(w, "quota           %g/s %s (max concurrent %d): used %.1f%% after the warm-up, 429s %.2f%% of requests, breaker opened %v, followed steps in %v s\n",
-			r.SimQuota, r.SimQuotaSteps, r.SimMaxConcurrent, r.QuotaUsed*100, r.Throttled429Share*100, r.BreakerOpened, r.FollowSec)
-	}
 }

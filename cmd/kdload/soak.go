@@ -24,6 +24,7 @@ import (
 	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/internal/natsembed"
 	"github.com/kdsync/kdsync/kdsim"
+	"github.com/kdsync/kdsync/outcome"
 	"github.com/kdsync/kdsync/workload"
 )
 
@@ -164,7 +165,7 @@ func soak(ctx context.Context, o soakOptions, progress io.Writer) (*SoakReport, 
 	// kdsync creates the streams and the guard's bucket.
 	var st *guard.Store
 	for st == nil {
-		if st, err = guard.Open(ctx, js, "KDSYNC_GUARD", 1, false); err != nil {
+		if st, err = guard.Open(ctx, js, outcome.DefaultGuardBucket, 1, false); err != nil {
 			select {
 			case <-ctx.Done():
 				return nil, ctx.Err()
@@ -279,7 +280,7 @@ func soak(ctx context.Context, o soakOptions, progress io.Writer) (*SoakReport, 
 	r.Events = len(all)
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	outs, err := harness.CollectOutcomes(wctx, nc, "KDSYNC_OUTCOMES")
+	outs, err := harness.CollectOutcomes(wctx, nc, outcome.DefaultOutcomeStream)
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/kdsim"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // natsWithStreams runs an embedded JetStream server with kdsync's streams
@@ -43,17 +44,17 @@ func deadLetter(t *testing.T, js jetstream.JetStream, id, user, action, class st
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref := consumer.OutcomeMsgID("IDENTITY", ack.Sequence)
+	ref := outcome.MsgID("IDENTITY", ack.Sequence)
 	h := nats.Header{}
-	h.Set(consumer.HdrReason, class+": refused by KooDrive")
-	h.Set(consumer.HdrErrorClass, class)
-	h.Set(consumer.HdrAttempts, "1")
-	h.Set(consumer.HdrOriginalSubject, subject)
-	h.Set(consumer.HdrOriginalStream, "IDENTITY")
-	h.Set(consumer.HdrOriginalSeq, strconv.FormatUint(ack.Sequence, 10))
-	h.Set(consumer.HdrEventID, id)
-	h.Set(consumer.HdrUserID, user)
-	h.Set(consumer.HdrDeadAt, time.Now().UTC().Format(time.RFC3339Nano))
+	h.Set(outcome.HdrReason, class+": refused by KooDrive")
+	h.Set(outcome.HdrErrorClass, class)
+	h.Set(outcome.HdrAttempts, "1")
+	h.Set(outcome.HdrOriginalSubject, subject)
+	h.Set(outcome.HdrOriginalStream, "IDENTITY")
+	h.Set(outcome.HdrOriginalSeq, strconv.FormatUint(ack.Sequence, 10))
+	h.Set(outcome.HdrEventID, id)
+	h.Set(outcome.HdrUserID, user)
+	h.Set(outcome.HdrDeadAt, time.Now().UTC().Format(time.RFC3339Nano))
 	h.Set(jetstream.MsgIDHeader, ref)
 	dack, err := js.PublishMsg(t.Context(), &nats.Msg{Subject: "kdsync.dlq." + class + "." + action, Header: h, Data: []byte(body)})
 	if err != nil {
@@ -150,8 +151,8 @@ func TestDLQCommand(t *testing.T) {
 			t.Fatalf("exit %d: %s", code, errOut)
 		}
 		var got struct {
-			Seq     uint64            `json:"seq"`
-			Outcome *consumer.Outcome `json:"outcome"`
+			Seq     uint64           `json:"seq"`
+			Outcome *outcome.Outcome `json:"outcome"`
 		}
 		if err := json.Unmarshal([]byte(out), &got); err != nil || got.Seq != s3 || got.Outcome == nil || got.Outcome.EventID != "ev-3" {
 			t.Fatalf("%+v %v: %s", got, err, out)
@@ -194,7 +195,7 @@ func TestDLQCommand(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m.Sequence != 4 || m.Header.Get(consumer.HdrReplayOf) != "KDSYNC_DLQ:"+strconv.FormatUint(s1, 10) || m.Header.Get("Kdsync-Replay-Force") != "true" {
+		if m.Sequence != 4 || m.Header.Get(outcome.HdrReplayOf) != "KDSYNC_DLQ:"+strconv.FormatUint(s1, 10) || m.Header.Get("Kdsync-Replay-Force") != "true" {
 			t.Fatalf("replayed message #%d %v", m.Sequence, m.Header)
 		}
 	})
@@ -293,8 +294,8 @@ func TestDLQReplayWithConsumer(t *testing.T) {
 	if err := outs.WaitFor(octx, 1); err != nil {
 		t.Fatal(err)
 	}
-	if o := outs.All()[0]; o.Result != consumer.Deadlettered || o.Reason != consumer.ClassBudgetExhausted || o.Attempts < 2 {
-		t.Fatalf("outcome %s/%s after %d attempts (%s), want deadlettered/%s", o.Result, o.Reason, o.Attempts, o.Error, consumer.ClassBudgetExhausted)
+	if o := outs.All()[0]; o.Result != outcome.Deadlettered || o.Reason != outcome.ClassBudgetExhausted || o.Attempts < 2 {
+		t.Fatalf("outcome %s/%s after %d attempts (%s), want deadlettered/%s", o.Result, o.Reason, o.Attempts, o.Error, outcome.ClassBudgetExhausted)
 	}
 	// The outcome and the dead letter are published together: the
 	// outcome may be seen first.
@@ -317,8 +318,8 @@ func TestDLQReplayWithConsumer(t *testing.T) {
 	}
 	code, out, errOut = kdsync(t, append([]string{"dlq", "show", "cli-hire", "-json"}, nu...)...)
 	var shown struct {
-		Attempts   int                `json:"attempts"`
-		AttemptLog []consumer.Attempt `json:"attemptLog"`
+		Attempts   int               `json:"attempts"`
+		AttemptLog []outcome.Attempt `json:"attemptLog"`
 	}
 	if err := json.Unmarshal([]byte(out), &shown); code != 0 || err != nil || len(shown.AttemptLog) != shown.Attempts ||
 		shown.AttemptLog[0].Class != "retryable" || !strings.Contains(shown.AttemptLog[0].Error, "HTTP 503") {

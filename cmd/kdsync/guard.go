@@ -10,6 +10,7 @@ import (
 
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/guard"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // shadowGuardBucket is the guard's bucket in shadow mode (kdsync run
@@ -163,7 +164,7 @@ func cmdGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				if h.Subject != "" {
 					return consumer.ParkToken(h.Subject)
 				}
-				return consumer.KVKey(h.UserID)
+				return outcome.KVKey(h.UserID)
 			},
 		})
 	}

@@ -12,10 +12,10 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/kdsim"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // reconcileEnv is NATS with kdsync's streams and a simulator holding
@@ -256,14 +256,14 @@ func TestReconcileCommandFromState(t *testing.T) {
 	}
 	fin, _ := strconv.ParseInt(finance, 10, 64)
 	one := 1
-	for user, rec := range map[string]consumer.Record{
+	for user, rec := range map[string]outcome.Record{
 		"1001": {Seq: 4, AppliedSeq: 4, State: handlers.State{Exists: true, DeptID: &fin, Role: &one}},
 		"1002": {Seq: 5, AppliedSeq: 5, State: handlers.State{}}, // hard-deleted by kdsync, back in KooDrive
 		"1003": {Seq: 6},                                         // nothing applied yet
 		"1099": {Seq: 7, AppliedSeq: 7, State: handlers.State{}}, // hard-deleted and gone: in sync
 	} {
 		b, _ := json.Marshal(rec)
-		if _, err := kv.Put(t.Context(), consumer.KVKey(user), b); err != nil {
+		if _, err := kv.Put(t.Context(), outcome.KVKey(user), b); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/internal/harness"
 	"github.com/kdsync/kdsync/kdsim"
+	"github.com/kdsync/kdsync/outcome"
 	"github.com/kdsync/kdsync/provision"
 	"github.com/kdsync/kdsync/usertrace"
 )
@@ -63,7 +63,7 @@ func TestUserAndSync(t *testing.T) {
 		t.Fatalf("%v:\n%s", err, out)
 	}
 	if tl.Verdict.State != usertrace.Drifted || len(tl.Verdict.Drift) != 1 || tl.Verdict.Drift[0].Field != "dept" || tl.Verdict.Drift[0].KooDrive != moved ||
-		len(tl.Events) != 1 || tl.Events[0].Outcome == nil || tl.Events[0].Outcome.Result != consumer.Applied {
+		len(tl.Events) != 1 || tl.Events[0].Outcome == nil || tl.Events[0].Outcome.Result != outcome.Applied {
 		t.Fatalf("timeline: %+v", tl)
 	}
 

@@ -21,10 +21,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kdsync/kdsync/checker"
-	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/internal/natsembed"
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/kdsim"
+	"github.com/kdsync/kdsync/outcome"
 	"github.com/kdsync/kdsync/workload"
 )
 
@@ -184,7 +184,7 @@ func Publish(ctx context.Context, nc *nats.Conn, stream string, events []workloa
 // Outcomes collects outcomes from the outcome stream as they are stored.
 type Outcomes struct {
 	mu   sync.Mutex
-	all  []consumer.Outcome
+	all  []outcome.Outcome
 	byID map[string]int
 	cc   jetstream.ConsumeContext
 	add  chan struct{}
@@ -214,7 +214,7 @@ func CollectOutcomes(ctx context.Context, nc *nats.Conn, stream string) (*Outcom
 	}
 	o := &Outcomes{byID: map[string]int{}, add: make(chan struct{}, 1)}
 	o.cc, err = oc.Consume(func(m jetstream.Msg) {
-		var out consumer.Outcome
+		var out outcome.Outcome
 		if err := json.Unmarshal(m.Data(), &out); err != nil {
 			return
 		}
@@ -237,10 +237,10 @@ func CollectOutcomes(ctx context.Context, nc *nats.Conn, stream string) (*Outcom
 func (o *Outcomes) Stop() { o.cc.Stop() }
 
 // All returns the outcomes collected so far.
-func (o *Outcomes) All() []consumer.Outcome {
+func (o *Outcomes) All() []outcome.Outcome {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return append([]consumer.Outcome(nil), o.all...)
+	return append([]outcome.Outcome(nil), o.all...)
 }
 
 // Distinct is the number of distinct event ids with an outcome.

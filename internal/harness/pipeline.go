@@ -14,6 +14,7 @@ import (
 	"github.com/kdsync/kdsync/guard"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/kdsim"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 // Pipeline is an Env with the real consumer running in front of the
@@ -81,12 +82,12 @@ func (p *Pipeline) Publish(id string, action handlers.Action, user string, data 
 
 // WaitOutcome waits up to wait for the outcome of the event at seq of the
 // identity stream.
-func (p *Pipeline) WaitOutcome(seq uint64, wait time.Duration) consumer.Outcome {
+func (p *Pipeline) WaitOutcome(seq uint64, wait time.Duration) outcome.Outcome {
 	p.T.Helper()
 	deadline := time.Now().Add(wait)
 	for {
 		for _, o := range p.Outcomes.All() {
-			if o.Sequence == seq && o.Stream == "IDENTITY" {
+			if o.Sequence == seq && o.Stream == outcome.DefaultStream {
 				return o
 			}
 		}

@@ -1,4 +1,4 @@
-package consumer
+package outcome
 
 import (
 	"slices"
@@ -33,11 +33,11 @@ func TestAttemptLogKeeps(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			var l attemptLog
+			var l AttemptLog
 			for n := 1; n <= tc.attempts; n++ {
-				l.add(Attempt{N: n, Class: "retryable", Error: "try " + strconv.Itoa(n)})
+				l.Add(Attempt{N: n, Class: "retryable", Error: "try " + strconv.Itoa(n)})
 			}
-			got := l.attempts()
+			got := l.Attempts()
 			var ns []int
 			for _, a := range got {
 				ns = append(ns, a.N)
@@ -70,7 +70,7 @@ func TestClipLine(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			got := clipLine(tc.in, AttemptLogErrorMax)
+			got := ClipLine(tc.in, AttemptLogErrorMax)
 			if got != tc.want {
 				t.Errorf("got %q, want %q", got, tc.want)
 			}
@@ -88,11 +88,11 @@ func TestClipLine(t *testing.T) {
 func TestEncodeAttempts(t *testing.T) {
 	at := time.Date(2026, 11, 23, 17, 21, 27, 123456789, time.UTC)
 	mk := func(n int, msg string) []Attempt {
-		var l attemptLog
+		var l AttemptLog
 		for i := 1; i <= n; i++ {
-			l.add(Attempt{N: i, At: at.Add(time.Duration(i) * time.Second), Class: "retryable", Error: msg + " #" + strconv.Itoa(i)})
+			l.Add(Attempt{N: i, At: at.Add(time.Duration(i) * time.Second), Class: "retryable", Error: msg + " #" + strconv.Itoa(i)})
 		}
-		return l.attempts()
+		return l.Attempts()
 	}
 	cases := map[string]struct {
 		in       []Attempt
@@ -104,7 +104,7 @@ func TestEncodeAttempts(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			v := encodeAttempts(tc.in)
+			v := EncodeAttempts(tc.in)
 			if len(v) > AttemptLogMax || strings.ContainsAny(v, "\r\n") {
 				t.Fatalf("%d bytes, or a line break: %q", len(v), v)
 			}
@@ -128,8 +128,8 @@ func TestEncodeAttempts(t *testing.T) {
 			}
 		})
 	}
-	if !strings.Contains(encodeAttempts(mk(1, "<html> & more")), `"error":"<html> & more #1"`) {
-		t.Errorf("HTML escaped: %s", encodeAttempts(mk(1, "<html> & more")))
+	if !strings.Contains(EncodeAttempts(mk(1, "<html> & more")), `"error":"<html> & more #1"`) {
+		t.Errorf("HTML escaped: %s", EncodeAttempts(mk(1, "<html> & more")))
 	}
 	if as, err := ParseAttemptLog(""); err != nil || as != nil {
 		t.Errorf("empty: %v %v", as, err)

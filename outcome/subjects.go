@@ -1,4 +1,4 @@
-package consumer
+package outcome
 
 import (
 	"strings"
@@ -10,23 +10,23 @@ import (
 // not be read (bad input with no usable subject).
 const NoUser = "_"
 
-// OutcomeSubject is where the outcome of an event is published:
+// Subject is where the outcome of an event is published:
 // <prefix>.<result>.<action>.<userId>, so that one user's outcomes are a
 // subject filter (<prefix>.*.*.<userId>). Before contract v1.1 outcomes
 // had no user token (<prefix>.<result>.<action>); readers accept both
-// (ParseOutcomeSubject).
-func OutcomeSubject(prefix string, r Result, a handlers.Action, user string) string {
+// (ParseSubject).
+func Subject(prefix string, r Result, a handlers.Action, user string) string {
 	return prefix + "." + string(r) + "." + subjectToken(string(a)) + "." + UserToken(user)
 }
 
 // DeadLetterSubject is where a dead letter is stored:
 // <prefix>.<reason>.<action>.<userId> (before v1.1
 // <prefix>.<reason>.<action>).
-func DeadLetterSubject(prefix, reason string, a handlers.Action, user string) string {
+func DeadLetterSubject(prefix string, reason Reason, a handlers.Action, user string) string {
 	if reason == "" {
 		reason = "unknown"
 	}
-	return prefix + "." + subjectToken(reason) + "." + subjectToken(string(a)) + "." + UserToken(user)
+	return prefix + "." + subjectToken(string(reason)) + "." + subjectToken(string(a)) + "." + UserToken(user)
 }
 
 // UserToken is user as a subject token: NoUser when empty, with the
@@ -93,4 +93,13 @@ func SubjectFilters(prefix, kind, action, user string) []string {
 	}
 	newForm := prefix + "." + tok(kind) + "." + tok(action) + "." + u
 	return []string{prefix + "." + tok(kind) + "." + tok(action), newForm}
+}
+
+func subjectToken(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '.' || r == '*' || r == '>' || r <= ' ' {
+			return '_'
+		}
+		return r
+	}, s)
 }

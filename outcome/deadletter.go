@@ -1,93 +1,12 @@
-package consumer
+package outcome
 
 import (
 	"bytes"
 	"encoding/json"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	"github.com/kdsync/kdsync/handlers"
 )
-
-// Result is how an event ended.
-type Result string
-
-// The results an outcome can carry.
-const (
-	// Applied: KooDrive now reflects the event.
-	Applied Result = "applied"
-	// Skipped: nothing to do (a duplicate, a stale event, a no-op).
-	Skipped Result = "skipped"
-	// Deadlettered: the event cannot be applied; it is in the DLQ stream.
-	Deadlettered Result = "deadlettered"
-)
-
-// Results lists every Result, for metric initialisation.
-var Results = []Result{Applied, Skipped, Deadlettered}
-
-// Reasons an event was skipped.
-const (
-	SkipDuplicate = "duplicate"
-	SkipStale     = "stale"
-	SkipNoop      = "noop"
-	// SkipGuardRejected: an operator rejected a deprovisioning held by the
-	// mass-deprovisioning guard.
-	SkipGuardRejected = "guard_rejected"
-)
-
-// Error classes reported for dead letters, besides the handlers.Reason
-// values for bad input and the kdapi classes for KooDrive refusals.
-const (
-	ClassBudgetExhausted = "retry_budget_exhausted"
-	ClassPanic           = "panic"
-)
-
-// Outcome is published once per event on
-// <OutcomePrefix>.<result>.<action>.<userId> (OutcomeSubject), with
-// Nats-Msg-Id <stream>:<sequence>.
-type Outcome struct {
-	EventID string `json:"eventId,omitempty"`
-	// Source is the event's CloudEvents source: with EventID, its identity.
-	Source   string          `json:"source,omitempty"`
-	UserID   string          `json:"userId,omitempty"`
-	Action   handlers.Action `json:"action"`
-	Result   Result          `json:"result"`
-	Reason   string          `json:"reason,omitempty"` // skip reason or error class
-	Error    string          `json:"error,omitempty"`
-	Note     string          `json:"note,omitempty"`
-	Calls    []string        `json:"calls,omitempty"`
-	Attempts int             `json:"attempts"`
-	// LatencyMs is from the event's time to the outcome; absent without a
-	// time.
-	LatencyMs *float64 `json:"latencyMs,omitempty"`
-	// ProcessingMs is from the event's receipt by kdsync to the outcome.
-	ProcessingMs float64 `json:"processingMs"`
-	Subject      string  `json:"subject"`
-	Stream       string  `json:"stream"`
-	Sequence     uint64  `json:"sequence"`
-	Delivered    uint64  `json:"delivered"`
-	TraceID      string  `json:"traceId,omitempty"`
-	// Plan and Diff, in shadow mode: the writes that would be made and the
-	// fields they would change.
-	Plan []handlers.PlannedCall `json:"plan,omitempty"`
-	Diff []handlers.FieldChange `json:"diff,omitempty"`
-	// Instance is the kdsync instance that finished the event.
-	Instance string    `json:"instance,omitempty"`
-	Time     time.Time `json:"time"`
-
-	// failed records the failed attempts for the dead letter; nil until
-	// an attempt fails, so that the success path allocates nothing.
-	failed *attemptLog
-}
-
-// OutcomeMsgID is the Nats-Msg-Id of the outcome of the message at seq of
-// stream: one per stream message, stable across redeliveries, so that a
-// redelivered event's second outcome is dropped as a duplicate.
-func OutcomeMsgID(stream string, seq uint64) string {
-	return stream + ":" + strconv.FormatUint(seq, 10)
-}
 
 // Dead-letter headers, set on the copy of the original event in the DLQ
 // stream. The original headers and body are kept unchanged.
@@ -145,18 +64,19 @@ const (
 	AttemptLogMax = 16 << 10
 )
 
-// attemptLog keeps the first and the last failed attempts of one event.
-type attemptLog struct {
+// AttemptLog keeps the first and the last failed attempts of one event,
+// within the bounds above. The zero value is an empty log.
+type AttemptLog struct {
 	first []Attempt // the first AttemptLogFirst
 	last  []Attempt // a ring of the last AttemptLogLast after those
 	next  int       // where the next entry goes in last once it is full
 	total int       // failed attempts recorded
 }
 
-// add records a failed attempt. The error is clipped, and its text made
+// Add records a failed attempt. The error is clipped, and its text made
 // one line, as it is stored.
-func (l *attemptLog) add(a Attempt) {
-	a.Error = clipLine(a.Error, AttemptLogErrorMax)
+func (l *AttemptLog) Add(a Attempt) {
+	a.Error = ClipLine(a.Error, AttemptLogErrorMax)
 	l.total++
 	switch {
 	case len(l.first) < AttemptLogFirst:
@@ -169,19 +89,22 @@ func (l *attemptLog) add(a Attempt) {
 	}
 }
 
-// attempts returns the kept attempts, oldest first.
-func (l *attemptLog) attempts() []Attempt {
+// Total is how many failed attempts were recorded, kept or not.
+func (l *AttemptLog) Total() int { return l.total }
+
+// Attempts returns the kept attempts, oldest first.
+func (l *AttemptLog) Attempts() []Attempt {
 	out := make([]Attempt, 0, len(l.first)+len(l.last))
 	out = append(out, l.first...)
 	out = append(out, l.last[l.next:]...)
 	return append(out, l.last[:l.next]...)
 }
 
-// encodeAttempts encodes as for HdrAttemptLog: compact JSON on one line,
+// EncodeAttempts encodes as for HdrAttemptLog: compact JSON on one line,
 // at most AttemptLogMax bytes. When the entries do not fit, the oldest of
 // the last attempts are left out first, then the latest of the first; the
 // very first and the very last stay.
-func encodeAttempts(as []Attempt) string {
+func EncodeAttempts(as []Attempt) string {
 	for len(as) > 0 {
 		var buf bytes.Buffer
 		enc := json.NewEncoder(&buf)
@@ -218,10 +141,10 @@ func ParseAttemptLog(v string) ([]Attempt, error) {
 	return as, nil
 }
 
-// clipLine makes s one valid-UTF-8 line of at most limit bytes, cut on a
+// ClipLine makes s one valid-UTF-8 line of at most limit bytes, cut on a
 // rune boundary and marked with "…" when cut: for header values (a
 // newline would end the header) and the attempt log's errors.
-func clipLine(s string, limit int) string {
+func ClipLine(s string, limit int) string {
 	s = strings.Map(func(r rune) rune {
 		if r == '\r' || r == '\n' || r == '\t' {
 			return ' '
@@ -239,5 +162,5 @@ func clipLine(s string, limit int) string {
 	return s[:cut] + ellipsis
 }
 
-// clipHeader keeps a header value on one line and within 1 KiB.
-func clipHeader(s string) string { return clipLine(s, 1024) }
+// ClipHeader keeps a header value on one line and within 1 KiB.
+func ClipHeader(s string) string { return ClipLine(s, 1024) }

@@ -1,0 +1,62 @@
+package handlers
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/kdsync/kdsync/kdapi"
+)
+
+// Failure is an error of Apply (or of Decode) classified for the caller's
+// decision on the event's fate, so that the caller needs no knowledge of
+// the KooDrive client.
+type Failure struct {
+	// Class names the failure: the Reason of bad input, else the KooDrive
+	// error class (kdapi.Class.String(): permanent, retryable, auth,
+	// not_found, already_exists).
+	Class string
+	// Retryable: the failure is worth another attempt (KooDrive
+	// unreachable, slow, throttling, failing, or refusing credentials,
+	// which fails every event alike and is left to the breaker and the
+	// operator).
+	Retryable bool
+	// RetryAfter is the wait KooDrive asked for, zero when none.
+	RetryAfter time.Duration
+	// Throttled: KooDrive answered 429, it is slower, not down.
+	Throttled bool
+}
+
+// Classify classifies err, an error returned by Apply or Decode. Errors
+// from elsewhere are permanent; test the context's errors before calling
+// it.
+func Classify(err error) Failure {
+	var ie *InputError
+	if errors.As(err, &ie) {
+		return Failure{Class: string(ie.Reason)}
+	}
+	class, _ := kdapi.ClassOf(err)
+	var ae *kdapi.APIError
+	return Failure{
+		Class:      class.String(),
+		Retryable:  class == kdapi.ClassRetryable || class == kdapi.ClassAuth,
+		RetryAfter: kdapi.RetryAfterOf(err),
+		Throttled:  errors.As(err, &ae) && ae.HTTPStatus == http.StatusTooManyRequests,
+	}
+}
+
+// TraceID is the trace id the KooDrive calls of the event with id carry
+// (X-Traceid), for its outcome.
+func TraceID(eventID string) string { return kdapi.TraceID(eventID) }
+
+// Deprovisions reports whether ev takes a user's access away: a disable,
+// a delete, or a change to status disabled.
+func (ev *Event) Deprovisions() bool {
+	switch ev.Action {
+	case Disabled, Deleted:
+		return true
+	case Changed:
+		return ev.Status != nil && *ev.Status == kdapi.StatusDisabled
+	}
+	return false
+}
