@@ -111,12 +111,12 @@ mutate fence-outlives-lease consumer/lease.go consumer \
 mutate drop-outcome consumer/process.go consumer \
   "TestRestartMidBatch TestConsumerDeletedMidRun TestOrderUnderConcurrencyWithFaults" \
   '	var dlq *nats.Msg
-	if out.Result == Deadlettered && !c.opts.Shadow {' \
+	if out.Result == outcome.Deadlettered && !c.opts.Shadow {' \
   '	if it.seq%10 == 3 {
 		outMsg = nil
 	}
 	var dlq *nats.Msg
-	if out.Result == Deadlettered && !c.opts.Shadow {'
+	if out.Result == outcome.Deadlettered && !c.opts.Shadow {'
 
 # 5. Acknowledged before the outcome is stored.
 mutate ack-before-outcome consumer/process.go consumer \
