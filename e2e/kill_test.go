@@ -150,6 +150,9 @@ func runWorkload(t *testing.T, faults kdsim.Faults, kills int) {
 		"KDSYNC_RETRY_MAX=500ms",
 		"KDSYNC_API_TIMEOUT=2s",
 		"KDSYNC_LOG_LEVEL=warn",
+		// Calls under way bounded as the kills' ambiguity below declares
+		// (the default ceiling is 512).
+		"KDSYNC_CONCURRENCY=64",
 	}
 	logPath := filepath.Join(dir, "kdsync.log")
 	var outcomes *harness.Outcomes
