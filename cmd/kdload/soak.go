@@ -400,8 +400,18 @@ func publishSteady(ctx context.Context, js jetstream.JetStream, evs []workload.E
 		pub(ev)
 		next = next.Add(interval)
 	}
-	<-ctx.Done()
-	return sent, ctx.Err()
+	// The steady events are all out: bursts (a guard hold) still come
+	// until the soak ends.
+	for {
+		select {
+		case <-ctx.Done():
+			return sent, ctx.Err()
+		case b := <-bursts:
+			for _, e := range b {
+				pub(e)
+			}
+		}
+	}
 }
 
 // kdsyncProc is the kdsync process under test, started again after each
