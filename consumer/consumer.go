@@ -75,10 +75,22 @@ type Options struct {
 	DedupWindow time.Duration
 
 	// Concurrency bounds KooDrive calls under way at once; default 64.
+	// It is the number of workers, each stepping one event at a time.
 	Concurrency int
+	// Workers, when set, says how many of them may step at once now (at
+	// most Concurrency): the service ties it to the throttle's limit, so
+	// that events are not taken up (decoded, their records read, held)
+	// faster than KooDrive calls can be made for them. It is called
+	// often; it must be cheap.
+	Workers func() int
 	// MaxAckPending bounds events held unacknowledged; default 1024.
 	MaxAckPending int
-	// PullBatch is the pull batch size; default 128.
+	// PullBatch is the pull batch size; default MaxAckPending. One pull
+	// request then covers the whole ack window: with many small ones
+	// (128 against 1024) the server was seen to drop one now and then
+	// at a few thousand events/s, so that nothing arrived until two
+	// missed heartbeats had the pull re-issued (about 2 s each time,
+	// docs/performance.md).
 	PullBatch int
 	// AckWait is the server's redelivery timer; in-progress signals keep
 	// events being worked alive. Default 30s.
@@ -214,7 +226,7 @@ func (o *Options) setDefaults() {
 		o.MaxAckPending = 1024
 	}
 	if o.PullBatch == 0 {
-		o.PullBatch = 128
+		o.PullBatch = o.MaxAckPending
 	}
 	if o.BreakerMinRequests == 0 {
 		o.BreakerMinRequests = 20
@@ -314,6 +326,7 @@ type Consumer struct {
 	guard     *guard.Store // nil without a deprovision limit
 	guardHeld atomic.Int64 // held events pending a decision, of this instance's partitions
 	parking   jetstream.Stream
+	gate      *gate        // the workers stepping at once
 	parkedN   atomic.Int64 // events parked, of this instance's partitions
 
 	queue   chan *lane // lanes waiting for a worker
@@ -351,6 +364,7 @@ func New(opts Options) (*Consumer, error) {
 		log:   opts.Logger,
 		obs:   opts.Observer,
 		queue: make(chan *lane, opts.MaxAckPending+opts.Concurrency+64),
+		gate:  newGate(opts.Workers),
 		lanes: make(map[string]*lane),
 	}
 	size, _ := ParseCacheSize(opts.StateCache) // validated
@@ -450,6 +464,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	go tick.run(c.stopping)
 	parkDone := c.startParkLoop(c.stopping)
 	// Workers bound the KooDrive calls under way: one call per worker.
+	context.AfterFunc(c.stopping, c.gate.close)
 	for range c.opts.Concurrency {
 		c.workers.Add(1)
 		go c.worker()

@@ -169,16 +169,19 @@ func (c *Consumer) wakeParked() {
 	}
 }
 
-// worker works ready lanes, one step at a time, until shutdown.
+// worker works ready lanes, one step at a time, until shutdown, while
+// the gate lets it.
 func (c *Consumer) worker() {
 	defer c.workers.Done()
-	for {
+	for c.gate.enter() {
 		select {
 		case <-c.stopping.Done():
+			c.gate.leave()
 			return
 		case l := <-c.queue:
 			c.work(l)
 		}
+		c.gate.leave()
 	}
 }
 

@@ -250,6 +250,9 @@ func Run(ctx context.Context, o Options) error {
 
 	co := o.Consumer
 	co.Conn = nc
+	// Twice the calls in flight allowed: a worker also decodes, reads
+	// the user's record and stores the outcome, outside its call.
+	co.Workers = func() int { return lim.Limit() + lim.Limit()/4 }
 	co.Logger = log.With("component", "consumer")
 	co.Observer = m
 	var users handlers.Users = client

@@ -23,13 +23,14 @@
 //     that doubles past eight times the last estimate without a 429 is
 //     dropped: the quota is gone.
 //
-//   - An adaptive number of calls in flight (AIMD, as TCP and Netflix's
-//     concurrency-limits): slow start (one more per call answered in time,
-//     doubling per round trip) from Options.Initial until the first sign of
-//     overload, then one more per limit's worth of answers. A timeout cuts
-//     it to 90% of the calls in flight then, a 429 that opens an episode to
-//     90% of itself (the learnt rate does the pacing); never below
-//     Options.Min nor above Options.Max.
+//   - An adaptive number of calls in flight, grown only where growth pays
+//     (epoch.go): doubling (slow start) from Options.Initial, then by a
+//     quarter, one half-second epoch at a time, each growth kept only if
+//     the next epoch accepts more calls per second (a hill climber): past
+//     the point where KooDrive answers calls in parallel, more in flight
+//     only queue. A timeout cuts it to 90% of the calls in flight then, a
+//     429 that opens an episode to 90% of itself (the learnt rate does
+//     the pacing); never below Options.Min nor above Options.Max.
 //
 // github.com/platinummonkey/go-concurrency-limits was considered: its
 // limits (AIMD, Vegas, Gradient2) adapt concurrency to latency and drops,
@@ -164,6 +165,9 @@ type Limiter struct {
 	answerNext int
 	streak     int
 
+	// Growth of the limit, judged one epoch at a time (epoch.go).
+	ep epoch
+
 	// Counters.
 	throttled, timeouts uint64
 	waiting             int       // callers waiting on the pause or the rate
@@ -178,6 +182,7 @@ func New(o Options) (*Limiter, error) {
 	}
 	o.setDefaults()
 	l := &Limiter{o: o, limit: float64(o.Initial), slowStart: true, share: 1, rl: rate.NewLimiter(rate.Inf, 1)}
+	l.ep.start, l.ep.limit = time.Now(), l.limit
 	l.applyRateLocked(time.Now())
 	return l, nil
 }
@@ -211,6 +216,13 @@ func (l *Limiter) Stats() Stats {
 		s.Rate = l.applied
 	}
 	return s
+}
+
+// Limit returns the calls in flight allowed now.
+func (l *Limiter) Limit() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return int(l.limit)
 }
 
 // SetShare scales the known quota (Options.Rate) to held of total parts:
@@ -412,14 +424,11 @@ func (l *Limiter) done(sentAt time.Time, resp *http.Response, err error) {
 		if !fresh {
 			l.lateOK(sentAt, now)
 		}
-		if float64(l.sent+1) >= l.limit/2 && l.limit < float64(l.o.Max) {
-			if l.slowStart {
-				l.limit++
-			} else {
-				l.limit += 1 / l.limit
-			}
-			l.limit = min(l.limit, float64(l.o.Max))
+		l.ep.accepted++
+		if float64(l.sent+1) >= l.limit/2 {
+			l.ep.busy++
 		}
+		l.epochLocked(now)
 	}
 }
 

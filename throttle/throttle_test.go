@@ -29,6 +29,9 @@ type simServer struct {
 	accepted int
 	inFlight int
 	maxIn    int
+	// slots, when set, is how many calls it serves at once: the others
+	// queue for one (a KooDrive, or a machine, that is busy).
+	slots chan struct{}
 }
 
 func newSimServer(latency time.Duration, quota int) *simServer {
@@ -62,6 +65,10 @@ func (s *simServer) call() *http.Response {
 	s.maxIn = max(s.maxIn, s.inFlight)
 	lat := s.latency
 	s.mu.Unlock()
+	if s.slots != nil {
+		s.slots <- struct{}{}
+		defer func() { <-s.slots }()
+	}
 	time.Sleep(lat)
 	s.mu.Lock()
 	s.inFlight--
@@ -182,7 +189,7 @@ func TestQuotaSteps(t *testing.T) {
 // TestLatencyStep: with no quota the limit opens up to the ceiling, so
 // that throughput follows the latency: Max/latency.
 func TestLatencyStep(t *testing.T) {
-	l, err := New(Options{Max: 48, Initial: 4})
+	l, err := New(Options{Max: 48, Initial: 12})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,6 +218,46 @@ func TestLatencyStep(t *testing.T) {
 	// latency, so ask for half.
 	if n := sum(slow) / 2; n < 600 {
 		t.Errorf("%d calls/s at 40 ms, want at least 600 (48 in flight)", n)
+	}
+}
+
+// TestGrowthMustPay: a server that serves 8 calls at once (the rest
+// queue) gains nothing from more in flight: the limit stays near 8, far
+// from the ceiling, and the throughput near the server's.
+func TestGrowthMustPay(t *testing.T) {
+	l, err := New(Options{Max: 256, Initial: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSimServer(5*time.Millisecond, 0)
+	s.slots = make(chan struct{}, 8)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var top atomic.Int64
+	go func() {
+		for ctx.Err() == nil {
+			if n := int64(l.Stats().Limit); n > top.Load() && time.Since(s.start) > 2*time.Second {
+				top.Store(n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	wg := drive(ctx, t, l, s, 256)
+	waitSecond(ctx, s, 8)
+	cancel()
+	wg.Wait()
+	st := l.Stats()
+	steady := s.perSec(2, 8)
+	t.Logf("per second %v; limit %d, highest after 2 s %d; server saw at most %d in flight", steady, st.Limit, top.Load(), s.maxIn)
+	// Growth to 16 or 32 is tried and undone; 64 would be a growth that
+	// was kept although it did not pay.
+	if top.Load() >= 64 {
+		t.Errorf("the limit reached %d after 2 s; more than 8 in flight gains nothing here", top.Load())
+	}
+	// The server's capacity is 8/5 ms = 1,600/s; a loaded machine adds
+	// to the latency, so ask for half.
+	if n := sum(steady) / len(steady); n < 800 {
+		t.Errorf("%d calls/s, want at least 800 (8 served at once, 5 ms each)", n)
 	}
 }
 
@@ -380,13 +427,13 @@ func TestSignals(t *testing.T) {
 		acquire   int // calls in flight; 0: 10
 		repeat    int // answers given so; 0: 1
 	}{
-		"ok grows the limit in slow start":    {resp: &http.Response{StatusCode: 200}, wantLimit: 11},
-		"timeout cuts to 90% of in flight":    {err: fmt.Errorf("get: %w", timeoutErr{}), wantLimit: 9, timeouts: 1},
-		"a lone 429 counts, cuts nothing":     {resp: &http.Response{StatusCode: 429, Header: http.Header{}}, wantLimit: 10, throttled: 1},
-		"429s in a row cut and count":         {resp: &http.Response{StatusCode: 429, Header: http.Header{}}, wantLimit: 9, throttled: 3, repeat: 3},
-		"503 is the breaker's":                {resp: &http.Response{StatusCode: 503}, wantLimit: 10},
-		"refused connection is the breaker's": {err: errors.New("connection refused"), wantLimit: 10},
-		"caller gave up":                      {err: context.Canceled, wantLimit: 10},
+		"one ok grows nothing before its epoch ends": {resp: &http.Response{StatusCode: 200}, wantLimit: 10},
+		"timeout cuts to 90% of in flight":           {err: fmt.Errorf("get: %w", timeoutErr{}), wantLimit: 9, timeouts: 1},
+		"a lone 429 counts, cuts nothing":            {resp: &http.Response{StatusCode: 429, Header: http.Header{}}, wantLimit: 10, throttled: 1},
+		"429s in a row cut and count":                {resp: &http.Response{StatusCode: 429, Header: http.Header{}}, wantLimit: 9, throttled: 3, repeat: 3},
+		"503 is the breaker's":                       {resp: &http.Response{StatusCode: 503}, wantLimit: 10},
+		"refused connection is the breaker's":        {err: errors.New("connection refused"), wantLimit: 10},
+		"caller gave up":                             {err: context.Canceled, wantLimit: 10},
 	} {
 		t.Run(name, func(t *testing.T) {
 			l, err := New(Options{Max: 100, Initial: 10})

@@ -353,9 +353,10 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 		return nil, err
 	}
 	kdAddr = "127.0.0.1:" + strconv.Itoa(port)
-	var watch *quotaWatch
+	// The per-second timeline (accepted and refused calls, kdsync's
+	// concurrency limit and pace) is kept for every run.
+	watch := &quotaWatch{sim: sim, metrics: "http://" + kdAddr + "/metrics", steps: o.quotaSteps}
 	if o.quota > 0 || o.maxConc > 0 {
-		watch = &quotaWatch{sim: sim, metrics: "http://" + kdAddr + "/metrics", steps: o.quotaSteps}
 		r.SimQuota, r.SimMaxConcurrent = o.quota, o.maxConc
 		for _, st := range o.quotaSteps {
 			r.SimQuotaSteps += fmt.Sprintf("%s=%g,", st.at, st.rate)
@@ -407,9 +408,7 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 	}
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	if watch != nil {
-		go watch.run(wctx, start)
-	}
+	go watch.run(wctx, start)
 	var kdProfile *chunkedProfile
 	if o.kdsyncProfile != "" {
 		kdProfile = profileKdsync(ctx, kdAddr, o.kdsyncProfile, progress)
@@ -551,9 +550,7 @@ func load(ctx context.Context, o loadOptions, progress io.Writer) (*Report, erro
 		r.StealShare = (steal1 - steal0) / (elapsed.Seconds() * float64(r.CPUs))
 	}
 	r.SimRequests = sim.Stats().Requests
-	if watch != nil {
-		summarizeQuota(r, watch.timeline(), o.quotaSteps, int(o.warmUp/time.Second))
-	}
+	summarizeQuota(r, watch.timeline(), o.quotaSteps, int(o.warmUp/time.Second))
 	// The faults kdload injects (429/500/503 before the write) are not
 	// ambiguous: no duplicated write is explained, and any makes the
 	// verdict unclean.

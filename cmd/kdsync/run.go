@@ -43,7 +43,7 @@ func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 	fs.IntVar(&o.ConcurrencyMin, "concurrency-min", 4, "fewest KooDrive calls in flight the adaptive limit goes down to")
 	fs.Float64Var(&o.APIRate, "api-rate", 0, "KooDrive's quota in requests/s, when known: never exceeded (with partitions, each instance keeps to the share of the partitions it holds); 0: none, one is learnt from its 429s")
 	fs.IntVar(&c.MaxAckPending, "max-ack-pending", 1024, "events held unacknowledged at most")
-	fs.IntVar(&c.PullBatch, "pull-batch", 128, "events per pull request")
+	fs.IntVar(&c.PullBatch, "pull-batch", 0, "events per pull request (0: the max ack pending)")
 	fs.DurationVar(&c.AckWait, "ack-wait", 30*time.Second, "JetStream ack wait (kdsync signals progress well within it)")
 	fs.DurationVar(&c.RetryBudget, "retry-budget", 6*time.Hour, "how long transient KooDrive failures are retried before an event is dead-lettered")
 	fs.DurationVar(&c.RetryInitial, "retry-initial", 200*time.Millisecond, "first retry wait")
