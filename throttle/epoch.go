@@ -9,22 +9,24 @@ import "time"
 // latency a ceiling of 512 cost 20% of the throughput and 14 MiB of RSS
 // against 64 (docs/performance.md).
 //
-// So the limit grows one epoch at a time (a second, and at least 100
-// answers or three seconds), and each growth is judged by the two epochs
-// after it, as a hill climber does: in each, the accepted calls per second
-// must rise by at least payShare of the growth over the rate before it
-// (doubling the limit must bring at least 50% more, a quarter more at
-// least 12.5%). Two epochs, because a single one passes by chance too
-// often: at zero latency the rate of one second varies by ±15% on a busy
-// machine. A growth that does not pay is undone and growth holds for
-// holdGrowth, after which one step is tried again, so that a KooDrive that
-// got faster, or a quota that was raised, is found. A rate that falls by
-// more than fallShare meanwhile means the conditions changed (a latency
+// So the limit grows one epoch at a time, and each growth is judged by the
+// epochs after it, as a hill climber does: in each, the accepted calls per
+// second must rise by at least payShare of the growth over the rate before
+// it. Slow start doubles the limit each half-second epoch that pays (at
+// least 50% more calls per second): from 64 to 512 in 1.5 s at 100 ms of
+// latency. After it, growth is by a quarter, judged by two epochs of a
+// second (each at least 12.5% more): a single epoch passes by chance too
+// often, as at zero latency the rate of one second varies by ±15% on a
+// busy machine. An epoch also waits for 100 answers, up to three seconds.
+// A growth that does not pay is undone, ends slow start and holds growth
+// for holdGrowth, after which one step is tried again, so that a KooDrive
+// that got faster, or a quota that was raised, is found. A rate that falls
+// by more than fallShare meanwhile means the conditions changed (a latency
 // step, a pause): nothing is judged, the epoch becomes the new reference.
-// Growth is doubling (slow start) until the first growth that did not pay
-// or the first cut, then a quarter per step; only while the limit is used
-// (at least half of it in flight for most answers).
+// The limit grows only while it is used (at least half of it in flight for
+// most answers).
 const (
+	slowEpochLen    = 500 * time.Millisecond
 	epochLen        = time.Second
 	epochMaxLen     = 3 * time.Second
 	epochMinAnswers = 100
@@ -53,7 +55,11 @@ type epoch struct {
 func (l *Limiter) epochLocked(now time.Time) {
 	ep := &l.ep
 	el := now.Sub(ep.start)
-	if el < epochLen || (ep.accepted < epochMinAnswers && el < epochMaxLen) {
+	length, judges := epochLen, judgeEpochs
+	if l.slowStart {
+		length, judges = slowEpochLen, 1
+	}
+	if el < length || (ep.accepted < epochMinAnswers && el < epochMaxLen) {
 		return
 	}
 	rate := float64(ep.accepted) / el.Seconds()
@@ -74,7 +80,7 @@ func (l *Limiter) epochLocked(now time.Time) {
 		l.slowStart = false
 		ep.holdTil = now.Add(holdGrowth)
 		ep.judged = 0
-	case judging && ep.judged < judgeEpochs:
+	case judging && ep.judged < judges:
 		ep.judged++ // paid once; once more
 	default:
 		ep.refLimit, ep.refRate, ep.judged = ep.limit, rate, 0

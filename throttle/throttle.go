@@ -108,7 +108,7 @@ func (o Options) Validate() error {
 
 // Tuning of the learnt rate; see the package doc.
 const (
-	rateMargin     = 0.97             // pace at this share of the estimate
+	rateMargin     = 0.99             // pace at this share of the estimate
 	holdConfirm    = 2 * time.Second  // after a first or a higher estimate
 	holdFirstAgree = 20 * time.Second // after the first agreeing one; doubles
 	holdMax        = 60 * time.Second
