@@ -245,10 +245,10 @@ func (c *Consumer) attempt(it *item) (wait time.Duration, stop bool) {
 		it.failedAttempt(classFenced, err.Error())
 		return fencedRetry, false
 	case !f.Retryable:
-		it.failedAttempt(f.Class, err.Error())
+		it.failedAttempt(f.Class.String(), err.Error())
 		it.deadLetter(outcome.Reason(f.Class), err.Error())
 	default:
-		it.failedAttempt(f.Class, err.Error())
+		it.failedAttempt(f.Class.String(), err.Error())
 		it.last = err
 		if it.bo == nil {
 			b := backoff.NewExponentialBackOff()
@@ -276,7 +276,7 @@ func (c *Consumer) attempt(it *item) (wait time.Duration, stop bool) {
 			return 0, false
 		}
 		d = min(d, left)
-		c.obs.Retry(f.Class, d, it.ra.used)
+		c.obs.Retry(f.Class.String(), d, it.ra.used)
 		c.log.Debug("retrying event", "event", it.ev.ID, "seq", it.seq, "attempt", it.out.Attempts, "wait", d, "err", err)
 		return d, false
 	}

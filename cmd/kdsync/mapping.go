@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/kdsync/kdsync/mapping"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 const mappingUsage = `kdsync mapping test: what a mapping makes of one SCIM User.
@@ -72,7 +73,7 @@ func cmdMapping(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	r, err := m.Map(rec)
 	var me *mapping.Error
 	if errors.As(err, &me) {
-		return fmt.Errorf("this user would be dead-lettered (reason %s): %w", mapping.Reason, err)
+		return fmt.Errorf("this user would be dead-lettered (reason %s): %w", outcome.ReasonMapping, err)
 	}
 	if err != nil {
 		return err
