@@ -13,12 +13,34 @@ import (
 
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/kdapi"
+	"github.com/kdsync/kdsync/outcome"
 	"github.com/kdsync/kdsync/reconcile"
 )
 
-// The connection flags and connections every command shares: NATS
-// (run, ingest, publish, dlq, guard, reconcile, user, sync) and KooDrive
-// (run, reconcile, user, sync).
+// The flags and connections the commands share: NATS (run, ingest,
+// publish, dlq, guard, reconcile, user, sync), KooDrive (run, reconcile,
+// user, sync), and the names of kdsync's streams, buckets and subjects.
+
+// nameFlag is one of the stream, bucket and subject prefix flags, with
+// kdsync run's name and default: a tool reads what kdsync run writes.
+type nameFlag struct{ name, value, usage string }
+
+// The name flags.
+var (
+	streamName        = nameFlag{"stream", outcome.DefaultStream, "JetStream stream of identity events"}
+	subjectPrefixName = nameFlag{"subject-prefix", reconcile.DefaultSubjectPrefix, "subject prefix of identity events: <prefix>.<action>.<userId>"}
+	outcomeStreamName = nameFlag{"outcome-stream", outcome.DefaultOutcomeStream, "stream of outcomes"}
+	outcomePrefixName = nameFlag{"outcome-prefix", outcome.DefaultOutcomePrefix, "subject prefix of outcomes: <prefix>.<result>.<action>.<userId>"}
+	dlqStreamName     = nameFlag{"dlq-stream", outcome.DefaultDLQStream, "stream of dead letters"}
+	dlqPrefixName     = nameFlag{"dlq-prefix", outcome.DefaultDLQPrefix, "subject prefix of dead letters: <prefix>.<reason>.<action>.<userId>"}
+	stateBucketName   = nameFlag{"state-bucket", outcome.DefaultStateBucket, "KV bucket of kdsync's per-user records (watermarks and applied state)"}
+	guardBucketName   = nameFlag{"guard-bucket", outcome.DefaultGuardBucket, "KV bucket of the mass-deprovisioning guard"}
+	parkStreamName    = nameFlag{"park-stream", outcome.DefaultParkStream, "stream the guard's held events, and their users' later events, are parked in until decided"}
+	parkPrefixName    = nameFlag{"park-prefix", outcome.DefaultParkPrefix, "subject prefix of parked events: <prefix>.<user key>"}
+)
+
+// bind declares the flag on fs, its value going to p.
+func (n nameFlag) bind(fs *flag.FlagSet, p *string) { fs.StringVar(p, n.name, n.value, n.usage) }
 
 // natsFlags declares the NATS connection flags on fs (as kdsync run has
 // them) and returns a function that yields the options after parsing.

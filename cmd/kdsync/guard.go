@@ -13,17 +13,6 @@ import (
 	"github.com/kdsync/kdsync/outcome"
 )
 
-// shadowGuardBucket is the guard's bucket in shadow mode (kdsync run
-// -shadow), apart from the active instances' KDSYNC_GUARD.
-const shadowGuardBucket = "KDSYNC_SHADOW_GUARD"
-
-// shadowParkStream and shadowParkPrefix are where a shadow instance parks
-// the events its guard holds.
-const (
-	shadowParkStream = "KDSYNC_SHADOW_PARKED"
-	shadowParkPrefix = "kdsync.shadow-parked"
-)
-
 const guardUsage = `Usage: kdsync guard status|release|reject [flags]
 
   status                      the held deprovisioning events and the window's count
@@ -69,15 +58,15 @@ func guardFlags(out io.Writer) (f *cmdFlags, config func() (*guardConfig, error)
 		fs.PrintDefaults()
 	}
 	conn := natsFlags(fs)
-	fs.StringVar(&c.bucket, "guard-bucket", "KDSYNC_GUARD", "the guard's KV bucket, as kdsync run's -guard-bucket")
+	guardBucketName.bind(fs, &c.bucket)
 	limit := fs.String("deprovision-limit", "", "the limit kdsync runs with, e.g. 50/10m (status shows the window's count against it)")
-	fs.StringVar(&c.parkStream, "park-stream", "KDSYNC_PARKED", "status: the stream kdsync parks held events in, as kdsync run's -park-stream")
+	parkStreamName.bind(fs, &c.parkStream)
 	f.commandLineOnly()
 	fs.BoolVar(&c.json, "json", false, "status: print JSON")
 	seqList := fs.String("seq", "", "release, reject: stream sequences of held events, e.g. 1041,1045-1050 (see kdsync guard status)")
 	fs.BoolVar(&c.all, "all", false, "release, reject: every held event pending a decision")
 	fs.StringVar(&c.by, "by", os.Getenv("USER"), "release, reject: who decides, recorded with the decision")
-	shadow := fs.Bool("shadow", false, "the shadow instance's guard: bucket "+shadowGuardBucket+" unless -guard-bucket (or KDSYNC_GUARD_BUCKET) names another, as kdsync run -shadow")
+	shadow := fs.Bool("shadow", false, "the shadow instance's guard: bucket "+outcome.ShadowGuardBucket+" unless -guard-bucket (or KDSYNC_GUARD_BUCKET) names another, as kdsync run -shadow")
 
 	return f, func() (*guardConfig, error) {
 		c.nats = conn()
@@ -87,10 +76,10 @@ func guardFlags(out io.Writer) (f *cmdFlags, config func() (*guardConfig, error)
 			errs = append(errs, err)
 		}
 		if *shadow && !f.isSet("guard-bucket") {
-			c.bucket = shadowGuardBucket
+			c.bucket = outcome.ShadowGuardBucket
 		}
 		if *shadow && !f.isSet("park-stream") {
-			c.parkStream = shadowParkStream
+			c.parkStream = outcome.ShadowParkStream
 		}
 		if c.seqs, err = parseSeqs(*seqList); err != nil {
 			errs = append(errs, err)
