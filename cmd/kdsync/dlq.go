@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/kdsync/kdsync/consumer"
@@ -37,7 +35,7 @@ Run "kdsync dlq <command> -h" for every flag.
 // cmdDLQ runs kdsync dlq <list|show|replay|purge>.
 func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || !slices.Contains([]string{"list", "show", "replay", "purge"}, args[0]) {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		if len(args) > 0 && isHelp(args[0]) {
 			fmt.Fprint(stdout, dlqUsage)
 			return nil
 		}
@@ -120,10 +118,10 @@ func dlqFlags(sub string, stderr io.Writer) (*cmdFlags, func() (*dlqConfig, erro
 	fs := f.FlagSet
 	fs.SetOutput(stderr)
 	conn := natsFlags(fs)
-	fs.StringVar(&c.store.Stream, "dlq-stream", "KDSYNC_DLQ", "stream of dead letters")
-	fs.StringVar(&c.store.Prefix, "dlq-prefix", "kdsync.dlq", "subject prefix of dead letters: <prefix>.<reason>.<action>.<userId>")
-	fs.StringVar(&c.store.OutcomeStream, "outcome-stream", "KDSYNC_OUTCOMES", "stream of outcomes")
-	fs.StringVar(&c.store.OutcomePrefix, "outcome-prefix", "kdsync.outcome", "subject prefix of outcomes")
+	dlqStreamName.bind(fs, &c.store.Stream)
+	dlqPrefixName.bind(fs, &c.store.Prefix)
+	outcomeStreamName.bind(fs, &c.store.OutcomeStream)
+	outcomePrefixName.bind(fs, &c.store.OutcomePrefix)
 	c.conn = conn
 	f.commandLineOnly()
 	fs.DurationVar(&c.timeout, "timeout", time.Minute, "how long the command may take")
@@ -173,13 +171,13 @@ func (c *dlqConfig) finish(sub string, fs *flag.FlagSet, stderr io.Writer, seqs,
 	}
 	var errs []error
 	var err error
-	c.sel.Seqs, err = parseSeqs(seqs)
+	c.sel.Seqs, err = dlq.ParseSeqs(seqs)
 	errs = append(errs, err)
 	c.sel.IDs = splitList(ids)
 	now := time.Now()
-	c.sel.Since, err = parseWhen(since, now)
+	c.sel.Since, err = dlq.ParseTime(since, now)
 	errs = append(errs, err)
-	c.sel.Until, err = parseWhen(until, now)
+	c.sel.Until, err = dlq.ParseTime(until, now)
 	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -191,43 +189,6 @@ func (c *dlqConfig) finish(sub string, fs *flag.FlagSet, stderr io.Writer, seqs,
 	c.nats = c.conn()
 	c.nats.Name = "kdsync-dlq"
 	return c, nil
-}
-
-// parseSeqs reads "12,15-20".
-func parseSeqs(s string) ([]uint64, error) {
-	var out []uint64
-	for _, part := range splitList(s) {
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err1 := strconv.ParseUint(lo, 10, 64)
-		b := a
-		var err2 error
-		if isRange {
-			b, err2 = strconv.ParseUint(hi, 10, 64)
-		}
-		if err1 != nil || err2 != nil || a == 0 || b < a || b-a > 100_000 {
-			return nil, fmt.Errorf("-seq %q: want sequences or ranges such as 12,15-20", part)
-		}
-		for q := a; q <= b; q++ {
-			out = append(out, q)
-		}
-	}
-	return out, nil
-}
-
-// parseWhen reads an RFC 3339 time, a date, or a duration before now.
-func parseWhen(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
-		return now.Add(-d), nil
-	}
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04", "2006-01-02"} {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("time %q: want RFC 3339 (2026-11-23T10:00:00Z), a date (2026-11-23) or a duration ago (24h)", s)
 }
 
 func writeJSONTo(w io.Writer, v any) error {

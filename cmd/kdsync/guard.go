@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 
 	"github.com/kdsync/kdsync/consumer"
+	"github.com/kdsync/kdsync/dlq"
 	"github.com/kdsync/kdsync/guard"
 	"github.com/kdsync/kdsync/outcome"
 )
@@ -81,7 +83,7 @@ func guardFlags(out io.Writer) (f *cmdFlags, config func() (*guardConfig, error)
 		if *shadow && !f.isSet("park-stream") {
 			c.parkStream = outcome.ShadowParkStream
 		}
-		if c.seqs, err = parseSeqs(*seqList); err != nil {
+		if c.seqs, err = dlq.ParseSeqs(*seqList); err != nil {
 			errs = append(errs, err)
 		}
 		return &c, errors.Join(errs...)
@@ -123,13 +125,12 @@ func cmdGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return errUsage
 	}
 	verb := args[0]
-	switch verb {
-	case "help", "-h", "-help", "--help":
+	switch {
+	case isHelp(verb):
 		fs, _ := guardFlags(stdout)
 		fs.Usage()
 		return nil
-	case "status", "release", "reject":
-	default:
+	case !slices.Contains([]string{"status", "release", "reject"}, verb):
 		fmt.Fprintf(stderr, "kdsync guard: unknown command %q\n\n%s", verb, guardUsage)
 		return errUsage
 	}

@@ -108,6 +108,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool {
+	switch arg {
+	case "help", "-h", "-help", "--help":
+		return true
+	}
+	return false
+}
+
 // errUsage marks an error already explained on stderr.
 var errUsage = errors.New("usage")
 

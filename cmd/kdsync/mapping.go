@@ -28,7 +28,7 @@ problems prints every one of them with its line.
 // cmdMapping runs kdsync mapping <command>.
 func cmdMapping(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "test" {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "help" || args[0] == "-help" || args[0] == "--help") {
+		if len(args) > 0 && isHelp(args[0]) {
 			fmt.Fprint(stdout, mappingUsage)
 			return nil
 		}

@@ -33,7 +33,7 @@ func publishFlags() (*cmdFlags, *publishConfig) {
 	fs := f.FlagSet
 	c.nats = natsFlags(fs)
 	d := &c.event
-	fs.StringVar(&c.prefix, "subject-prefix", "identity.employee", "subject prefix: <prefix>.<action>.<userId>")
+	subjectPrefixName.bind(fs, &c.prefix)
 	fs.StringVar(&c.file, "file", "", "a structured CloudEvent (JSON) to send as it is; - reads standard input")
 	fs.StringVar((*string)(&d.Action), "type", "", "action: hired, changed, disabled, enabled or deleted")
 	fs.StringVar(&d.UserID, "user", "", "OrgID user id")

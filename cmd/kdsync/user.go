@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -61,14 +62,14 @@ type userConfig struct {
 // streamFlags declares where kdsync keeps events, outcomes, dead letters,
 // records and holds, as kdsync run names them.
 func streamFlags(fs *flag.FlagSet, o *usertrace.Options) {
-	fs.StringVar(&o.Stream, "stream", "IDENTITY", "JetStream stream of identity events")
-	fs.StringVar(&o.SubjectPrefix, "subject-prefix", reconcile.DefaultSubjectPrefix, "subject prefix of identity events: <prefix>.<action>.<userId>")
-	fs.StringVar(&o.OutcomeStream, "outcome-stream", "KDSYNC_OUTCOMES", "stream of outcomes")
-	fs.StringVar(&o.OutcomePrefix, "outcome-prefix", "kdsync.outcome", "subject prefix of outcomes")
-	fs.StringVar(&o.DLQStream, "dlq-stream", "KDSYNC_DLQ", "stream of dead letters")
-	fs.StringVar(&o.DLQPrefix, "dlq-prefix", "kdsync.dlq", "subject prefix of dead letters")
-	fs.StringVar(&o.StateBucket, "state-bucket", "KDSYNC_STATE", "KV bucket of kdsync's per-user records")
-	fs.StringVar(&o.GuardBucket, "guard-bucket", "KDSYNC_GUARD", "KV bucket of the mass-deprovisioning guard")
+	streamName.bind(fs, &o.Stream)
+	subjectPrefixName.bind(fs, &o.SubjectPrefix)
+	outcomeStreamName.bind(fs, &o.OutcomeStream)
+	outcomePrefixName.bind(fs, &o.OutcomePrefix)
+	dlqStreamName.bind(fs, &o.DLQStream)
+	dlqPrefixName.bind(fs, &o.DLQPrefix)
+	stateBucketName.bind(fs, &o.StateBucket)
+	guardBucketName.bind(fs, &o.GuardBucket)
 }
 
 // userFlags declares the flags of kdsync user or sync (name), its usage
@@ -204,10 +205,8 @@ func cmdUser(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 // helpOut is where usage goes: stdout when help was asked for.
 func helpOut(args []string, stdout, stderr io.Writer) io.Writer {
-	for _, a := range args {
-		if a == "-h" || a == "-help" || a == "--help" || a == "help" {
-			return stdout
-		}
+	if slices.ContainsFunc(args, isHelp) {
+		return stdout
 	}
 	return stderr
 }
