@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kdsync/kdsync/consumer"
+	"github.com/kdsync/kdsync/envflag"
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/outcome"
 	"github.com/kdsync/kdsync/reconcile"
@@ -85,11 +86,11 @@ func apiFlags(fs *flag.FlagSet) func() (apiConfig, error) {
 	return func() (apiConfig, error) {
 		var errs []error
 		var err error
-		a.secret, err = secretValue("app secret", *appSecret, *appSecretFile)
+		a.secret, err = envflag.Secret[kdapi.Secret]("app secret", *appSecret, *appSecretFile)
 		errs = append(errs, err)
-		a.token, err = secretValue("api token", *apiToken, *apiTokenFile)
+		a.token, err = envflag.Secret[kdapi.Secret]("api token", *apiToken, *apiTokenFile)
 		errs = append(errs, err)
-		a.notFound = splitList(*notFound)
+		a.notFound = envflag.List(*notFound)
 		return a, errors.Join(errs...)
 	}
 }

@@ -26,7 +26,7 @@ type demoConfig struct {
 func demoFlags() (*cmdFlags, *demoConfig) {
 	var c demoConfig
 	f := newFlags("kdsync demo")
-	f.prefix = demoEnvPrefix
+	f.Prefix = demoEnvPrefix
 	fs := f.FlagSet
 	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:9090", "address of /metrics, /healthz and /readyz")
 	fs.IntVar(&c.natsPort, "nats-port", 4222, "port of the embedded NATS server (0: any free port)")
@@ -48,7 +48,7 @@ func demoFlags() (*cmdFlags, *demoConfig) {
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	f, c := demoFlags()
 	f.SetOutput(stderr)
-	parseErr := f.parse(args)
+	parseErr := f.Parse(args)
 	if errors.Is(parseErr, flag.ErrHelp) {
 		return parseErr
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/dlq"
+	"github.com/kdsync/kdsync/envflag"
 )
 
 const dlqUsage = `kdsync dlq: inspect, replay and purge dead letters.
@@ -95,7 +96,7 @@ type dlqConfig struct {
 // line, so that no stray KDSYNC_USER or KDSYNC_YES can widen a purge.
 func parseDLQFlags(sub string, args []string, stderr io.Writer) (*dlqConfig, error) {
 	f, config := dlqFlags(sub, stderr)
-	parseErr := f.parse(args)
+	parseErr := f.Parse(args)
 	if errors.Is(parseErr, flag.ErrHelp) {
 		return nil, parseErr
 	}
@@ -123,7 +124,7 @@ func dlqFlags(sub string, stderr io.Writer) (*cmdFlags, func() (*dlqConfig, erro
 	outcomeStreamName.bind(fs, &c.store.OutcomeStream)
 	outcomePrefixName.bind(fs, &c.store.OutcomePrefix)
 	c.conn = conn
-	f.commandLineOnly()
+	f.CommandLineOnly()
 	fs.DurationVar(&c.timeout, "timeout", time.Minute, "how long the command may take")
 	fs.BoolVar(&c.json, "json", false, "print JSON instead of a table")
 	var seqs, ids, since, until string
@@ -173,7 +174,7 @@ func (c *dlqConfig) finish(sub string, fs *flag.FlagSet, stderr io.Writer, seqs,
 	var err error
 	c.sel.Seqs, err = dlq.ParseSeqs(seqs)
 	errs = append(errs, err)
-	c.sel.IDs = splitList(ids)
+	c.sel.IDs = envflag.List(ids)
 	now := time.Now()
 	c.sel.Since, err = dlq.ParseTime(since, now)
 	errs = append(errs, err)

@@ -63,7 +63,7 @@ func guardFlags(out io.Writer) (f *cmdFlags, config func() (*guardConfig, error)
 	guardBucketName.bind(fs, &c.bucket)
 	limit := fs.String("deprovision-limit", "", "the limit kdsync runs with, e.g. 50/10m (status shows the window's count against it)")
 	parkStreamName.bind(fs, &c.parkStream)
-	f.commandLineOnly()
+	f.CommandLineOnly()
 	fs.BoolVar(&c.json, "json", false, "status: print JSON")
 	seqList := fs.String("seq", "", "release, reject: stream sequences of held events, e.g. 1041,1045-1050 (see kdsync guard status)")
 	fs.BoolVar(&c.all, "all", false, "release, reject: every held event pending a decision")
@@ -77,10 +77,10 @@ func guardFlags(out io.Writer) (f *cmdFlags, config func() (*guardConfig, error)
 		if c.limit, err = guard.ParseLimit(*limit); err != nil {
 			errs = append(errs, err)
 		}
-		if *shadow && !f.isSet("guard-bucket") {
+		if *shadow && !f.IsSet("guard-bucket") {
 			c.bucket = outcome.ShadowGuardBucket
 		}
-		if *shadow && !f.isSet("park-stream") {
+		if *shadow && !f.IsSet("park-stream") {
 			c.parkStream = outcome.ShadowParkStream
 		}
 		if c.seqs, err = dlq.ParseSeqs(*seqList); err != nil {
@@ -94,7 +94,7 @@ func guardFlags(out io.Writer) (f *cmdFlags, config func() (*guardConfig, error)
 // environment.
 func parseGuardFlags(verb string, args []string, stderr io.Writer) (*guardConfig, error) {
 	fs, config := guardFlags(stderr)
-	parseErr := fs.parse(args)
+	parseErr := fs.Parse(args)
 	if errors.Is(parseErr, flag.ErrHelp) {
 		return nil, parseErr
 	}

@@ -251,7 +251,7 @@ func parseServiceOptions(t *testing.T, args ...string) (service.Options, string,
 	options := serviceFlags(f.FlagSet)
 	f.String("log-level", "info", "")
 	f.String("log-format", "json", "")
-	if err := f.parse(args); err != nil {
+	if err := f.Parse(args); err != nil {
 		t.Fatal(err)
 	}
 	o, err := options(slog.New(slog.NewJSONHandler(&logged, nil)))

@@ -6,10 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"strings"
 
 	"github.com/kdsync/kdsync/consumer"
+	"github.com/kdsync/kdsync/envflag"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/ingress"
 	"github.com/kdsync/kdsync/kdapi"
@@ -68,7 +67,7 @@ func ingressFlags(fs *flag.FlagSet) func() (ingressConfig, error) {
 	fs.DurationVar(&so.SweepInterval, "scim-sweep-interval", scim.DefaultSweepInterval, "how often SCIM writes left pending (a crash) are finished and unmappable users mapped again; negative: only at start")
 	return func() (ingressConfig, error) {
 		var errs []error
-		st, err := secretList("SCIM token", *scimTokens, *scimTokenFile)
+		st, err := envflag.Secrets[kdapi.Secret]("SCIM token", *scimTokens, *scimTokenFile)
 		errs = append(errs, err)
 		if len(st) > 0 {
 			so.Tokens = st
@@ -79,10 +78,10 @@ func ingressFlags(fs *flag.FlagSet) func() (ingressConfig, error) {
 		} else if *mappingFile != "" {
 			errs = append(errs, errors.New("mapping-file is set but SCIM is off: give KDSYNC_SCIM_TOKEN"))
 		}
-		t, err := secretList("ingress token", *tokens, *tokenFile)
+		t, err := envflag.Secrets[kdapi.Secret]("ingress token", *tokens, *tokenFile)
 		errs = append(errs, err)
 		o.Tokens = t
-		s, err := secretList("ingress secret", *secrets, *secretFile)
+		s, err := envflag.Secrets[kdapi.Secret]("ingress secret", *secrets, *secretFile)
 		errs = append(errs, err)
 		o.Secrets = s
 		if (c.tlsCert == "") != (c.tlsKey == "") {
@@ -128,34 +127,12 @@ func ingestFlags(fs *flag.FlagSet) func() (ingestConfig, error) {
 	}
 }
 
-// secretList reads comma- or newline-separated secrets from a flag (or
-// environment) value or from a file, not both.
-func secretList(name, value, file string) ([]kdapi.Secret, error) {
-	if value != "" && file != "" {
-		return nil, fmt.Errorf("%s: give the value or a file, not both", name)
-	}
-	if file != "" {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return nil, fmt.Errorf("%s file: %w", name, err)
-		}
-		value = string(b)
-	}
-	var out []kdapi.Secret
-	for _, s := range strings.FieldsFunc(value, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' }) {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, kdapi.Secret(s))
-		}
-	}
-	return out, nil
-}
-
 // cmdIngest runs the webhook ingress until ctx ends.
 func cmdIngest(ctx context.Context, args []string, stderr io.Writer) error {
 	f := newFlags("kdsync ingest")
 	f.SetOutput(stderr)
 	config := ingestFlags(f.FlagSet)
-	parseErr := f.parse(args)
+	parseErr := f.Parse(args)
 	if errors.Is(parseErr, flag.ErrHelp) {
 		return parseErr
 	}

@@ -27,6 +27,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+
+	"github.com/kdsync/kdsync/envflag"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -102,7 +104,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	fmt.Fprintf(stderr, "kdsync %s: %v\n", args[0], err)
-	if errors.As(err, new(cmdlineError)) {
+	if errors.As(err, new(envflag.UsageError)) {
 		return 2
 	}
 	return 1

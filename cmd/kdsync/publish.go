@@ -50,7 +50,7 @@ func publishFlags() (*cmdFlags, *publishConfig) {
 func cmdPublish(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	f, c := publishFlags()
 	f.SetOutput(stderr)
-	if err := f.parse(args); err != nil {
+	if err := f.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/kdsync/kdsync/consumer"
+	"github.com/kdsync/kdsync/envflag"
 	"github.com/kdsync/kdsync/reconcile"
 )
 
@@ -50,7 +51,7 @@ type reconcileConfig struct {
 
 func parseReconcileFlags(args []string, stderr io.Writer) (*reconcileConfig, error) {
 	f, config := reconcileFlags(stderr)
-	parseErr := f.parse(args)
+	parseErr := f.Parse(args)
 	if errors.Is(parseErr, flag.ErrHelp) {
 		return nil, parseErr
 	}
@@ -81,7 +82,7 @@ func reconcileFlags(stderr io.Writer) (*cmdFlags, func() (*reconcileConfig, erro
 	outcomeStreamName.bind(fs, &p.OutcomeStream)
 	outcomePrefixName.bind(fs, &p.OutcomePrefix)
 
-	f.commandLineOnly()
+	f.CommandLineOnly()
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, reconcileUsage, "\nFlags:\n")
@@ -144,7 +145,7 @@ func (c *reconcileConfig) finish(conn func() consumer.ConnectOptions, api func()
 		}
 	}
 	p.Ignore = map[string]bool{}
-	for _, id := range splitList(ignore) {
+	for _, id := range envflag.List(ignore) {
 		p.Ignore[id] = true
 	}
 	p.Protect = map[string]bool{}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kdsync/kdsync/console"
 	"github.com/kdsync/kdsync/consumer"
+	"github.com/kdsync/kdsync/envflag"
 	"github.com/kdsync/kdsync/guard"
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/metrics"
@@ -98,19 +99,19 @@ func serviceFlags(fs *flag.FlagSet) func(log *slog.Logger) (service.Options, err
 	return func(log *slog.Logger) (service.Options, error) {
 		var errs []error
 		o.Logger = log
-		c.StreamSubjects = splitList(*subjects)
+		c.StreamSubjects = envflag.List(*subjects)
 		c.Decoder.MaxSize = *maxEvent
 		o.NATS = conn()
 		a, err := api()
 		errs = append(errs, err)
 		o.APIBaseURL, o.AppID, o.AppSecret, o.APIUserID, o.APIToken, o.APITimeout, o.NotFound =
 			a.baseURL, a.appID, a.secret, a.userID, a.token, a.timeout, a.notFound
-		o.Console.Options.Token, err = secretValue("console token", *consoleToken, *consoleTokenFile)
+		o.Console.Options.Token, err = envflag.Secret[kdapi.Secret]("console token", *consoleToken, *consoleTokenFile)
 		errs = append(errs, err)
 		if oidc.Issuer != "" {
-			oidc.ClientSecret, err = secretValue("console OIDC client secret", *oidcSecret, *oidcSecretFile)
+			oidc.ClientSecret, err = envflag.Secret[kdapi.Secret]("console OIDC client secret", *oidcSecret, *oidcSecretFile)
 			errs = append(errs, err)
-			oidc.Allowed = splitList(*oidcAllowed)
+			oidc.Allowed = envflag.List(*oidcAllowed)
 			o.Console.Options.OIDC = &oidc
 		}
 		if *defaultDept != "" {
@@ -120,7 +121,7 @@ func serviceFlags(fs *flag.FlagSet) func(log *slog.Logger) (service.Options, err
 			}
 			o.DefaultDeptID = &d
 		}
-		o.ExistsCodes = splitList(*existsCodes)
+		o.ExistsCodes = envflag.List(*existsCodes)
 		if *maxEvent < 1024 || *maxEvent > 1<<20 {
 			errs = append(errs, fmt.Errorf("max-event-size %d: want 1024 to 1048576", *maxEvent))
 		}
@@ -168,7 +169,7 @@ func runFlags() (*cmdFlags, func(stderr io.Writer) (service.Options, error)) {
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	f, options := runFlags()
 	f.SetOutput(stderr)
-	parseErr := f.parse(args)
+	parseErr := f.Parse(args)
 	if errors.Is(parseErr, flag.ErrHelp) {
 		return parseErr
 	}
@@ -197,30 +198,4 @@ func authMode(o service.Options) string {
 		return "app"
 	}
 	return "none"
-}
-
-// secretValue takes a secret from its flag (or environment) value or from
-// a file, not both.
-func secretValue(name, value, file string) (kdapi.Secret, error) {
-	switch {
-	case value != "" && file != "":
-		return "", fmt.Errorf("%s: give the value or a file, not both", name)
-	case file != "":
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return "", fmt.Errorf("%s file: %w", name, err)
-		}
-		return kdapi.Secret(strings.TrimSpace(string(b))), nil
-	}
-	return kdapi.Secret(value), nil
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
 }

@@ -83,7 +83,7 @@ func userFlags(name string, out io.Writer) (*cmdFlags, func() (*userConfig, erro
 	api := apiFlags(fs)
 	fs.Float64Var(&c.rate, "rate", 5, "KooDrive requests per second at most")
 	streamFlags(fs, &c.trace)
-	f.commandLineOnly()
+	f.CommandLineOnly()
 	fs.SetOutput(out)
 	usage := userUsage
 	if name == "sync" {
@@ -111,13 +111,13 @@ func parseUserFlags(name string, args []string, out io.Writer) (*userConfig, err
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		user, args = args[0], args[1:]
 	}
-	parseErr := f.parse(args)
+	parseErr := f.Parse(args)
 	if errors.Is(parseErr, flag.ErrHelp) {
 		return nil, parseErr
 	}
 	if user == "" && f.NArg() > 0 {
 		user = f.Arg(0)
-		if err := f.Parse(f.Args()[1:]); err != nil {
+		if err := f.FlagSet.Parse(f.Args()[1:]); err != nil {
 			return nil, errUsage
 		}
 	}
