@@ -920,3 +920,15 @@ func TestPollConsumerSumsPartitions(t *testing.T) {
 		return value(t, reg, "kdsync_consumer_pending_events") == 0
 	})
 }
+
+// TestReadBuildInfo: a version set at link time wins; without one a test
+// binary is a development build; the toolchain is always known to it.
+func TestReadBuildInfo(t *testing.T) {
+	t.Parallel()
+	if b := ReadBuildInfo("v1.2.3"); b.Version != "v1.2.3" || b.GoVersion == "unknown" || b.Revision == "" {
+		t.Errorf("with a version: %+v", b)
+	}
+	if b := ReadBuildInfo(""); b.Version == "" || b.Version == "(devel)" {
+		t.Errorf("without: %+v", b)
+	}
+}

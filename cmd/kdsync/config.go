@@ -102,6 +102,26 @@ func checkAddr(name, addr string) error {
 	return fmt.Errorf("%s %q: want host:port or :port, e.g. :9090", name, addr)
 }
 
+// parseConfig parses args into f's flags, then builds the command's
+// configuration with config: every problem of both at once, as an
+// invalid configuration. It returns flag.ErrHelp when help was asked for,
+// and errUsage when config explained its problem on stderr.
+func parseConfig[C any](f *cmdFlags, args []string, config func() (C, error)) (C, error) {
+	var zero C
+	parseErr := f.Parse(args)
+	if errors.Is(parseErr, flag.ErrHelp) {
+		return zero, parseErr
+	}
+	c, err := config()
+	if errors.Is(err, errUsage) {
+		return zero, err
+	}
+	if err := invalid(f.Name(), parseErr, err); err != nil {
+		return zero, err
+	}
+	return c, nil
+}
+
 // configError is a configuration kdsync cannot start with: every problem,
 // one per line.
 type configError struct {

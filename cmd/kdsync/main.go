@@ -1,18 +1,6 @@
-// Command kdsync keeps KooDrive's users in step with an identity system.
-//
-//	kdsync run       the service: NATS JetStream identity events to KooDrive
-//	kdsync demo      everything in one process: embedded NATS, a KooDrive
-//	                 simulator, sample events, outcomes printed, metrics served
-//	kdsync publish   send one identity event
-//	kdsync ingest    the webhook ingress: CloudEvents over HTTP into the stream
-//	kdsync dlq       inspect, replay and purge dead letters
-//	kdsync mapping   try a SCIM mapping file on one user
-//	kdsync user      one user's story: events, outcomes, KooDrive's state
-//	kdsync sync      provision one user on demand
-//	kdsync version   print the version
-//
-// Every flag has an environment variable: -nats-url is KDSYNC_NATS_URL
-// (the demo's: KDSYNC_DEMO_<FLAG>); an unknown KDSYNC_ variable is an error.
+// Command kdsync keeps KooDrive's users in step with an identity system:
+// kdsync run is the service, the other commands are its operators' tools
+// (see usage below, or kdsync help).
 package main
 
 import (
@@ -24,11 +12,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 
 	"github.com/kdsync/kdsync/envflag"
+	"github.com/kdsync/kdsync/metrics"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -85,7 +73,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "sync":
 		err = cmdSync(ctx, args[1:], stdout, stderr)
 	case "version", "-version", "--version":
-		b := buildInfo()
+		b := metrics.ReadBuildInfo(version)
 		fmt.Fprintf(stdout, "kdsync %s (%s, %s)\n", b.Version, b.Revision, b.GoVersion)
 		return 0
 	case "help", "-h", "--help", "-help":
@@ -140,24 +128,3 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 
 // version is set at link time: -ldflags "-X main.version=v1.2.3".
 var version = ""
-
-type build struct{ Version, Revision, GoVersion string }
-
-func buildInfo() build {
-	b := build{Version: version, Revision: "unknown", GoVersion: "unknown"}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		b.GoVersion = bi.GoVersion
-		if b.Version == "" {
-			b.Version = bi.Main.Version
-		}
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				b.Revision = s.Value
-			}
-		}
-	}
-	if b.Version == "" || b.Version == "(devel)" {
-		b.Version = "dev"
-	}
-	return b
-}

@@ -141,8 +141,7 @@ func serviceFlags(fs *flag.FlagSet) func(log *slog.Logger) (service.Options, err
 		case *mode != "active":
 			errs = append(errs, fmt.Errorf("mode %q: want active or shadow", *mode))
 		}
-		b := buildInfo()
-		o.Build = metrics.BuildInfo{Version: b.Version, Revision: b.Revision, GoVersion: b.GoVersion}
+		o.Build = metrics.ReadBuildInfo(version)
 		return o, errors.Join(errs...)
 	}
 }
@@ -159,8 +158,9 @@ func runFlags() (*cmdFlags, func(stderr io.Writer) (service.Options, error)) {
 	return f, func(stderr io.Writer) (service.Options, error) {
 		log, logErr := newLogger(stderr, *logLevel, *logFormat)
 		o, err := options(log)
-		ic, ingressErr := ingressOptions()
-		o.Ingress = service.IngressOptions{Addr: *ingressAddr, TLSCert: ic.tlsCert, TLSKey: ic.tlsKey, Options: ic.options, SCIM: ic.scim}
+		var ingressErr error
+		o.Ingress, ingressErr = ingressOptions()
+		o.Ingress.Addr = *ingressAddr
 		return o, errors.Join(logErr, err, ingressErr, o.Validate(),
 			checkAddr("http-addr", o.HTTPAddr), checkAddr("ingress-addr", o.Ingress.Addr), checkAddr("console-addr", o.Console.Addr))
 	}
@@ -169,13 +169,9 @@ func runFlags() (*cmdFlags, func(stderr io.Writer) (service.Options, error)) {
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	f, options := runFlags()
 	f.SetOutput(stderr)
-	parseErr := f.Parse(args)
-	if errors.Is(parseErr, flag.ErrHelp) {
-		return parseErr
-	}
-	o, err := options(stderr)
-	if err := errors.Join(parseErr, err); err != nil {
-		return invalid("kdsync run", err)
+	o, err := parseConfig(f, args, func() (service.Options, error) { return options(stderr) })
+	if err != nil {
+		return err
 	}
 	log := o.Logger
 	b := o.Build
