@@ -44,7 +44,11 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return errUsage
 	}
 	sub := args[0]
-	c, err := parseDLQFlags(sub, args[1:], stderr)
+	// Connection and stream flags also come from the environment;
+	// selectors and confirmations only from the command line, so that no
+	// stray KDSYNC_USER or KDSYNC_YES can widen a purge.
+	f, config := dlqFlags(sub, stderr)
+	c, err := parseConfig(f, args[1:], config)
 	if err != nil {
 		return err
 	}
@@ -69,7 +73,7 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	case "show":
 		return dlq.Show(ctx, stdout, store, c.ref, c.json)
 	case "replay":
-		return dlq.ReplayReport(ctx, stdout, store, c.sel, dlq.ReplayOptions{Keep: c.keep, Force: c.force, Wait: c.wait}, c.dryRun, c.json)
+		return dlq.ReplayReport(ctx, stdout, store, c.sel, c.replay, c.dryRun, c.json)
 	}
 	return dlq.PurgeReport(ctx, stdout, store, c.sel, c.yes, c.json)
 }
@@ -84,30 +88,9 @@ type dlqConfig struct {
 	json    bool
 	all     bool
 	dryRun  bool
-	force   bool
-	keep    bool
-	wait    time.Duration
+	replay  dlq.ReplayOptions
 	yes     bool
 	conn    func() consumer.ConnectOptions
-}
-
-// parseDLQFlags parses sub's flags. Connection and stream flags also come
-// from the environment; selectors and confirmations only from the command
-// line, so that no stray KDSYNC_USER or KDSYNC_YES can widen a purge.
-func parseDLQFlags(sub string, args []string, stderr io.Writer) (*dlqConfig, error) {
-	f, config := dlqFlags(sub, stderr)
-	parseErr := f.Parse(args)
-	if errors.Is(parseErr, flag.ErrHelp) {
-		return nil, parseErr
-	}
-	c, err := config()
-	if errors.Is(err, errUsage) {
-		return nil, err // explained on stderr
-	}
-	if err := invalid("kdsync dlq "+sub, parseErr, err); err != nil {
-		return nil, err
-	}
-	return c, nil
 }
 
 // dlqFlags declares the flags of kdsync dlq sub, its usage written to
@@ -140,9 +123,9 @@ func dlqFlags(sub string, stderr io.Writer) (*cmdFlags, func() (*dlqConfig, erro
 	switch sub {
 	case "replay":
 		fs.BoolVar(&c.dryRun, "dry-run", false, "list what would be replayed, replay nothing")
-		fs.BoolVar(&c.force, "force", false, "ask the consumer to apply the events even where the user's state moved on since (Kdsync-Replay-Force)")
-		fs.BoolVar(&c.keep, "keep", false, "keep the dead letters after replaying them")
-		fs.DurationVar(&c.wait, "wait", 30*time.Second, "wait this long for the replays' outcomes (0: do not wait); a letter whose replay the consumer skipped stays in the DLQ")
+		fs.BoolVar(&c.replay.Force, "force", false, "ask the consumer to apply the events even where the user's state moved on since (Kdsync-Replay-Force)")
+		fs.BoolVar(&c.replay.Keep, "keep", false, "keep the dead letters after replaying them")
+		fs.DurationVar(&c.replay.Wait, "wait", 30*time.Second, "wait this long for the replays' outcomes (0: do not wait); a letter whose replay the consumer skipped stays in the DLQ")
 		fs.BoolVar(&c.all, "all", false, "replay every dead letter (needed when no selector is given)")
 	case "purge":
 		fs.BoolVar(&c.yes, "yes", false, "really remove them")

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -93,18 +92,16 @@ func guardFlags(out io.Writer) (f *cmdFlags, config func() (*guardConfig, error)
 // parseGuardFlags reads the flags of kdsync guard verb from args and the
 // environment.
 func parseGuardFlags(verb string, args []string, stderr io.Writer) (*guardConfig, error) {
-	fs, config := guardFlags(stderr)
-	parseErr := fs.Parse(args)
-	if errors.Is(parseErr, flag.ErrHelp) {
-		return nil, parseErr
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "kdsync guard %s: unexpected argument %q (see kdsync guard -h)\n", verb, fs.Arg(0))
-		return nil, errUsage
-	}
-	c, err := config()
-	if err := errors.Join(parseErr, err); err != nil {
-		return nil, invalid("kdsync guard", err)
+	f, config := guardFlags(stderr)
+	c, err := parseConfig(f, args, func() (*guardConfig, error) {
+		if f.NArg() > 0 {
+			fmt.Fprintf(stderr, "kdsync guard %s: unexpected argument %q (see kdsync guard -h)\n", verb, f.Arg(0))
+			return nil, errUsage
+		}
+		return config()
+	})
+	if err != nil {
+		return nil, err
 	}
 	switch verb {
 	case "release", "reject":

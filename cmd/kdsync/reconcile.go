@@ -51,19 +51,13 @@ type reconcileConfig struct {
 
 func parseReconcileFlags(args []string, stderr io.Writer) (*reconcileConfig, error) {
 	f, config := reconcileFlags(stderr)
-	parseErr := f.Parse(args)
-	if errors.Is(parseErr, flag.ErrHelp) {
-		return nil, parseErr
-	}
-	if f.NArg() > 0 {
-		fmt.Fprintf(stderr, "kdsync reconcile: unexpected argument %q (see kdsync reconcile -h)\n", f.Arg(0))
-		return nil, errUsage
-	}
-	c, err := config()
-	if err := errors.Join(parseErr, err); err != nil {
-		return nil, invalid("kdsync reconcile", err)
-	}
-	return c, nil
+	return parseConfig(f, args, func() (*reconcileConfig, error) {
+		if f.NArg() > 0 {
+			fmt.Fprintf(stderr, "kdsync reconcile: unexpected argument %q (see kdsync reconcile -h)\n", f.Arg(0))
+			return nil, errUsage
+		}
+		return config()
+	})
 }
 
 // reconcileFlags declares kdsync reconcile's flags, its usage written to

@@ -111,30 +111,25 @@ func parseUserFlags(name string, args []string, out io.Writer) (*userConfig, err
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		user, args = args[0], args[1:]
 	}
-	parseErr := f.Parse(args)
-	if errors.Is(parseErr, flag.ErrHelp) {
-		return nil, parseErr
-	}
-	if user == "" && f.NArg() > 0 {
-		user = f.Arg(0)
-		if err := f.FlagSet.Parse(f.Args()[1:]); err != nil {
+	return parseConfig(f, args, func() (*userConfig, error) {
+		if user == "" && f.NArg() > 0 {
+			user = f.Arg(0)
+			if err := f.FlagSet.Parse(f.Args()[1:]); err != nil {
+				return nil, errUsage
+			}
+		}
+		if f.NArg() > 0 {
+			fmt.Fprintf(out, "kdsync %s: unexpected argument %q (see kdsync %s -h)\n", name, f.Arg(0), name)
 			return nil, errUsage
 		}
-	}
-	if f.NArg() > 0 {
-		fmt.Fprintf(out, "kdsync %s: unexpected argument %q (see kdsync %s -h)\n", name, f.Arg(0), name)
-		return nil, errUsage
-	}
-	if user == "" {
-		fmt.Fprintf(out, "kdsync %s: which user? (kdsync %s <userId>)\n", name, name)
-		return nil, errUsage
-	}
-	c, err := config()
-	c.user = user
-	if err := errors.Join(parseErr, err, usertrace.CheckUser(user)); err != nil {
-		return nil, invalid("kdsync "+name, err)
-	}
-	return c, nil
+		if user == "" {
+			fmt.Fprintf(out, "kdsync %s: which user? (kdsync %s <userId>)\n", name, name)
+			return nil, errUsage
+		}
+		c, err := config()
+		c.user = user
+		return c, errors.Join(err, usertrace.CheckUser(user))
+	})
 }
 
 // finish checks the configuration, every problem at once.
@@ -236,31 +231,5 @@ func cmdSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if c.api.userID != "" {
 		o.Protect[c.api.userID] = true
 	}
-	if !c.json {
-		o.Steps = func(s provision.Step) {
-			mark := ""
-			if s.Failed {
-				mark = "FAILED: "
-			}
-			fmt.Fprintf(stdout, "%s: %s%s\n", s.Name, mark, s.Detail)
-		}
-	}
-	res, err := provision.Sync(ctx, o, c.user)
-	if c.json && res != nil {
-		if perr := writeJSONTo(stdout, res); err == nil {
-			err = perr
-		}
-	}
-	if err != nil {
-		return err
-	}
-	if !c.json {
-		switch {
-		case res.DryRun && !res.InSync:
-			fmt.Fprintln(stdout, "dry run: KooDrive differs; run without -dry-run to repair")
-		default:
-			fmt.Fprintf(stdout, "%s is in sync\n", c.user)
-		}
-	}
-	return nil
+	return provision.SyncReport(ctx, stdout, o, c.user, c.json)
 }
