@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kdsync/kdsync/consumer"
@@ -59,54 +58,44 @@ func natsFlags(fs *flag.FlagSet) func() consumer.ConnectOptions {
 	return func() consumer.ConnectOptions { return n }
 }
 
-// apiConfig is the KooDrive client's configuration.
-type apiConfig struct {
-	baseURL  string
-	appID    string
-	secret   kdapi.Secret
-	userID   string
-	token    kdapi.Secret
-	timeout  time.Duration
-	notFound []string
-}
-
 // apiFlags declares the KooDrive client's flags on fs; the returned
 // function reads them once parsed.
-func apiFlags(fs *flag.FlagSet) func() (apiConfig, error) {
-	var a apiConfig
-	fs.StringVar(&a.baseURL, "api-base-url", "", "KooDrive endpoint root, e.g. https://intl.myhuaweicloud-koodrive.com (the client appends /koodrive/ose/v1)")
-	fs.StringVar(&a.appID, "app-id", "", "KooDrive app id (app authentication)")
+func apiFlags(fs *flag.FlagSet) func() (kdapi.Config, error) {
+	var c kdapi.Config
+	fs.StringVar(&c.BaseURL, "api-base-url", "", "KooDrive endpoint root, e.g. https://intl.myhuaweicloud-koodrive.com (the client appends /koodrive/ose/v1)")
+	fs.StringVar(&c.AppID, "app-id", "", "KooDrive app id (app authentication)")
 	appSecret := fs.String("app-secret", "", "KooDrive app secret (prefer the environment or -app-secret-file)")
 	appSecretFile := fs.String("app-secret-file", "", "file holding the KooDrive app secret")
-	fs.StringVar(&a.userID, "api-user-id", "", "KooDrive user id the app acts as (X-User-Id); never changed by kdsync sync or reconcile")
+	fs.StringVar(&c.UserID, "api-user-id", "", "KooDrive user id the app acts as (X-User-Id); never changed by kdsync sync or reconcile")
 	apiToken := fs.String("api-token", "", "KooDrive bearer token (instead of app authentication)")
 	apiTokenFile := fs.String("api-token-file", "", "file holding the KooDrive bearer token")
-	fs.DurationVar(&a.timeout, "api-timeout", 10*time.Second, "timeout of one KooDrive call")
+	fs.DurationVar(&c.Timeout, "api-timeout", 10*time.Second, "timeout of one KooDrive call")
 	notFound := fs.String("not-found-codes", strings.Join(kdapi.DefaultNotFoundCodes, ","), "KooDrive codes meaning \"not found\"")
-	return func() (apiConfig, error) {
-		var errs []error
-		var err error
-		a.secret, err = envflag.Secret[kdapi.Secret]("app secret", *appSecret, *appSecretFile)
-		errs = append(errs, err)
-		a.token, err = envflag.Secret[kdapi.Secret]("api token", *apiToken, *apiTokenFile)
-		errs = append(errs, err)
-		a.notFound = envflag.List(*notFound)
-		return a, errors.Join(errs...)
+	return func() (kdapi.Config, error) {
+		var secretErr, tokenErr error
+		c.AppSecret, secretErr = envflag.Secret[kdapi.Secret]("app secret", *appSecret, *appSecretFile)
+		c.Token, tokenErr = envflag.Secret[kdapi.Secret]("api token", *apiToken, *apiTokenFile)
+		c.NotFound = envflag.List(*notFound)
+		return c, errors.Join(secretErr, tokenErr)
 	}
 }
 
-// client builds the KooDrive client as the service does, its requests
-// going through t.
-func (a *apiConfig) client(t *reconcile.Transport) (*kdapi.Client, error) {
-	c := kdapi.Config{BaseURL: a.baseURL, AppID: a.appID, AppSecret: a.secret, UserID: a.userID, Token: a.token,
-		Timeout: a.timeout, NotFound: a.notFound}
+// rateLimited builds the KooDrive client of the tool commands (reconcile,
+// user, sync): configured as the service's, its requests paced to rate
+// per second and counted by the returned transport.
+func rateLimited(c kdapi.Config, rate float64) (*kdapi.Client, *reconcile.Transport, error) {
 	switch err := c.Check(); {
 	case errors.Is(err, kdapi.ErrAuthBoth):
-		return nil, errors.New("choose one KooDrive authentication: app (-app-id, -app-secret, -api-user-id) or a token (-api-token)")
+		return nil, nil, errors.New("choose one KooDrive authentication: app (-app-id, -app-secret, -api-user-id) or a token (-api-token)")
 	case err != nil:
-		return nil, errors.New("KooDrive authentication is required: -app-id, -app-secret and -api-user-id, or -api-token (or their KDSYNC_ variables)")
+		return nil, nil, errors.New("KooDrive authentication is required: -app-id, -app-secret and -api-user-id, or -api-token (or their KDSYNC_ variables)")
 	}
-	return kdapi.NewClient(append(c.Options(), kdapi.WithHTTPClient(&http.Client{Transport: t}))...)
+	t, err := reconcile.NewTransport(nil, rate)
+	if err != nil {
+		return nil, nil, err
+	}
+	kd, err := kdapi.NewClient(append(c.Options(), kdapi.WithHTTPClient(&http.Client{Transport: t}))...)
+	return kd, t, err
 }
 
 // connect dials NATS as the tool commands do (no reconnect handlers, no
@@ -116,18 +105,9 @@ func connect(o consumer.ConnectOptions) (js jetstream.JetStream, close func(), e
 	if err != nil {
 		return nil, nil, err
 	}
-	if js, err = jetStream(nc); err != nil {
+	if js, err = jetstream.New(nc); err != nil {
 		nc.Close()
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("jetstream: %w", err)
 	}
 	return js, nc.Close, nil
-}
-
-// jetStream opens JetStream on nc.
-func jetStream(nc *nats.Conn) (jetstream.JetStream, error) {
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, fmt.Errorf("jetstream: %w", err)
-	}
-	return js, nil
 }

@@ -13,7 +13,9 @@ import (
 
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/envflag"
+	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/reconcile"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 const reconcileUsage = `kdsync reconcile: compare the users KooDrive should have with those it has.
@@ -39,7 +41,7 @@ publish anything.
 // options (but for what is opened or connected) and how to run it.
 type reconcileConfig struct {
 	nats        consumer.ConnectOptions
-	api         apiConfig
+	api         kdapi.Config
 	pass        reconcile.Options
 	source      string // the file of -source
 	rate        float64
@@ -105,7 +107,7 @@ func reconcileFlags(stderr io.Writer) (*cmdFlags, func() (*reconcileConfig, erro
 
 // finish reads what reconcileFlags left in strings and checks the
 // configuration, every problem at once.
-func (c *reconcileConfig) finish(conn func() consumer.ConnectOptions, api func() (apiConfig, error), format, asOf, ignore string) (*reconcileConfig, error) {
+func (c *reconcileConfig) finish(conn func() consumer.ConnectOptions, api func() (kdapi.Config, error), format, asOf, ignore string) (*reconcileConfig, error) {
 	c.nats = conn()
 	p := &c.pass
 	var errs []error
@@ -121,7 +123,7 @@ func (c *reconcileConfig) finish(conn func() consumer.ConnectOptions, api func()
 	case !p.FromState && c.source == "":
 		errs = append(errs, errors.New("give the desired state: -source FILE or -from-state"))
 	}
-	if c.api.baseURL == "" {
+	if c.api.BaseURL == "" {
 		errs = append(errs, errors.New("the KooDrive endpoint is required (-api-base-url or KDSYNC_API_BASE_URL)"))
 	}
 	if c.rate <= 0 || c.rate > 10000 {
@@ -143,8 +145,8 @@ func (c *reconcileConfig) finish(conn func() consumer.ConnectOptions, api func()
 		p.Ignore[id] = true
 	}
 	p.Protect = map[string]bool{}
-	if c.api.userID != "" {
-		p.Protect[c.api.userID] = true
+	if c.api.UserID != "" {
+		p.Protect[c.api.UserID] = true
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -175,60 +177,16 @@ func cmdReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 func runReconcile(ctx context.Context, c *reconcileConfig, stdout, stderr io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	tr, err := reconcile.NewTransport(nil, c.rate)
-	if err != nil {
-		return err
-	}
 	o := c.pass
-	if o.KooDrive, err = c.api.client(tr); err != nil {
-		return err
-	}
-	o.Requests = tr.Requests
-	if !o.FromState {
-		src, modTime, closeSource, err := reconcile.OpenSource(c.source)
-		if err != nil {
-			return err
-		}
-		defer closeSource()
-		o.Source = src
-		if o.Format == reconcile.FormatAuto {
-			o.Format = reconcile.FormatOf(c.source)
-		}
-		if o.AsOf.IsZero() {
-			o.AsOf = modTime
-		}
-	}
-	if o.FromState || o.Apply {
-		js, closeNATS, err := connect(c.nats)
-		if err != nil {
-			return err
-		}
-		defer closeNATS()
-		o.JetStream = js
-	}
-	var bar *reconcile.ProgressLine
-	if c.progress {
-		bar = &reconcile.ProgressLine{W: stderr, Rate: c.rate}
-		o.Progress = bar.Show
-	}
-	res, err := reconcile.Run(ctx, o)
-	bar.Clear()
-	if res != nil {
-		var perr error
-		if c.json {
-			perr = reconcile.PrintJSON(stdout, res)
-		} else {
-			perr = reconcile.Print(stdout, res, reconcile.PrintOptions{Source: c.source, Rate: c.rate, Apply: o.Apply, Wait: o.Wait})
-		}
-		if err == nil {
-			err = perr
-		}
-	}
+	kd, tr, err := rateLimited(c.api, c.rate)
 	if err != nil {
 		return err
 	}
-	if c.failOnDrift && res.Totals.Drifted > 0 && !o.Apply {
-		return fmt.Errorf("drift found: %d users", res.Totals.Drifted)
+	o.KooDrive, o.Requests = kd, tr.Requests
+	r := reconcile.ReportOptions{Source: c.source, Rate: c.rate, JSON: c.json, FailOnDrift: c.failOnDrift,
+		Connect: func() (jetstream.JetStream, func(), error) { return connect(c.nats) }}
+	if c.progress {
+		r.Progress = stderr
 	}
-	return nil
+	return reconcile.RunReport(ctx, stdout, o, r)
 }

@@ -105,7 +105,7 @@ func serviceFlags(fs *flag.FlagSet) func(log *slog.Logger) (service.Options, err
 		a, err := api()
 		errs = append(errs, err)
 		o.APIBaseURL, o.AppID, o.AppSecret, o.APIUserID, o.APIToken, o.APITimeout, o.NotFound =
-			a.baseURL, a.appID, a.secret, a.userID, a.token, a.timeout, a.notFound
+			a.BaseURL, a.AppID, a.AppSecret, a.UserID, a.Token, a.Timeout, a.NotFound
 		o.Console.Options.Token, err = envflag.Secret[kdapi.Secret]("console token", *consoleToken, *consoleTokenFile)
 		errs = append(errs, err)
 		if oidc.Issuer != "" {

@@ -15,7 +15,6 @@ import (
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/provision"
-	"github.com/kdsync/kdsync/reconcile"
 	"github.com/kdsync/kdsync/usertrace"
 )
 
@@ -49,7 +48,7 @@ Connection flags and stream names are also read from the environment
 // userConfig is what kdsync user's and kdsync sync's flags say.
 type userConfig struct {
 	nats    consumer.ConnectOptions
-	api     apiConfig
+	api     kdapi.Config
 	rate    float64
 	trace   usertrace.Options
 	user    string
@@ -133,14 +132,14 @@ func parseUserFlags(name string, args []string, out io.Writer) (*userConfig, err
 }
 
 // finish checks the configuration, every problem at once.
-func (c *userConfig) finish(name string, conn func() consumer.ConnectOptions, api func() (apiConfig, error)) (*userConfig, error) {
+func (c *userConfig) finish(name string, conn func() consumer.ConnectOptions, api func() (kdapi.Config, error)) (*userConfig, error) {
 	c.nats = conn()
 	var errs []error
 	var err error
 	if c.api, err = api(); err != nil {
 		errs = append(errs, err)
 	}
-	if name == "sync" && c.api.baseURL == "" {
+	if name == "sync" && c.api.BaseURL == "" {
 		errs = append(errs, errors.New("the KooDrive endpoint is required (-api-base-url or KDSYNC_API_BASE_URL)"))
 	}
 	if c.rate <= 0 || c.rate > 10000 {
@@ -151,12 +150,8 @@ func (c *userConfig) finish(name string, conn func() consumer.ConnectOptions, ap
 
 // connect dials NATS and, when configured, builds the KooDrive client.
 func (c *userConfig) connect() (js jetstream.JetStream, kd *kdapi.Client, closeNATS func(), err error) {
-	if c.api.baseURL != "" {
-		tr, err := reconcile.NewTransport(nil, c.rate)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		if kd, err = c.api.client(tr); err != nil {
+	if c.api.BaseURL != "" {
+		if kd, _, err = rateLimited(c.api, c.rate); err != nil {
 			return nil, nil, nil, err
 		}
 	}
@@ -214,7 +209,7 @@ func cmdSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	if !c.json {
-		fmt.Fprintf(stdout, "connect: NATS %s, KooDrive %s\n", c.nats.URLs, c.api.baseURL)
+		fmt.Fprintf(stdout, "connect: NATS %s, KooDrive %s\n", c.nats.URLs, c.api.BaseURL)
 	}
 	js, kd, closeNATS, err := c.connect()
 	if err != nil {
@@ -228,8 +223,8 @@ func cmdSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		StateBucket: c.trace.StateBucket, Protect: map[string]bool{},
 		Wait: c.wait, DryRun: c.dryRun,
 	}
-	if c.api.userID != "" {
-		o.Protect[c.api.userID] = true
+	if c.api.UserID != "" {
+		o.Protect[c.api.UserID] = true
 	}
 	return provision.SyncReport(ctx, stdout, o, c.user, c.json)
 }
