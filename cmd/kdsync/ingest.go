@@ -107,7 +107,7 @@ func ingestFlags(fs *flag.FlagSet) func(stderr io.Writer) (service.IngestOptions
 }
 
 // cmdIngest runs the webhook ingress until ctx ends.
-func cmdIngest(ctx context.Context, args []string, stderr io.Writer) error {
+func cmdIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 	f := newFlags("kdsync ingest")
 	f.SetOutput(stderr)
 	options := ingestFlags(f.FlagSet)

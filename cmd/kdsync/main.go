@@ -50,39 +50,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	var err error
-	switch args[0] {
-	case "run":
-		err = cmdRun(ctx, args[1:], stderr)
-	case "demo":
-		err = cmdDemo(ctx, args[1:], stdout, stderr)
-	case "publish":
-		err = cmdPublish(ctx, args[1:], stdout, stderr)
-	case "ingest":
-		err = cmdIngest(ctx, args[1:], stderr)
-	case "dlq":
-		err = cmdDLQ(ctx, args[1:], stdout, stderr)
-	case "reconcile":
-		err = cmdReconcile(ctx, args[1:], stdout, stderr)
-	case "guard":
-		err = cmdGuard(ctx, args[1:], stdout, stderr)
-	case "mapping":
-		err = cmdMapping(ctx, args[1:], stdout, stderr)
-	case "user":
-		err = cmdUser(ctx, args[1:], stdout, stderr)
-	case "sync":
-		err = cmdSync(ctx, args[1:], stdout, stderr)
-	case "version", "-version", "--version":
+	commands := map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{
+		"run": cmdRun, "demo": cmdDemo, "publish": cmdPublish, "ingest": cmdIngest, "dlq": cmdDLQ,
+		"reconcile": cmdReconcile, "guard": cmdGuard, "mapping": cmdMapping, "user": cmdUser, "sync": cmdSync,
+	}
+	cmd, ok := commands[args[0]]
+	switch {
+	case ok:
+	case args[0] == "version" || args[0] == "-version" || args[0] == "--version":
 		b := metrics.ReadBuildInfo(version)
 		fmt.Fprintf(stdout, "kdsync %s (%s, %s)\n", b.Version, b.Revision, b.GoVersion)
 		return 0
-	case "help", "-h", "--help", "-help":
+	case isHelp(args[0]):
 		fmt.Fprint(stdout, usage)
 		return 0
 	default:
 		fmt.Fprintf(stderr, "kdsync: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
+	err := cmd(ctx, args[1:], stdout, stderr)
 	switch {
 	case err == nil:
 		return 0
@@ -124,6 +110,14 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("log format %q: want json or text", format)
+}
+
+// readInput reads the file name, - being standard input (1 MiB at most).
+func readInput(name string) ([]byte, error) {
+	if name == "-" {
+		return io.ReadAll(io.LimitReader(os.Stdin, 1<<20))
+	}
+	return os.ReadFile(name)
 }
 
 // version is set at link time: -ldflags "-X main.version=v1.2.3".

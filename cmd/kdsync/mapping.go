@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"strings"
 
+	"github.com/kdsync/kdsync/envflag"
 	"github.com/kdsync/kdsync/mapping"
 	"github.com/kdsync/kdsync/outcome"
 )
@@ -51,12 +49,7 @@ func cmdMapping(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	var b []byte
-	if *userFile == "-" {
-		b, err = io.ReadAll(os.Stdin)
-	} else {
-		b, err = os.ReadFile(*userFile)
-	}
+	b, err := readInput(*userFile)
 	if err != nil {
 		return err
 	}
@@ -64,12 +57,7 @@ func cmdMapping(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	rec := mapping.Record{User: u}
-	for _, g := range strings.Split(*groups, ",") {
-		if g = strings.TrimSpace(g); g != "" {
-			rec.Groups = append(rec.Groups, g)
-		}
-	}
+	rec := mapping.Record{User: u, Groups: envflag.List(*groups)}
 	r, err := m.Map(rec)
 	var me *mapping.Error
 	if errors.As(err, &me) {
@@ -78,7 +66,5 @@ func cmdMapping(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(r)
+	return writeJSONTo(stdout, r)
 }

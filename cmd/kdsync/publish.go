@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -91,13 +90,7 @@ func (c *publishConfig) message() (*handlers.Message, error) {
 		}
 		return c.event.Encode(c.prefix)
 	}
-	var body []byte
-	var err error
-	if c.file == "-" {
-		body, err = io.ReadAll(io.LimitReader(os.Stdin, 1<<20))
-	} else {
-		body, err = os.ReadFile(c.file)
-	}
+	body, err := readInput(c.file)
 	if err != nil {
 		return nil, err
 	}

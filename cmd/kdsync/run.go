@@ -166,7 +166,7 @@ func runFlags() (*cmdFlags, func(stderr io.Writer) (service.Options, error)) {
 	}
 }
 
-func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
+func cmdRun(ctx context.Context, args []string, _, stderr io.Writer) error {
 	f, options := runFlags()
 	f.SetOutput(stderr)
 	o, err := parseConfig(f, args, func() (service.Options, error) { return options(stderr) })
