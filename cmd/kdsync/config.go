@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"strconv"
@@ -100,6 +101,28 @@ func checkAddr(name, addr string) error {
 		}
 	}
 	return fmt.Errorf("%s %q: want host:port or :port, e.g. :9090", name, addr)
+}
+
+// setUsage makes f's usage, written to out, text followed by which flags
+// are read from the command line only (never from a variable, so that a
+// stray one in a shared environment cannot select or confirm anything)
+// and every flag with its default.
+func setUsage(f *cmdFlags, out io.Writer, text string) {
+	f.SetOutput(out)
+	f.Usage = func() {
+		var only []string
+		f.VisitAll(func(fl *flag.Flag) {
+			if !f.FromEnv(fl.Name) {
+				only = append(only, "-"+fl.Name)
+			}
+		})
+		fmt.Fprintf(out, "%s\nEvery flag is also read from its variable (-nats-url: %sNATS_URL)", text, f.Prefix)
+		if len(only) > 0 {
+			fmt.Fprintf(out, ",\nbut %s only from the command line", strings.Join(only, " "))
+		}
+		fmt.Fprint(out, ".\n\nFlags:\n")
+		f.PrintDefaults()
+	}
 }
 
 // parseConfig parses args into f's flags, then builds the command's

@@ -25,13 +25,7 @@ stream KDSYNC_PARKED, out of kdsync's ack window: status counts them.
 
 A shadow instance (kdsync run -shadow) holds in its own bucket,
 KDSYNC_SHADOW_GUARD, and parks in KDSYNC_SHADOW_PARKED: add -shadow to
-reach them. Its decisions change nothing
-in KooDrive either way.
-
-The connection flags, -guard-bucket and -deprovision-limit are also read
-from the environment (KDSYNC_NATS_URL, KDSYNC_GUARD_BUCKET, ...), as kdsync
-run reads them; -seq, -all, -by and -shadow only from the command line, so
-that no stray KDSYNC_ALL can release anything.
+reach them. Its decisions change nothing in KooDrive either way.
 `
 
 // guardConfig is what kdsync guard's flags say.
@@ -53,11 +47,7 @@ func guardFlags(out io.Writer) (f *cmdFlags, config func() (*guardConfig, error)
 	var c guardConfig
 	f = newFlags("kdsync guard")
 	fs := f.FlagSet
-	fs.SetOutput(out)
-	fs.Usage = func() {
-		fmt.Fprint(out, guardUsage, "\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	setUsage(f, out, guardUsage)
 	conn := natsFlags(fs)
 	guardBucketName.bind(fs, &c.bucket)
 	limit := fs.String("deprovision-limit", "", "the limit kdsync runs with, e.g. 50/10m (status shows the window's count against it)")

@@ -30,11 +30,6 @@ role, status) and, only with -apply, publishes one repair event per drifted
 user into the identity stream (hired, changed or disabled; never deleted),
 where kdsync applies it like any other event. Without -apply nothing
 changes anywhere. See docs/reconcile.md.
-
-Connection flags (-nats-url, -api-base-url, -app-id, ...) and the stream
-names are also read from the environment (KDSYNC_NATS_URL, ...); the
-others only from the command line, so that no stray KDSYNC_APPLY can
-publish anything.
 `
 
 // reconcileConfig is what kdsync reconcile's flags say: the pass's
@@ -79,11 +74,7 @@ func reconcileFlags(stderr io.Writer) (*cmdFlags, func() (*reconcileConfig, erro
 	outcomePrefixName.bind(fs, &p.OutcomePrefix)
 
 	f.CommandLineOnly()
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, reconcileUsage, "\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	setUsage(f, stderr, reconcileUsage)
 	fs.StringVar(&c.source, "source", "", "desired users: a CSV (header userId,deptId,role,status) or JSON Lines file; - reads standard input")
 	format := fs.String("format", "auto", "format of -source: auto (by extension, else by the first character), csv or jsonl")
 	fs.BoolVar(&p.FromState, "from-state", false, "desired users: kdsync's own records of what it applied (the state bucket) instead of -source")

@@ -27,8 +27,6 @@ letters and guard holds; the record (watermark) kdsync keeps; KooDrive's
 current state (GET /users/<userId>, when the KooDrive flags are given);
 the desired state (the events kdsync applied); and a verdict: in sync, or
 which field drifts. -json for scripts.
-
-Every flag is also read from the environment (KDSYNC_NATS_URL, ...).
 `
 
 const syncUsage = `Usage: kdsync sync [flags] <userId>
@@ -40,9 +38,6 @@ stream, where kdsync applies it in the user's order with every other event.
 It waits for that event's outcome and reads KooDrive again: exit status 0
 when KooDrive matches, 1 with the reason otherwise. -dry-run stops before
 publishing.
-
-Connection flags and stream names are also read from the environment
-(KDSYNC_NATS_URL, ...); -dry-run, -wait and -json only from the command line.
 `
 
 // userConfig is what kdsync user's and kdsync sync's flags say.
@@ -83,15 +78,7 @@ func userFlags(name string, out io.Writer) (*cmdFlags, func() (*userConfig, erro
 	fs.Float64Var(&c.rate, "rate", 5, "KooDrive requests per second at most")
 	streamFlags(fs, &c.trace)
 	f.CommandLineOnly()
-	fs.SetOutput(out)
-	usage := userUsage
-	if name == "sync" {
-		usage = syncUsage
-	}
-	fs.Usage = func() {
-		fmt.Fprint(out, usage, "\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	setUsage(f, out, map[string]string{"user": userUsage, "sync": syncUsage}[name])
 	fs.BoolVar(&c.json, "json", false, "print JSON")
 	fs.DurationVar(&c.timeout, "timeout", 2*time.Minute, "how long the whole command may take")
 	if name == "user" {
