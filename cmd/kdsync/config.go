@@ -145,6 +145,14 @@ func parseConfig[C any](f *cmdFlags, args []string, config func() (C, error)) (C
 	return c, nil
 }
 
+// checkEventSize reports a -max-event-size out of its range.
+func checkEventSize(n int) error {
+	if n < 1024 || n > 1<<20 {
+		return fmt.Errorf("max-event-size %d: want 1024 to 1048576", n)
+	}
+	return nil
+}
+
 // configError is a configuration kdsync cannot start with: every problem,
 // one per line.
 type configError struct {

@@ -30,14 +30,11 @@ reach them. Its decisions change nothing in KooDrive either way.
 
 // guardConfig is what kdsync guard's flags say.
 type guardConfig struct {
-	nats       consumer.ConnectOptions
-	bucket     string
-	parkStream string
-	limit      guard.Limit
-	json       bool
-	seqs       []uint64
-	all        bool
-	by         string
+	nats   consumer.ConnectOptions
+	status guard.StatusOptions // Bucket for every verb
+	seqs   []uint64
+	all    bool
+	by     string
 }
 
 // guardFlags declares kdsync guard's flags: on env those also read from
@@ -49,11 +46,11 @@ func guardFlags(out io.Writer) (f *cmdFlags, config func() (*guardConfig, error)
 	fs := f.FlagSet
 	setUsage(f, out, guardUsage)
 	conn := natsFlags(fs)
-	guardBucketName.bind(fs, &c.bucket)
+	guardBucketName.bind(fs, &c.status.Bucket)
 	limit := fs.String("deprovision-limit", "", "the limit kdsync runs with, e.g. 50/10m (status shows the window's count against it)")
-	parkStreamName.bind(fs, &c.parkStream)
+	parkStreamName.bind(fs, &c.status.ParkStream)
 	f.CommandLineOnly()
-	fs.BoolVar(&c.json, "json", false, "status: print JSON")
+	fs.BoolVar(&c.status.JSON, "json", false, "status: print JSON")
 	seqList := fs.String("seq", "", "release, reject: stream sequences of held events, e.g. 1041,1045-1050 (see kdsync guard status)")
 	fs.BoolVar(&c.all, "all", false, "release, reject: every held event pending a decision")
 	fs.StringVar(&c.by, "by", os.Getenv("USER"), "release, reject: who decides, recorded with the decision")
@@ -63,14 +60,14 @@ func guardFlags(out io.Writer) (f *cmdFlags, config func() (*guardConfig, error)
 		c.nats = conn()
 		var errs []error
 		var err error
-		if c.limit, err = guard.ParseLimit(*limit); err != nil {
+		if c.status.Limit, err = guard.ParseLimit(*limit); err != nil {
 			errs = append(errs, err)
 		}
 		if *shadow && !f.IsSet("guard-bucket") {
-			c.bucket = outcome.ShadowGuardBucket
+			c.status.Bucket = outcome.ShadowGuardBucket
 		}
 		if *shadow && !f.IsSet("park-stream") {
-			c.parkStream = outcome.ShadowParkStream
+			c.status.ParkStream = outcome.ShadowParkStream
 		}
 		if c.seqs, err = dlq.ParseSeqs(*seqList); err != nil {
 			errs = append(errs, err)
@@ -130,20 +127,18 @@ func cmdGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer closeNATS()
-	st, err := guard.Open(ctx, js, c.bucket, 1, false)
+	st, err := guard.Open(ctx, js, c.status.Bucket, 1, false)
 	if err != nil {
 		return fmt.Errorf("%w (is kdsync running with KDSYNC_DEPROVISION_LIMIT? a shadow instance's guard needs -shadow)", err)
 	}
 	if verb == "status" {
-		return guard.PrintStatus(ctx, stdout, js, st, guard.StatusOptions{
-			Bucket: c.bucket, ParkStream: c.parkStream, Limit: c.limit, JSON: c.json,
-			ParkKey: func(h guard.Hold) string {
-				if h.Subject != "" {
-					return consumer.ParkToken(h.Subject)
-				}
-				return outcome.KVKey(h.UserID)
-			},
-		})
+		c.status.ParkKey = func(h guard.Hold) string {
+			if h.Subject != "" {
+				return consumer.ParkToken(h.Subject)
+			}
+			return outcome.KVKey(h.UserID)
+		}
+		return guard.PrintStatus(ctx, stdout, js, st, c.status)
 	}
 	seqs := c.seqs
 	if c.all {

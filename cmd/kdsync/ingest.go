@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
 
 	"github.com/kdsync/kdsync/envflag"
@@ -90,9 +89,7 @@ func ingestFlags(fs *flag.FlagSet) func(stderr io.Writer) (service.IngestOptions
 		errs = append(errs, err)
 		o.Ingress.Addr = *addr
 		o.Ingress.Options.Decoder = o.Decoder
-		if m := o.Decoder.MaxSize; m < 1024 || m > 1<<20 {
-			errs = append(errs, fmt.Errorf("max-event-size %d: want 1024 to 1048576", m))
-		}
+		errs = append(errs, checkEventSize(o.Decoder.MaxSize))
 		if *addr == "" {
 			errs = append(errs, errors.New("ingress-addr is required"))
 		}

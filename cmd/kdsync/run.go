@@ -122,12 +122,10 @@ func serviceFlags(fs *flag.FlagSet) func(log *slog.Logger) (service.Options, err
 			o.DefaultDeptID = &d
 		}
 		o.ExistsCodes = envflag.List(*existsCodes)
-		if *maxEvent < 1024 || *maxEvent > 1<<20 {
-			errs = append(errs, fmt.Errorf("max-event-size %d: want 1024 to 1048576", *maxEvent))
-		}
+		errs = append(errs, checkEventSize(*maxEvent))
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		// ff ignores an empty environment value; an operator who writes
+		// envflag ignores an empty variable; an operator who writes
 		// KDSYNC_HTTP_ADDR= means "none", as the help says.
 		if v, ok := os.LookupEnv("KDSYNC_HTTP_ADDR"); ok && strings.TrimSpace(v) == "" && !set["http-addr"] || o.HTTPAddr == "off" {
 			o.HTTPAddr = ""
