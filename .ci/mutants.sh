@@ -82,11 +82,11 @@ EOF
 #    succeeded.
 mutate double-writes consumer/process.go consumer \
   "TestRestartMidBatch TestConsumerDeletedMidRun TestOrderUnderConcurrencyWithFaults" \
-  '	res, err := c.opts.Handler.Apply(ctx, it.ev)
+  '	res, err := c.opts.Handler.Apply(ctx, it.ev, known)
 ' \
-  '	res, err := c.opts.Handler.Apply(ctx, it.ev)
+  '	res, err := c.opts.Handler.Apply(ctx, it.ev, known)
 	if err == nil && !res.Noop {
-		res, err = c.opts.Handler.Apply(ctx, it.ev)
+		res, err = c.opts.Handler.Apply(ctx, it.ev, known)
 	}
 '
 
@@ -111,12 +111,12 @@ mutate fence-outlives-lease consumer/lease.go consumer \
 mutate drop-outcome consumer/process.go consumer \
   "TestRestartMidBatch TestConsumerDeletedMidRun TestOrderUnderConcurrencyWithFaults" \
   '	var dlq *nats.Msg
-	if out.Result == outcome.Deadlettered && !c.opts.Shadow {' \
+	if out.Result == outcome.Deadlettered && !c.opts.NoDLQ {' \
   '	if it.seq%10 == 3 {
 		outMsg = nil
 	}
 	var dlq *nats.Msg
-	if out.Result == outcome.Deadlettered && !c.opts.Shadow {'
+	if out.Result == outcome.Deadlettered && !c.opts.NoDLQ {'
 
 # 5. Acknowledged before the outcome is stored.
 mutate ack-before-outcome consumer/process.go consumer \

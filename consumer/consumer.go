@@ -45,6 +45,13 @@ import (
 	"github.com/kdsync/kdsync/outcome"
 )
 
+// Applier applies one event to KooDrive: a *handlers.Handler, or a
+// decorator of one (handlers.Shadow). known is the user's state as the
+// user's record has it, nil when no event of the user was applied yet.
+type Applier interface {
+	Apply(ctx context.Context, ev *handlers.Event, known *handlers.State) (handlers.Result, error)
+}
+
 // Options configure a Consumer. Zero values take the defaults below.
 type Options struct {
 	// Conn is the NATS connection; the caller owns it (see Connect).
@@ -145,7 +152,7 @@ type Options struct {
 	// KDSYNC_MEMBERS.
 	MembersBucket string
 
-	Handler *handlers.Handler
+	Handler Applier
 	Decoder handlers.Decoder
 	// DeprovisionLimit, when set (N > 0), is the mass-deprovisioning
 	// guard: past N disables and deletes per window, further ones are held
@@ -159,11 +166,11 @@ type Options struct {
 	// KDSYNC_PARKED and kdsync.parked.
 	ParkStream string
 	ParkPrefix string
-	// Shadow runs the pipeline without writing to KooDrive: Handler.Users
-	// must be a handlers.Shadow, outcomes carry the planned calls and the
-	// difference they would make, and nothing is dead-lettered into the
-	// DLQ stream (the outcome says what would have been).
-	Shadow bool
+	// NoDLQ: dead letters are told by their outcomes only, not copied
+	// into the DLQ stream (which need not exist when binding). Shadow mode
+	// sets it: the DLQ is the active instances', and a replay from it
+	// writes.
+	NoDLQ bool
 
 	// Injected dependencies.
 	Logger   *slog.Logger
@@ -258,10 +265,8 @@ func (o *Options) validate() error {
 	if o.Conn == nil {
 		errs = append(errs, errors.New("a NATS connection (Options.Conn) is required"))
 	}
-	if o.Handler == nil || o.Handler.Users == nil {
-		errs = append(errs, errors.New("a handler with its KooDrive client (Options.Handler.Users) is required"))
-	} else if _, ok := o.Handler.Users.(handlers.Shadow); ok != o.Shadow {
-		errs = append(errs, errors.New("shadow mode and a handlers.Shadow go together"))
+	if o.Handler == nil {
+		errs = append(errs, errors.New("a handler (Options.Handler) is required"))
 	}
 	errs = append(errs, o.settingErrors()...)
 	if err := errors.Join(errs...); err != nil {

@@ -207,22 +207,13 @@ func (c *Consumer) attempt(it *item) (wait time.Duration, stop bool) {
 	// when this instance may no longer work the partition.
 	ctx, unfence := fenced(c.hard, it.src)
 	defer unfence()
-	var plan *handlers.Plan
-	if c.opts.Shadow {
-		// What shadow mode planned for this user so far stands for
-		// KooDrive's state; a user it has not planned for is read.
-		var known *handlers.State
-		if it.wm.rec.AppliedSeq > 0 {
-			known = &it.wm.rec.State
-		}
-		plan = handlers.NewPlan(known)
-		ctx = handlers.WithPlan(ctx, plan)
+	var known *handlers.State
+	if it.wm.rec.AppliedSeq > 0 {
+		known = &it.wm.rec.State
 	}
-	res, err := c.opts.Handler.Apply(ctx, it.ev)
+	res, err := c.opts.Handler.Apply(ctx, it.ev, known)
 	done(err)
-	if plan != nil {
-		it.out.Plan, it.out.Diff = plan.Calls, plan.Diff()
-	}
+	it.out.Plan, it.out.Diff = res.Plan, res.Diff
 	it.calls = append(it.calls, res.Calls...)
 	it.out.Note = res.Note
 	var f handlers.Failure
@@ -245,10 +236,10 @@ func (c *Consumer) attempt(it *item) (wait time.Duration, stop bool) {
 		it.failedAttempt(classFenced, err.Error())
 		return fencedRetry, false
 	case !f.Retryable:
-		it.failedAttempt(f.Class, err.Error())
+		it.failedAttempt(f.Class.String(), err.Error())
 		it.deadLetter(outcome.Reason(f.Class), err.Error())
 	default:
-		it.failedAttempt(f.Class, err.Error())
+		it.failedAttempt(f.Class.String(), err.Error())
 		it.last = err
 		if it.bo == nil {
 			b := backoff.NewExponentialBackOff()
@@ -276,7 +267,7 @@ func (c *Consumer) attempt(it *item) (wait time.Duration, stop bool) {
 			return 0, false
 		}
 		d = min(d, left)
-		c.obs.Retry(f.Class, d, it.ra.used)
+		c.obs.Retry(f.Class.String(), d, it.ra.used)
 		c.log.Debug("retrying event", "event", it.ev.ID, "seq", it.seq, "attempt", it.out.Attempts, "wait", d, "err", err)
 		return d, false
 	}
@@ -338,7 +329,7 @@ func (c *Consumer) finish(l *lane, it *item) error {
 		Data:    it.body,
 	}
 	var dlq *nats.Msg
-	if out.Result == outcome.Deadlettered && !c.opts.Shadow {
+	if out.Result == outcome.Deadlettered && !c.opts.NoDLQ {
 		dlq = c.deadLetterMsg(it, out)
 	}
 	// A duplicate leaves the record as it is; everything else advances it.

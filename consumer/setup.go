@@ -69,7 +69,7 @@ func (c *Consumer) setup(ctx context.Context) error {
 		// Binding only: what kdsync will publish to must be stored by
 		// someone, or every event would wait forever on its outcome.
 		need := [][2]string{{outcome.Subject(o.OutcomePrefix, outcome.Applied, handlers.Hired, "0"), o.OutcomeStream}}
-		if !o.Shadow {
+		if !o.NoDLQ {
 			need = append(need, [2]string{outcome.DeadLetterSubject(o.DLQPrefix, "permanent", handlers.Hired, "0"), o.DLQStream})
 		}
 		var errs []error

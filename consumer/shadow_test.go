@@ -32,11 +32,11 @@ func TestShadowMatchesActive(t *testing.T) {
 	}
 	e.publish(evs)
 	shadowOpts := e.options()
-	shadowOpts.Shadow = true
+	shadowOpts.NoDLQ = true
 	shadowOpts.Consumer = "kdsync-shadow"
 	shadowOpts.OutcomeStream, shadowOpts.OutcomePrefix = "KDSYNC_SHADOW", "kdsync.shadow"
 	shadowOpts.StateBucket = "KDSYNC_SHADOW_STATE"
-	shadowOpts.Handler = &handlers.Handler{Users: handlers.Shadow{Users: e.kd}}
+	shadowOpts.Handler = handlers.Shadow{Handler: &handlers.Handler{Users: e.kd}}
 	stop := e.run(shadowOpts)
 	shadowOut, err := harness.CollectOutcomes(t.Context(), e.nc, "KDSYNC_SHADOW")
 	if err != nil {
@@ -112,7 +112,7 @@ func TestShadowBesideActive(t *testing.T) {
 
 	shadow := active
 	shadow.InstanceID = "shadow"
-	shadow.Shadow = true
+	shadow.NoDLQ = true
 	// The shadow's own client, counting every request that is not a read.
 	var shadowWrites atomic.Int64
 	skd, err := kdapi.NewClient(kdapi.WithBaseURL(e.sim.URL),
@@ -126,7 +126,7 @@ func TestShadowBesideActive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	shadow.Handler = &handlers.Handler{Users: handlers.Shadow{Users: skd}}
+	shadow.Handler = handlers.Shadow{Handler: &handlers.Handler{Users: skd}}
 	shadow.Consumer, shadow.OutcomeStream, shadow.OutcomePrefix = "kdsync-shadow", "KDSYNC_SHADOW", "kdsync.shadow"
 	shadow.StateBucket, shadow.GuardBucket, shadow.MembersBucket = "KDSYNC_SHADOW_STATE", "KDSYNC_SHADOW_GUARD", "KDSYNC_SHADOW_MEMBERS"
 	shadow.ParkStream, shadow.ParkPrefix = "KDSYNC_SHADOW_PARKED", "kdsync.shadow-parked"

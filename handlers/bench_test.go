@@ -85,7 +85,7 @@ func BenchmarkApplyHired(b *testing.B) {
 	h := &handlers.Handler{Users: noopUsers{}, Observe: func(handlers.Op, time.Duration, error) {}}
 	ctx := context.Background()
 	for b.Loop() {
-		if _, err := h.Apply(ctx, ev); err != nil {
+		if _, err := h.Apply(ctx, ev, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

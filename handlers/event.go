@@ -72,8 +72,13 @@ type Event struct {
 	Name   string
 }
 
-// Reason classifies bad input, for dead letters and metric labels.
+// Reason classifies a failure of Decode or Apply, for outcomes, dead
+// letters and metric labels: bad input (InputReasons) or a KooDrive
+// failure (KooDriveReasons). Classify gives an error's.
 type Reason string
+
+// String returns the reason's wire value.
+func (r Reason) String() string { return string(r) }
 
 // The reasons an event is bad input.
 const (
@@ -87,8 +92,9 @@ const (
 	ReasonMismatch     Reason = "mismatch"
 )
 
-// Reasons lists every Reason, for metric initialisation.
-var Reasons = []Reason{ReasonTooLarge, ReasonInvalidUTF8, ReasonMalformed, ReasonSpecVersion,
+// InputReasons lists every Reason of bad input, for metric
+// initialisation.
+var InputReasons = []Reason{ReasonTooLarge, ReasonInvalidUTF8, ReasonMalformed, ReasonSpecVersion,
 	ReasonUnknownType, ReasonMissingField, ReasonInvalidField, ReasonMismatch}
 
 // InputError is an event that cannot be applied as it is. It is permanent:

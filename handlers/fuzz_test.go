@@ -155,7 +155,7 @@ func checkDecoded(t *testing.T, subject string, ev *handlers.Event, err error) {
 		if !errors.As(err, &ie) {
 			t.Fatalf("error %v (%T) is not an *InputError", err, err)
 		}
-		if !slices.Contains(handlers.Reasons, ie.Reason) {
+		if !slices.Contains(handlers.InputReasons, ie.Reason) {
 			t.Fatalf("error %v has an unknown reason %q", err, ie.Reason)
 		}
 		if ie.Detail == "" || !strings.Contains(ie.Error(), ie.Field) || !strings.Contains(ie.Error(), string(ie.Reason)) {

@@ -89,6 +89,11 @@ type Result struct {
 	Noop bool
 	// State is the user's state the event leads to.
 	State State
+	// Plan and Diff, from a decorator that plans KooDrive's writes
+	// instead of making them (Shadow), are the writes it would make and
+	// the fields they would change; nil otherwise.
+	Plan []PlannedCall
+	Diff []FieldChange
 }
 
 // Apply makes the calls ev implies. It is idempotent: applying the same
@@ -96,7 +101,11 @@ type Result struct {
 // whole. Errors are kdapi errors or, for an event the handler cannot map,
 // a *InputError: Classify tells them apart. The KooDrive calls carry the
 // event's trace id (TraceID).
-func (h *Handler) Apply(ctx context.Context, ev *Event) (Result, error) {
+//
+// known is the user's state as kdsync's record has it (nil: no record).
+// Handler reads KooDrive instead and does not use it; a decorator that
+// makes no call, Shadow, plans from it.
+func (h *Handler) Apply(ctx context.Context, ev *Event, known *State) (Result, error) {
 	ctx = kdapi.WithTraceID(ctx, ev.ID)
 	var r Result
 	switch ev.Action {

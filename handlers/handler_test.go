@@ -435,7 +435,7 @@ func TestApply(t *testing.T) {
 					obs = append(obs, observed{op, err})
 				},
 			}
-			res, err := h.Apply(t.Context(), tc.ev)
+			res, err := h.Apply(t.Context(), tc.ev, nil)
 
 			if diff := cmp.Diff(tc.wantCalls, rec.calls); diff != "" {
 				t.Errorf("calls mismatch (-want +got):\n%s", diff)
@@ -497,7 +497,7 @@ func TestApplyUnknownAction(t *testing.T) {
 	t.Parallel()
 	rec := &recorder{}
 	h := &handlers.Handler{Users: rec.users()}
-	_, err := h.Apply(t.Context(), event(handlers.Unknown, nil))
+	_, err := h.Apply(t.Context(), event(handlers.Unknown, nil), nil)
 	var ie *handlers.InputError
 	if !errors.As(err, &ie) || ie.Reason != handlers.ReasonUnknownType {
 		t.Errorf("Apply(unknown) error = %v, want an unknown_type *InputError", err)
@@ -517,7 +517,7 @@ func TestApplyCanceledAfterCreate(t *testing.T) {
 		return nil, fmt.Errorf("kdapi: POST /users: %w", context.Canceled)
 	}}
 	h := &handlers.Handler{Users: rec.users(), DefaultDeptID: kdapi.Ptr(int64(1))}
-	_, err := h.Apply(ctx, event(handlers.Hired, nil))
+	_, err := h.Apply(ctx, event(handlers.Hired, nil), nil)
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("Apply error = %v, want context.Canceled", err)
 	}
@@ -687,7 +687,7 @@ func TestApplyIdempotent(t *testing.T) {
 			}
 			apply := func(m *memKooDrive, ev *handlers.Event) (handlers.Result, error) {
 				h := &handlers.Handler{Users: m.fake(), HardDelete: tc.hardDelete, DefaultDeptID: kdapi.Ptr(int64(99))}
-				return h.Apply(t.Context(), ev)
+				return h.Apply(t.Context(), ev, nil)
 			}
 			var merged handlers.State
 			for i, ev := range idempotencyScript() {
@@ -750,7 +750,7 @@ func TestApplyStateIsACopy(t *testing.T) {
 			})
 			def := kdapi.Ptr(int64(99))
 			h := &handlers.Handler{Users: (&recorder{}).users(), DefaultDeptID: def}
-			res, err := h.Apply(t.Context(), ev)
+			res, err := h.Apply(t.Context(), ev, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

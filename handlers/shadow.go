@@ -27,41 +27,33 @@ type FieldChange struct {
 	To    any    `json:"to"`
 }
 
-// Plan collects, for one event in shadow mode, the writes that would be
-// made and the state they would lead to. Create one per attempt with
-// NewPlan and pass it in the context with WithPlan.
-type Plan struct {
+// plan collects, for one event in shadow mode, the writes that would be
+// made and the state they would lead to.
+type plan struct {
 	mu     sync.Mutex
-	known  bool // Before is known (from kdsync's record or a read)
-	Before State
-	After  State
-	Calls  []PlannedCall
+	known  bool // before is known (from kdsync's record or a read)
+	before State
+	after  State
+	calls  []PlannedCall
 }
 
-// NewPlan returns an empty plan. When state is non-nil it is taken as
+// newPlan returns an empty plan. When state is non-nil it is taken as
 // the user's state in KooDrive (shadow mode's record of the events it has
 // planned so far); otherwise the first call reads it.
-func NewPlan(state *State) *Plan {
-	p := &Plan{}
+func newPlan(state *State) *plan {
+	p := &plan{}
 	if state != nil {
-		p.known, p.Before, p.After = true, *state, *state
+		p.known, p.before, p.after = true, *state, *state
 	}
 	return p
 }
 
-type planKey struct{}
-
-// WithPlan returns a context whose Shadow calls record into p.
-func WithPlan(ctx context.Context, p *Plan) context.Context {
-	return context.WithValue(ctx, planKey{}, p)
-}
-
-// Diff lists the fields the plan would change.
-func (p *Plan) Diff() []FieldChange {
+// diff lists the fields the plan would change.
+func (p *plan) diff() []FieldChange {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []FieldChange
-	b, a := p.Before, p.After
+	b, a := p.before, p.after
 	if b.Exists != a.Exists {
 		out = append(out, FieldChange{"exists", b.Exists, a.Exists})
 	}
@@ -90,31 +82,44 @@ func eqPtr[T comparable](a, b *T) bool {
 	return a == nil && b == nil || a != nil && b != nil && *a == *b
 }
 
-// Shadow is a Users that reads KooDrive for real and records writes in
-// the context's Plan instead of making them, answering as KooDrive would
-// from the state the plan tracks: a create of an existing user is
-// "already exists", an update of an absent one "not found". It makes no
-// write at all.
+// Shadow is a Handler decorator for shadow mode: it applies each event
+// through Handler with KooDrive's writes planned instead of made, and
+// returns the plan in the Result (Plan, Diff). Reads go to KooDrive for
+// real; writes are answered as KooDrive would from the state the plan
+// tracks: a create of an existing user is "already exists", an update of
+// an absent one "not found". It makes no write at all.
 type Shadow struct {
-	Users Users
+	Handler *Handler
 }
 
-func planOf(ctx context.Context) *Plan {
-	if p, ok := ctx.Value(planKey{}).(*Plan); ok {
-		return p
-	}
-	return NewPlan(nil) // a throwaway: the caller did not ask for one
+// Apply plans ev's writes from known, the user's state as shadow mode's
+// record has it (nil: read from KooDrive at the first call).
+func (s Shadow) Apply(ctx context.Context, ev *Event, known *State) (Result, error) {
+	p := newPlan(known)
+	h := *s.Handler
+	h.Users = planner{users: s.Handler.Users, plan: p}
+	res, err := h.Apply(ctx, ev, known)
+	res.Plan, res.Diff = p.calls, p.diff()
+	return res, err
+}
+
+// planner is the Users a Shadow's Handler calls: it records writes in
+// plan and reads through users.
+type planner struct {
+	users Users
+	plan  *plan
 }
 
 // load makes sure the plan knows the user's state, reading it once.
-func (s Shadow) load(ctx context.Context, p *Plan, userID string) error {
+func (s planner) load(ctx context.Context, userID string) error {
+	p := s.plan
 	p.mu.Lock()
 	known := p.known
 	p.mu.Unlock()
 	if known {
 		return nil
 	}
-	u, err := s.Users.GetUser(ctx, userID)
+	u, err := s.users.GetUser(ctx, userID)
 	var st State
 	switch {
 	case err == nil:
@@ -124,7 +129,7 @@ func (s Shadow) load(ctx context.Context, p *Plan, userID string) error {
 		return err
 	}
 	p.mu.Lock()
-	p.known, p.Before, p.After = true, st, st
+	p.known, p.before, p.after = true, st, st
 	p.mu.Unlock()
 	return nil
 }
@@ -148,25 +153,25 @@ func shadowErr(class kdapi.Class, method, path, msg string) error {
 	return &kdapi.APIError{HTTPStatus: http.StatusBadRequest, Code: "shadow", Msg: msg + " (shadow)", Method: method, Path: path, Class: class}
 }
 
-func (p *Plan) record(method, path string, body any) {
+func (p *plan) record(method, path string, body any) {
 	var raw json.RawMessage
 	if body != nil {
 		raw, _ = json.Marshal(body)
 	}
-	p.Calls = append(p.Calls, PlannedCall{Method: method, Path: path, Body: raw})
+	p.calls = append(p.calls, PlannedCall{Method: method, Path: path, Body: raw})
 }
 
 // CreateUser records POST /users, or answers "already exists".
-func (s Shadow) CreateUser(ctx context.Context, body kdapi.CreateUserRequest) error {
-	p := planOf(ctx)
-	if err := s.load(ctx, p, body.UserID); err != nil {
+func (s planner) CreateUser(ctx context.Context, body kdapi.CreateUserRequest) error {
+	p := s.plan
+	if err := s.load(ctx, body.UserID); err != nil {
 		return err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.record(http.MethodPost, "/users", body)
-	if p.After.Exists {
-		p.Calls[len(p.Calls)-1].Refused = "user already exists"
+	if p.after.Exists {
+		p.calls[len(p.calls)-1].Refused = "user already exists"
 		return shadowErr(kdapi.ClassAlreadyExists, http.MethodPost, "/users", "user already exists")
 	}
 	next := State{Exists: true, Status: intPtr(kdapi.StatusEnabled)}
@@ -178,65 +183,65 @@ func (s Shadow) CreateUser(ctx context.Context, body kdapi.CreateUserRequest) er
 			next.Role = &r
 		}
 	}
-	p.After = next
+	p.after = next
 	return nil
 }
 
 // UpdateUser records PUT /users/{userId}, or answers "not found".
-func (s Shadow) UpdateUser(ctx context.Context, userID string, body kdapi.UpdateUserRequest) error {
-	p := planOf(ctx)
-	if err := s.load(ctx, p, userID); err != nil {
+func (s planner) UpdateUser(ctx context.Context, userID string, body kdapi.UpdateUserRequest) error {
+	p := s.plan
+	if err := s.load(ctx, userID); err != nil {
 		return err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	path := "/users/" + userID
-	if !p.After.Exists {
+	if !p.after.Exists {
 		return shadowErr(kdapi.ClassNotFound, http.MethodPut, path, "user does not exist")
 	}
 	p.record(http.MethodPut, path, body)
-	p.After = p.After.Merge(State{Exists: true, DeptID: body.DeptID, Role: body.Role, Status: body.Status})
+	p.after = p.after.Merge(State{Exists: true, DeptID: body.DeptID, Role: body.Role, Status: body.Status})
 	return nil
 }
 
 // GetUser answers from the plan's state.
-func (s Shadow) GetUser(ctx context.Context, userID string) (*kdapi.User, error) {
-	p := planOf(ctx)
-	if err := s.load(ctx, p, userID); err != nil {
+func (s planner) GetUser(ctx context.Context, userID string) (*kdapi.User, error) {
+	p := s.plan
+	if err := s.load(ctx, userID); err != nil {
 		return nil, err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.After.Exists {
+	if !p.after.Exists {
 		return nil, shadowErr(kdapi.ClassNotFound, http.MethodGet, "/users/"+userID, "user does not exist")
 	}
 	u := &kdapi.User{UserID: kdapi.FlexString(userID)}
-	if p.After.DeptID != nil {
-		u.DeptID = kdapi.FlexString(strconv.FormatInt(*p.After.DeptID, 10))
+	if p.after.DeptID != nil {
+		u.DeptID = kdapi.FlexString(strconv.FormatInt(*p.after.DeptID, 10))
 	}
-	if p.After.Role != nil {
-		u.Role = kdapi.FlexInt64(*p.After.Role)
+	if p.after.Role != nil {
+		u.Role = kdapi.FlexInt64(*p.after.Role)
 	}
-	if p.After.Status != nil {
-		u.Status = kdapi.FlexInt64(*p.After.Status)
+	if p.after.Status != nil {
+		u.Status = kdapi.FlexInt64(*p.after.Status)
 	}
 	return u, nil
 }
 
 // DeleteUser records DELETE /users/{userId}, or answers "not found".
-func (s Shadow) DeleteUser(ctx context.Context, userID string) error {
-	p := planOf(ctx)
-	if err := s.load(ctx, p, userID); err != nil {
+func (s planner) DeleteUser(ctx context.Context, userID string) error {
+	p := s.plan
+	if err := s.load(ctx, userID); err != nil {
 		return err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	path := "/users/" + userID
-	if !p.After.Exists {
+	if !p.after.Exists {
 		return shadowErr(kdapi.ClassNotFound, http.MethodDelete, path, "user does not exist")
 	}
 	p.record(http.MethodDelete, path, nil)
-	p.After = State{}
+	p.after = State{}
 	return nil
 }
 

@@ -77,7 +77,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{resultAccepted, resultDuplicate, resultConflict, resultUnavailable} {
 		m.events.WithLabelValues(r)
 	}
-	for _, r := range handlers.Reasons {
+	for _, r := range handlers.InputReasons {
 		m.events.WithLabelValues(string(r))
 	}
 	for _, r := range authReasons {

@@ -28,6 +28,9 @@ const (
 	ClassAlreadyExists
 )
 
+// Classes lists every Class.
+var Classes = []Class{ClassPermanent, ClassRetryable, ClassAuth, ClassNotFound, ClassAlreadyExists}
+
 var classNames = [...]string{"permanent", "retryable", "auth", "not_found", "already_exists"}
 
 // String returns the class as a short snake_case word, fit for a metric label.

@@ -324,3 +324,18 @@ func TestCodeAndFlexTypes(t *testing.T) {
 }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+// TestClasses: Classes lists every class with a name, once.
+func TestClasses(t *testing.T) {
+	t.Parallel()
+	if len(Classes) != len(classNames) {
+		t.Fatalf("Classes %v, names %v", Classes, classNames)
+	}
+	seen := map[string]bool{}
+	for _, c := range Classes {
+		if s := c.String(); s != classNames[c] || seen[s] {
+			t.Errorf("class %d: %q", c, s)
+		}
+		seen[c.String()] = true
+	}
+}

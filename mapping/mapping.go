@@ -125,9 +125,6 @@ type Error struct {
 	Detail string
 }
 
-// Reason is the dead-letter reason of a mapping failure.
-const Reason = "mapping"
-
 func (e *Error) Error() string {
 	return fmt.Sprintf("mapping %s (%s:%d) %s: %s", e.Field, e.File, e.Line, clip(e.Expr), e.Detail)
 }

@@ -4,7 +4,6 @@ import (
 	"slices"
 
 	"github.com/kdsync/kdsync/handlers"
-	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/outcome"
 )
 
@@ -13,32 +12,27 @@ const (
 	labelOther = "other"
 	// reasonNone labels an outcome without a reason (applied).
 	reasonNone = "none"
-	// reasonBadInput is the consumer's reason for a decoding failure that
-	// is not a *handlers.InputError.
-	reasonBadInput = string(outcome.ReasonBadInput)
 	// codeOK labels a KooDrive call that succeeded.
 	codeOK = "ok"
 )
 
-// The bounded label sets.
+// The bounded label sets, from the enumerations of outcome and handlers.
 var (
-	// kdapiClasses are kdapi.Class.String() of every class.
-	kdapiClasses = []string{
-		kdapi.ClassPermanent.String(), kdapi.ClassRetryable.String(), kdapi.ClassAuth.String(),
-		kdapi.ClassNotFound.String(), kdapi.ClassAlreadyExists.String(),
-	}
-	// codeClasses label KooDrive calls: ok or a kdapi class.
-	codeClasses = append([]string{codeOK}, kdapiClasses...)
+	// classes are the KooDrive failure classes.
+	classes = stringsOf(handlers.KooDriveReasons)
+	// codeClasses label KooDrive calls: ok or a class.
+	codeClasses = append([]string{codeOK}, classes...)
 	// retriedClasses are the classes the consumer retries, initialised in
 	// kdsync_retries_total.
-	retriedClasses = []string{kdapi.ClassRetryable.String(), kdapi.ClassAuth.String()}
+	retriedClasses = stringsOf(handlers.RetriedReasons)
 
-	skipReasons  = stringsOf(outcome.SkipReasons)
-	inputReasons = append(stringsOf(handlers.Reasons), reasonBadInput)
-	// deadLetterReasons are the reasons an event is dead-lettered: bad
-	// input, a KooDrive refusal, a spent retry budget or a panic.
-	deadLetterReasons = slices.Concat(inputReasons, kdapiClasses,
-		[]string{string(outcome.ClassBudgetExhausted), string(outcome.ClassPanic)})
+	skipReasons = stringsOf(outcome.SkipReasons)
+	// inputReasons are those of an event whose action could not be read.
+	inputReasons = stringsOf(outcome.BadInputReasons)
+	// deadLetterReasons are the reasons the consumer dead-letters an event
+	// for: every one but SCIM's mapping failures, which never reach it.
+	deadLetterReasons = slices.DeleteFunc(stringsOf(outcome.DeadLetterReasons),
+		func(r string) bool { return r == string(outcome.ReasonMapping) })
 	// reasons is every reason label value but "other".
 	reasons = slices.Concat([]string{reasonNone}, skipReasons, deadLetterReasons)
 )
@@ -81,9 +75,9 @@ func reasonLabel(r string) string {
 	return labelOther
 }
 
-// classLabel maps a kdapi class name to itself, anything else to "other".
+// classLabel maps a class to itself, anything else to "other".
 func classLabel(c string) string {
-	if slices.Contains(kdapiClasses, c) {
+	if slices.Contains(classes, c) {
 		return c
 	}
 	return labelOther
@@ -98,15 +92,14 @@ func opLabel(op handlers.Op) string {
 	return labelOther
 }
 
-// codeClassLabel is "ok" for nil, else the error's kdapi class (errors from
-// elsewhere are permanent, as kdapi.ClassOf has it).
+// codeClassLabel is "ok" for nil, else the class of a KooDrive call's
+// error (handlers.Classify: an error from elsewhere is "permanent").
 func codeClassLabel(err error) string {
 	if err == nil {
 		return codeOK
 	}
-	c, _ := kdapi.ClassOf(err)
-	if s := c.String(); slices.Contains(kdapiClasses, s) {
-		return s
+	if c := string(handlers.Classify(err).Class); slices.Contains(classes, c) {
+		return c
 	}
-	return kdapi.ClassPermanent.String()
+	return labelOther // a handlers.InputError: not a call's
 }

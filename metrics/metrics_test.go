@@ -193,7 +193,7 @@ func TestNewRegistersEveryFamilyAtZero(t *testing.T) {
 		}
 		histogram(t, snap, "kdsync_event_latency_seconds", "action", string(a))
 	}
-	for _, r := range handlers.Reasons {
+	for _, r := range handlers.InputReasons {
 		value(t, snap, "kdsync_events_finished_total", "action", "unknown", "result", "deadlettered", "reason", string(r))
 	}
 	value(t, snap, "kdsync_events_finished_total", "action", "unknown", "result", "deadlettered", "reason", "bad_input")
@@ -835,7 +835,7 @@ func TestLabelsStayBounded(t *testing.T) {
 		"result": {"applied", "skipped", "deadlettered", "other"},
 		"reason": slices.Concat([]string{"none", "duplicate", "stale", "noop", "guard_rejected", "bad_input",
 			"permanent", "retryable", "auth", "not_found", "already_exists",
-			"retry_budget_exhausted", "panic", "other"}, stringsOf(handlers.Reasons)),
+			"retry_budget_exhausted", "panic", "other"}, stringsOf(handlers.InputReasons)),
 		"operation":  append(stringsOf(handlers.Ops), "other"),
 		"code_class": {"ok", "retryable", "auth", "not_found", "already_exists", "permanent"},
 		"class":      {"permanent", "retryable", "auth", "not_found", "already_exists", "other"},
@@ -919,4 +919,16 @@ func TestPollConsumerSumsPartitions(t *testing.T) {
 	eventually(t, "pending = 0 once no partition is held", func() bool {
 		return value(t, reg, "kdsync_consumer_pending_events") == 0
 	})
+}
+
+// TestReadBuildInfo: a version set at link time wins; without one a test
+// binary is a development build; the toolchain is always known to it.
+func TestReadBuildInfo(t *testing.T) {
+	t.Parallel()
+	if b := ReadBuildInfo("v1.2.3"); b.Version != "v1.2.3" || b.GoVersion == "unknown" || b.Revision == "" {
+		t.Errorf("with a version: %+v", b)
+	}
+	if b := ReadBuildInfo(""); b.Version == "" || b.Version == "(devel)" {
+		t.Errorf("without: %+v", b)
+	}
 }

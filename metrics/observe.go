@@ -28,9 +28,9 @@ func (m *Metrics) EventFinished(action handlers.Action, result outcome.Result, r
 	}
 }
 
-// Retry counts a retry in kdsync_retries_total by class (a kdapi class,
-// else "other") and, when the wait honours a Retry-After, adds it to
-// kdsync_retry_after_seconds_total.
+// Retry counts a retry in kdsync_retries_total by class (one of
+// handlers.KooDriveReasons, else "other") and, when the wait honours a
+// Retry-After, adds it to kdsync_retry_after_seconds_total.
 func (m *Metrics) Retry(class string, wait time.Duration, retryAfter bool) {
 	m.retries.WithLabelValues(classLabel(class)).Inc()
 	if retryAfter && wait > 0 {
@@ -46,8 +46,8 @@ func (m *Metrics) BreakerState(state int) {
 // ObserveCall records one KooDrive call in kdsync_koodrive_requests_total
 // and kdsync_koodrive_request_duration_seconds. Its signature is that of
 // handlers.Handler.Observe: err nil is "ok", otherwise the code class is
-// kdapi.ClassOf(err) (an error from elsewhere is "permanent"). An op outside
-// handlers.Ops is labelled "other".
+// handlers.Classify(err)'s (an error from elsewhere is "permanent"). An
+// op outside handlers.Ops is labelled "other".
 func (m *Metrics) ObserveCall(op handlers.Op, d time.Duration, err error) {
 	o := opLabel(op)
 	m.requests.WithLabelValues(o, codeClassLabel(err)).Inc()

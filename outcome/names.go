@@ -28,3 +28,17 @@ const (
 	DefaultParkStream = "KDSYNC_PARKED"
 	DefaultParkPrefix = "kdsync.parked"
 )
+
+// The names a shadow instance (kdsync run -shadow) uses in place of the
+// defaults above, so that it shares nothing it writes or leases with the
+// active instances.
+const (
+	ShadowDurable       = "kdsync-shadow"
+	ShadowOutcomeStream = "KDSYNC_SHADOW"
+	ShadowOutcomePrefix = "kdsync.shadow"
+	ShadowStateBucket   = "KDSYNC_SHADOW_STATE"
+	ShadowMembersBucket = "KDSYNC_SHADOW_MEMBERS"
+	ShadowGuardBucket   = "KDSYNC_SHADOW_GUARD"
+	ShadowParkStream    = "KDSYNC_SHADOW_PARKED"
+	ShadowParkPrefix    = "kdsync.shadow-parked"
+)

@@ -1,6 +1,7 @@
 package outcome
 
 import (
+	"slices"
 	"strconv"
 	"time"
 
@@ -23,9 +24,7 @@ const (
 // Results lists every Result, for metric initialisation.
 var Results = []Result{Applied, Skipped, Deadlettered}
 
-// Reason says why an event was skipped or dead-lettered: one of the Skip*
-// reasons, a handlers.Reason for bad input, ReasonBadInput, a KooDrive
-// error class (kdapi.Class.String()), ClassBudgetExhausted or ClassPanic.
+// Reason says why an event was skipped or dead-lettered: one of Reasons.
 // Its value is what outcomes, dead-letter headers and metric labels carry.
 type Reason string
 
@@ -42,11 +41,8 @@ const (
 	SkipGuardRejected Reason = "guard_rejected"
 )
 
-// SkipReasons lists every skip Reason, for metric initialisation.
-var SkipReasons = []Reason{SkipDuplicate, SkipStale, SkipNoop, SkipGuardRejected}
-
 // Reasons an event is dead-lettered, besides the handlers.Reason values
-// for bad input and the kdapi classes for KooDrive refusals.
+// (bad input, KooDrive failures).
 const (
 	// ReasonBadInput: the event could not be decoded, for a cause that is
 	// not a *handlers.InputError.
@@ -55,7 +51,39 @@ const (
 	ClassBudgetExhausted Reason = "retry_budget_exhausted"
 	// ClassPanic: working the event panicked.
 	ClassPanic Reason = "panic"
+	// ReasonMapping: a SCIM user the mapping cannot map (dead-lettered by
+	// the SCIM service, never by the consumer).
+	ReasonMapping Reason = "mapping"
 )
+
+// The enumeration of every Reason, for metric label sets: a reason added
+// to one of these lists (or to handlers' InputReasons or KooDriveReasons)
+// is in them all.
+var (
+	// SkipReasons lists every Reason an event is skipped for.
+	SkipReasons = []Reason{SkipDuplicate, SkipStale, SkipNoop, SkipGuardRejected}
+	// BadInputReasons lists every Reason of an event that cannot be read
+	// or mapped to KooDrive calls: handlers.InputReasons and
+	// ReasonBadInput.
+	BadInputReasons = append(fromHandlers(handlers.InputReasons), ReasonBadInput)
+	// DeadLetterReasons lists every Reason an event is dead-lettered for:
+	// bad input, a KooDrive failure (handlers.KooDriveReasons), a spent
+	// retry budget, a panic, a SCIM mapping failure.
+	DeadLetterReasons = slices.Concat(BadInputReasons, fromHandlers(handlers.KooDriveReasons),
+		[]Reason{ClassBudgetExhausted, ClassPanic, ReasonMapping})
+	// Reasons lists every Reason an outcome can carry.
+	Reasons = slices.Concat(SkipReasons, DeadLetterReasons)
+)
+
+// fromHandlers converts handlers' reasons: an outcome carries a
+// handlers.Reason as it is.
+func fromHandlers(rs []handlers.Reason) []Reason {
+	out := make([]Reason, len(rs))
+	for i, r := range rs {
+		out[i] = Reason(r)
+	}
+	return out
+}
 
 // Outcome is published once per event on
 // <OutcomePrefix>.<result>.<action>.<userId> (Subject), with

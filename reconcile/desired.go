@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -571,4 +573,21 @@ func ReadUser(ctx context.Context, kv jetstream.KeyValue, user string) (d Desire
 		return Desired{}, false, nil
 	}
 	return d, true, nil
+}
+
+// OpenSource opens the source file name, - being standard input, and
+// returns it with its modification time (zero for standard input), for
+// Options.AsOf; closeSource closes it.
+func OpenSource(name string) (src io.Reader, modTime time.Time, closeSource func(), err error) {
+	if name == "-" {
+		return os.Stdin, time.Time{}, func() {}, nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, time.Time{}, nil, err
+	}
+	if fi, err := f.Stat(); err == nil {
+		modTime = fi.ModTime()
+	}
+	return f, modTime, func() { _ = f.Close() }, nil
 }

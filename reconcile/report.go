@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/outcome"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // What kdsync reconcile prints: a table and totals for people, JSON for
@@ -248,4 +250,74 @@ func resultText(r *Repair) string {
 		return fmt.Sprintf("#%d dead-lettered: %s", r.Sequence, r.Outcome.Reason)
 	}
 	return fmt.Sprintf("#%d %s", r.Sequence, r.Outcome.Result)
+}
+
+// ReportOptions say how kdsync reconcile runs and reports a pass.
+type ReportOptions struct {
+	// Source is the desired state's file (- is standard input), opened
+	// unless the pass reads FromState; its name gives the format when
+	// the pass's is FormatAuto, its modification time AsOf when unset.
+	Source string
+	Rate   float64 // KooDrive requests per second, for the report
+	JSON   bool
+	// Progress, when set (a terminal), shows how the pass is getting on.
+	Progress io.Writer
+	// FailOnDrift makes drift found, and not applied, an error.
+	FailOnDrift bool
+	// Connect, when the pass needs JetStream (FromState, Apply) and
+	// o.JetStream is nil, dials it once the source is open; the returned
+	// function closes it.
+	Connect func() (jetstream.JetStream, func(), error)
+}
+
+// RunReport runs the pass o and writes its report to w (Print, or
+// PrintJSON), also when the pass failed part way.
+func RunReport(ctx context.Context, w io.Writer, o Options, r ReportOptions) error {
+	if !o.FromState {
+		src, modTime, closeSource, err := OpenSource(r.Source)
+		if err != nil {
+			return err
+		}
+		defer closeSource()
+		o.Source = src
+		if o.Format == FormatAuto {
+			o.Format = FormatOf(r.Source)
+		}
+		if o.AsOf.IsZero() {
+			o.AsOf = modTime
+		}
+	}
+	if (o.FromState || o.Apply) && o.JetStream == nil && r.Connect != nil {
+		js, closeJS, err := r.Connect()
+		if err != nil {
+			return err
+		}
+		defer closeJS()
+		o.JetStream = js
+	}
+	var bar *ProgressLine
+	if r.Progress != nil {
+		bar = &ProgressLine{W: r.Progress, Rate: r.Rate}
+		o.Progress = bar.Show
+	}
+	res, err := Run(ctx, o)
+	bar.Clear()
+	if res != nil {
+		var perr error
+		if r.JSON {
+			perr = PrintJSON(w, res)
+		} else {
+			perr = Print(w, res, PrintOptions{Source: r.Source, Rate: r.Rate, Apply: o.Apply, Wait: o.Wait})
+		}
+		if err == nil {
+			err = perr
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if r.FailOnDrift && res.Totals.Drifted > 0 && !o.Apply {
+		return fmt.Errorf("drift found: %d users", res.Totals.Drifted)
+	}
+	return nil
 }

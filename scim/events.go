@@ -169,7 +169,7 @@ func (s *Server) deadLetter(id string, base uint64, action handlers.Action, user
 	h := map[string][]string{
 		jetstream.MsgIDHeader:    {"dlq-" + eventKey(s.opts.Source, evID)},
 		outcome.HdrReason:        {clipText(detail)},
-		outcome.HdrErrorClass:    {mapping.Reason},
+		outcome.HdrErrorClass:    {outcome.ReasonMapping.String()},
 		outcome.HdrAttempts:      {"0"},
 		outcome.HdrEventID:       {evID},
 		outcome.HdrEventSource:   {s.opts.Source},
@@ -181,12 +181,12 @@ func (s *Server) deadLetter(id string, base uint64, action handlers.Action, user
 		"Kdsync-Original-Source": {"scim"},
 	}
 	out := outcome.Outcome{EventID: evID, Source: s.opts.Source, UserID: userID, Action: action,
-		Result: outcome.Deadlettered, Reason: mapping.Reason, Error: detail,
+		Result: outcome.Deadlettered, Reason: outcome.ReasonMapping, Error: detail,
 		Note: "SCIM resource Users/" + id + " could not be mapped; fix the mapping (kdsync mapping test), then the next write or kdsync's start maps it again",
 		Time: now}
 	ob, _ := json.Marshal(out)
 	return []outMsg{
-		{Subject: outcome.DeadLetterSubject(s.opts.DLQPrefix, mapping.Reason, action, userID), Header: h, Data: body, BestEffort: true},
+		{Subject: outcome.DeadLetterSubject(s.opts.DLQPrefix, outcome.ReasonMapping, action, userID), Header: h, Data: body, BestEffort: true},
 		{Subject: outcome.Subject(s.opts.OutcomePrefix, outcome.Deadlettered, action, userID),
 			Header: map[string][]string{jetstream.MsgIDHeader: {"outcome-" + eventKey(s.opts.Source, evID)}}, Data: ob, BestEffort: true},
 	}

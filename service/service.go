@@ -255,13 +255,12 @@ func Run(ctx context.Context, o Options) error {
 	co.Workers = func() int { return lim.Limit() + lim.Limit()/4 }
 	co.Logger = log.With("component", "consumer")
 	co.Observer = m
-	var users handlers.Users = client
+	h := &handlers.Handler{Users: client, HardDelete: o.HardDelete, Observe: m.ObserveCall, DefaultDeptID: o.DefaultDeptID}
+	co.Handler = h
 	if o.Shadow {
-		users = handlers.Shadow{Users: client}
-		co.Shadow = true
+		co.Handler, co.NoDLQ = handlers.Shadow{Handler: h}, true
 		log.Info("shadow mode: KooDrive is read, never written", "consumer", co.Consumer, "outcomes", co.OutcomePrefix)
 	}
-	co.Handler = &handlers.Handler{Users: users, HardDelete: o.HardDelete, Observe: m.ObserveCall, DefaultDeptID: o.DefaultDeptID}
 	c, err := consumer.New(co)
 	if err != nil {
 		return err

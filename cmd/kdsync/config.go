@@ -4,12 +4,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
-	"os"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
-	"time"
+
+	"github.com/kdsync/kdsync/envflag"
 )
 
 // envPrefix starts the name of every variable kdsync reads: -nats-url is
@@ -37,194 +38,19 @@ var otherVariables = []string{
 // otherPrefixes start variables accepted for the same reason.
 var otherPrefixes = []string{"KDSYNC_TEST_"} // KDSYNC_TEST_SEED, KDSYNC_TEST_CHILD
 
-// cmdFlags is one command's flags: every flag is read from the command
-// line and, unless it is command-line only, from its variable (prefix and
-// the flag's name in capitals, - as _). A command line flag wins over its
-// variable; an empty variable is as if unset.
-type cmdFlags struct {
-	*flag.FlagSet
-	prefix string
-	// env names the flags also read from the environment; nil: all.
-	env map[string]bool
-}
+// cmdFlags is one command's flags, read from the command line and from
+// KDSYNC_ variables; Parse reports every problem at once, a KDSYNC_
+// variable no command knows among them.
+type cmdFlags = envflag.FlagSet
 
 // newFlags returns an empty command's flags reading KDSYNC_ variables.
 func newFlags(name string) *cmdFlags {
-	return &cmdFlags{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), prefix: envPrefix}
-}
-
-// commandLineOnly makes the flags declared from now on command-line only:
-// selectors and confirmations, so that no stray KDSYNC_ALL or KDSYNC_YES
-// in a shared environment can widen or confirm anything.
-func (f *cmdFlags) commandLineOnly() {
-	f.env = map[string]bool{}
-	f.VisitAll(func(fl *flag.Flag) { f.env[fl.Name] = true })
-}
-
-// fromEnv reports whether flag name is read from the environment.
-func (f *cmdFlags) fromEnv(name string) bool { return f.env == nil || f.env[name] }
-
-// variable is the environment variable of flag name.
-func (f *cmdFlags) variable(name string) string {
-	return f.prefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
-}
-
-// isSet reports whether flag name was given, on the command line or by
-// its variable.
-func (f *cmdFlags) isSet(name string) bool {
-	set := false
-	f.Visit(func(fl *flag.Flag) { set = set || fl.Name == name })
-	return set
-}
-
-// parse reads args, then the environment for the flags args left unset.
-// It returns flag.ErrHelp (usage printed) when asked for help; otherwise
-// every problem found, one per line: a flag or variable that does not
-// parse, with what was expected; a flag not defined; a KDSYNC_ variable
-// no command knows, with the closest known name. The arguments after the
-// flags are in f.Args() whatever the problems.
-func (f *cmdFlags) parse(args []string) error {
-	var errs []error
-	rest, help := args, false
-	for len(rest) > 0 {
-		a := rest[0]
-		if len(a) < 2 || a[0] != '-' {
-			break
-		}
-		rest = rest[1:]
-		if a == "--" {
-			rest = append([]string{"--"}, rest...)
-			break
-		}
-		name := strings.TrimPrefix(a[1:], "-")
-		name, value, hasValue := strings.Cut(name, "=")
-		fl := f.Lookup(name)
-		switch {
-		case name == "" || name[0] == '-' || name[0] == '=':
-			errs = append(errs, cmdlineError{fmt.Errorf("bad flag syntax: %s", a)})
-			continue
-		case fl == nil && (name == "h" || name == "help"):
-			help = true
-			continue
-		case fl == nil:
-			// Whether a value follows is unknown: the rest is not read.
-			errs = append(errs, cmdlineError{fmt.Errorf("flag provided but not defined: -%s", name)})
-			rest = nil
-			continue
-		}
-		if b, ok := fl.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() && !hasValue {
-			value, hasValue = "true", true
-		}
-		if !hasValue {
-			if len(rest) == 0 {
-				errs = append(errs, cmdlineError{fmt.Errorf("-%s: want %s, got nothing", name, want(fl))})
-				break
-			}
-			value, rest = rest[0], rest[1:]
-		}
-		if err := f.Set(name, value); err != nil {
-			errs = append(errs, cmdlineError{fmt.Errorf("-%s: want %s, got %q", name, want(fl), value)})
-		}
+	f := envflag.New(name, envPrefix)
+	f.Known, f.Namespace = knownVariables, envPrefix
+	f.Accepted = func(name string) bool {
+		return slices.ContainsFunc(otherPrefixes, func(p string) bool { return strings.HasPrefix(name, p) })
 	}
-	if help {
-		return f.Parse([]string{"-h"}) // prints the usage
-	}
-	if err := f.Parse(rest); err != nil { // only sets f.Args()
-		errs = append(errs, err)
-	}
-	given := map[string]bool{}
-	f.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
-	f.VisitAll(func(fl *flag.Flag) {
-		if given[fl.Name] || !f.fromEnv(fl.Name) {
-			return
-		}
-		v := f.variable(fl.Name)
-		value := os.Getenv(v)
-		if value == "" {
-			return
-		}
-		if err := f.Set(fl.Name, value); err != nil {
-			errs = append(errs, fmt.Errorf("%s: want %s, got %q", v, want(fl), value))
-		}
-	})
-	errs = append(errs, unknownVariables(os.Environ(), knownVariables())...)
-	return errors.Join(errs...)
-}
-
-// want says what a flag's value should look like.
-func want(fl *flag.Flag) string {
-	g, ok := fl.Value.(flag.Getter)
-	if !ok {
-		return "a valid value"
-	}
-	switch g.Get().(type) {
-	case bool:
-		return "true or false"
-	case int, int64:
-		return "an integer"
-	case uint, uint64:
-		return "a non-negative integer"
-	case float64:
-		return "a number"
-	case time.Duration:
-		return "a duration such as 30s, 5m or 1h30m"
-	}
-	return "a valid value"
-}
-
-// unknownVariables reports each KDSYNC_ variable of environ that is not
-// in known, naming the closest known one.
-func unknownVariables(environ []string, known map[string]bool) []error {
-	var errs []error
-	names := make([]string, 0, len(known))
-	for n := range known {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, kv := range environ {
-		name, _, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(name, envPrefix) || known[name] || hasAnyPrefix(name, otherPrefixes) {
-			continue
-		}
-		best, dist := "", -1
-		for _, n := range names {
-			if d := editDistance(name, n); dist < 0 || d < dist {
-				best, dist = n, d
-			}
-		}
-		errs = append(errs, fmt.Errorf("%s: unknown; did you mean %s?", name, best))
-	}
-	return errs
-}
-
-func hasAnyPrefix(s string, prefixes []string) bool {
-	for _, p := range prefixes {
-		if strings.HasPrefix(s, p) {
-			return true
-		}
-	}
-	return false
-}
-
-// editDistance is the Levenshtein distance of a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return f
 }
 
 // everyCommandsFlags declares the flags of every command that reads the
@@ -253,7 +79,7 @@ func everyCommandsFlags() []*cmdFlags {
 func knownVariables() map[string]bool {
 	known := map[string]bool{}
 	for _, f := range everyCommandsFlags() {
-		f.VisitAll(func(fl *flag.Flag) { known[f.variable(fl.Name)] = true })
+		f.VisitAll(func(fl *flag.Flag) { known[f.Variable(fl.Name)] = true })
 	}
 	for _, v := range otherVariables {
 		known[v] = true
@@ -277,12 +103,55 @@ func checkAddr(name, addr string) error {
 	return fmt.Errorf("%s %q: want host:port or :port, e.g. :9090", name, addr)
 }
 
-// cmdlineError is a command line that does not parse: the command exits
-// with status 2, as for any usage error (1 for other configuration
-// problems).
-type cmdlineError struct{ error }
+// setUsage makes f's usage, written to out, text followed by which flags
+// are read from the command line only (never from a variable, so that a
+// stray one in a shared environment cannot select or confirm anything)
+// and every flag with its default.
+func setUsage(f *cmdFlags, out io.Writer, text string) {
+	f.SetOutput(out)
+	f.Usage = func() {
+		var only []string
+		f.VisitAll(func(fl *flag.Flag) {
+			if !f.FromEnv(fl.Name) {
+				only = append(only, "-"+fl.Name)
+			}
+		})
+		fmt.Fprintf(out, "%s\nEvery flag is also read from its variable (-nats-url: %sNATS_URL)", text, f.Prefix)
+		if len(only) > 0 {
+			fmt.Fprintf(out, ",\nbut %s only from the command line", strings.Join(only, " "))
+		}
+		fmt.Fprint(out, ".\n\nFlags:\n")
+		f.PrintDefaults()
+	}
+}
 
-func (e cmdlineError) Unwrap() error { return e.error }
+// parseConfig parses args into f's flags, then builds the command's
+// configuration with config: every problem of both at once, as an
+// invalid configuration. It returns flag.ErrHelp when help was asked for,
+// and errUsage when config explained its problem on stderr.
+func parseConfig[C any](f *cmdFlags, args []string, config func() (C, error)) (C, error) {
+	var zero C
+	parseErr := f.Parse(args)
+	if errors.Is(parseErr, flag.ErrHelp) {
+		return zero, parseErr
+	}
+	c, err := config()
+	if errors.Is(err, errUsage) {
+		return zero, err
+	}
+	if err := invalid(f.Name(), parseErr, err); err != nil {
+		return zero, err
+	}
+	return c, nil
+}
+
+// checkEventSize reports a -max-event-size out of its range.
+func checkEventSize(n int) error {
+	if n < 1024 || n > 1<<20 {
+		return fmt.Errorf("max-event-size %d: want 1024 to 1048576", n)
+	}
+	return nil
+}
 
 // configError is a configuration kdsync cannot start with: every problem,
 // one per line.

@@ -201,7 +201,7 @@ func TestKnownVariables(t *testing.T) {
 	// Every flag of every command is in.
 	for _, f := range everyCommandsFlags() {
 		f.VisitAll(func(fl *flag.Flag) {
-			if !known[f.variable(fl.Name)] {
+			if !known[f.Variable(fl.Name)] {
 				t.Errorf("%s: -%s has no known variable", f.Name(), fl.Name)
 			}
 		})
@@ -221,12 +221,12 @@ func TestCommandLineOnly(t *testing.T) {
 		{first(userFlags("sync", nil)), []string{"nats-url", "api-token", "rate", "state-bucket"}, []string{"dry-run", "wait", "json"}},
 	} {
 		for _, n := range tc.fromEnv {
-			if tc.f.Lookup(n) == nil || !tc.f.fromEnv(n) {
+			if tc.f.Lookup(n) == nil || !tc.f.FromEnv(n) {
 				t.Errorf("%s: -%s not read from the environment", tc.f.Name(), n)
 			}
 		}
 		for _, n := range tc.cmdOn {
-			if tc.f.Lookup(n) == nil || tc.f.fromEnv(n) {
+			if tc.f.Lookup(n) == nil || tc.f.FromEnv(n) {
 				t.Errorf("%s: -%s read from the environment", tc.f.Name(), n)
 			}
 		}
@@ -234,20 +234,3 @@ func TestCommandLineOnly(t *testing.T) {
 }
 
 func first[T any](f *cmdFlags, _ T) *cmdFlags { return f }
-
-func TestEditDistance(t *testing.T) {
-	for _, tc := range []struct {
-		a, b string
-		want int
-	}{
-		{"", "", 0},
-		{"abc", "", 3},
-		{"KDSYNC_CONCURENCY", "KDSYNC_CONCURRENCY", 1},
-		{"KDSYNC_RETRY_BUGDET", "KDSYNC_RETRY_BUDGET", 2},
-		{"kitten", "sitting", 3},
-	} {
-		if got := editDistance(tc.a, tc.b); got != tc.want {
-			t.Errorf("editDistance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
-		}
-	}
-}

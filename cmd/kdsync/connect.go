@@ -8,17 +8,39 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kdsync/kdsync/consumer"
+	"github.com/kdsync/kdsync/envflag"
 	"github.com/kdsync/kdsync/kdapi"
+	"github.com/kdsync/kdsync/outcome"
 	"github.com/kdsync/kdsync/reconcile"
 )
 
-// The connection flags and connections every command shares: NATS
-// (run, ingest, publish, dlq, guard, reconcile, user, sync) and KooDrive
-// (run, reconcile, user, sync).
+// The flags and connections the commands share: NATS (run, ingest,
+// publish, dlq, guard, reconcile, user, sync), KooDrive (run, reconcile,
+// user, sync), and the names of kdsync's streams, buckets and subjects.
+
+// nameFlag is one of the stream, bucket and subject prefix flags, with
+// kdsync run's name and default: a tool reads what kdsync run writes.
+type nameFlag struct{ name, value, usage string }
+
+// The name flags.
+var (
+	streamName        = nameFlag{"stream", outcome.DefaultStream, "JetStream stream of identity events"}
+	subjectPrefixName = nameFlag{"subject-prefix", reconcile.DefaultSubjectPrefix, "subject prefix of identity events: <prefix>.<action>.<userId>"}
+	outcomeStreamName = nameFlag{"outcome-stream", outcome.DefaultOutcomeStream, "stream of outcomes"}
+	outcomePrefixName = nameFlag{"outcome-prefix", outcome.DefaultOutcomePrefix, "subject prefix of outcomes: <prefix>.<result>.<action>.<userId>"}
+	dlqStreamName     = nameFlag{"dlq-stream", outcome.DefaultDLQStream, "stream of dead letters"}
+	dlqPrefixName     = nameFlag{"dlq-prefix", outcome.DefaultDLQPrefix, "subject prefix of dead letters: <prefix>.<reason>.<action>.<userId>"}
+	stateBucketName   = nameFlag{"state-bucket", outcome.DefaultStateBucket, "KV bucket of kdsync's per-user records (watermarks and applied state)"}
+	guardBucketName   = nameFlag{"guard-bucket", outcome.DefaultGuardBucket, "KV bucket of the mass-deprovisioning guard"}
+	parkStreamName    = nameFlag{"park-stream", outcome.DefaultParkStream, "stream the guard's held events, and their users' later events, are parked in until decided"}
+	parkPrefixName    = nameFlag{"park-prefix", outcome.DefaultParkPrefix, "subject prefix of parked events: <prefix>.<user key>"}
+)
+
+// bind declares the flag on fs, its value going to p.
+func (n nameFlag) bind(fs *flag.FlagSet, p *string) { fs.StringVar(p, n.name, n.value, n.usage) }
 
 // natsFlags declares the NATS connection flags on fs (as kdsync run has
 // them) and returns a function that yields the options after parsing.
@@ -36,54 +58,44 @@ func natsFlags(fs *flag.FlagSet) func() consumer.ConnectOptions {
 	return func() consumer.ConnectOptions { return n }
 }
 
-// apiConfig is the KooDrive client's configuration.
-type apiConfig struct {
-	baseURL  string
-	appID    string
-	secret   kdapi.Secret
-	userID   string
-	token    kdapi.Secret
-	timeout  time.Duration
-	notFound []string
-}
-
 // apiFlags declares the KooDrive client's flags on fs; the returned
 // function reads them once parsed.
-func apiFlags(fs *flag.FlagSet) func() (apiConfig, error) {
-	var a apiConfig
-	fs.StringVar(&a.baseURL, "api-base-url", "", "KooDrive endpoint root, e.g. https://intl.myhuaweicloud-koodrive.com (the client appends /koodrive/ose/v1)")
-	fs.StringVar(&a.appID, "app-id", "", "KooDrive app id (app authentication)")
+func apiFlags(fs *flag.FlagSet) func() (kdapi.Config, error) {
+	var c kdapi.Config
+	fs.StringVar(&c.BaseURL, "api-base-url", "", "KooDrive endpoint root, e.g. https://intl.myhuaweicloud-koodrive.com (the client appends /koodrive/ose/v1)")
+	fs.StringVar(&c.AppID, "app-id", "", "KooDrive app id (app authentication)")
 	appSecret := fs.String("app-secret", "", "KooDrive app secret (prefer the environment or -app-secret-file)")
 	appSecretFile := fs.String("app-secret-file", "", "file holding the KooDrive app secret")
-	fs.StringVar(&a.userID, "api-user-id", "", "KooDrive user id the app acts as (X-User-Id); never changed by kdsync sync or reconcile")
+	fs.StringVar(&c.UserID, "api-user-id", "", "KooDrive user id the app acts as (X-User-Id); never changed by kdsync sync or reconcile")
 	apiToken := fs.String("api-token", "", "KooDrive bearer token (instead of app authentication)")
 	apiTokenFile := fs.String("api-token-file", "", "file holding the KooDrive bearer token")
-	fs.DurationVar(&a.timeout, "api-timeout", 10*time.Second, "timeout of one KooDrive call")
+	fs.DurationVar(&c.Timeout, "api-timeout", 10*time.Second, "timeout of one KooDrive call")
 	notFound := fs.String("not-found-codes", strings.Join(kdapi.DefaultNotFoundCodes, ","), "KooDrive codes meaning \"not found\"")
-	return func() (apiConfig, error) {
-		var errs []error
-		var err error
-		a.secret, err = secretValue("app secret", *appSecret, *appSecretFile)
-		errs = append(errs, err)
-		a.token, err = secretValue("api token", *apiToken, *apiTokenFile)
-		errs = append(errs, err)
-		a.notFound = splitList(*notFound)
-		return a, errors.Join(errs...)
+	return func() (kdapi.Config, error) {
+		var secretErr, tokenErr error
+		c.AppSecret, secretErr = envflag.Secret[kdapi.Secret]("app secret", *appSecret, *appSecretFile)
+		c.Token, tokenErr = envflag.Secret[kdapi.Secret]("api token", *apiToken, *apiTokenFile)
+		c.NotFound = envflag.List(*notFound)
+		return c, errors.Join(secretErr, tokenErr)
 	}
 }
 
-// client builds the KooDrive client as the service does, its requests
-// going through t.
-func (a *apiConfig) client(t *reconcile.Transport) (*kdapi.Client, error) {
-	c := kdapi.Config{BaseURL: a.baseURL, AppID: a.appID, AppSecret: a.secret, UserID: a.userID, Token: a.token,
-		Timeout: a.timeout, NotFound: a.notFound}
+// rateLimited builds the KooDrive client of the tool commands (reconcile,
+// user, sync): configured as the service's, its requests paced to rate
+// per second and counted by the returned transport.
+func rateLimited(c kdapi.Config, rate float64) (*kdapi.Client, *reconcile.Transport, error) {
 	switch err := c.Check(); {
 	case errors.Is(err, kdapi.ErrAuthBoth):
-		return nil, errors.New("choose one KooDrive authentication: app (-app-id, -app-secret, -api-user-id) or a token (-api-token)")
+		return nil, nil, errors.New("choose one KooDrive authentication: app (-app-id, -app-secret, -api-user-id) or a token (-api-token)")
 	case err != nil:
-		return nil, errors.New("KooDrive authentication is required: -app-id, -app-secret and -api-user-id, or -api-token (or their KDSYNC_ variables)")
+		return nil, nil, errors.New("KooDrive authentication is required: -app-id, -app-secret and -api-user-id, or -api-token (or their KDSYNC_ variables)")
 	}
-	return kdapi.NewClient(append(c.Options(), kdapi.WithHTTPClient(&http.Client{Transport: t}))...)
+	t, err := reconcile.NewTransport(nil, rate)
+	if err != nil {
+		return nil, nil, err
+	}
+	kd, err := kdapi.NewClient(append(c.Options(), kdapi.WithHTTPClient(&http.Client{Transport: t}))...)
+	return kd, t, err
 }
 
 // connect dials NATS as the tool commands do (no reconnect handlers, no
@@ -93,18 +105,9 @@ func connect(o consumer.ConnectOptions) (js jetstream.JetStream, close func(), e
 	if err != nil {
 		return nil, nil, err
 	}
-	if js, err = jetStream(nc); err != nil {
+	if js, err = jetstream.New(nc); err != nil {
 		nc.Close()
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("jetstream: %w", err)
 	}
 	return js, nc.Close, nil
-}
-
-// jetStream opens JetStream on nc.
-func jetStream(nc *nats.Conn) (jetstream.JetStream, error) {
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, fmt.Errorf("jetstream: %w", err)
-	}
-	return js, nil
 }

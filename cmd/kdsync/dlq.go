@@ -8,12 +8,11 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/dlq"
+	"github.com/kdsync/kdsync/envflag"
 )
 
 const dlqUsage = `kdsync dlq: inspect, replay and purge dead letters.
@@ -37,7 +36,7 @@ Run "kdsync dlq <command> -h" for every flag.
 // cmdDLQ runs kdsync dlq <list|show|replay|purge>.
 func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || !slices.Contains([]string{"list", "show", "replay", "purge"}, args[0]) {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		if len(args) > 0 && isHelp(args[0]) {
 			fmt.Fprint(stdout, dlqUsage)
 			return nil
 		}
@@ -45,7 +44,11 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return errUsage
 	}
 	sub := args[0]
-	c, err := parseDLQFlags(sub, args[1:], stderr)
+	// Connection and stream flags also come from the environment;
+	// selectors and confirmations only from the command line, so that no
+	// stray KDSYNC_USER or KDSYNC_YES can widen a purge.
+	f, config := dlqFlags(sub, stderr)
+	c, err := parseConfig(f, args[1:], config)
 	if err != nil {
 		return err
 	}
@@ -70,7 +73,7 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	case "show":
 		return dlq.Show(ctx, stdout, store, c.ref, c.json)
 	case "replay":
-		return dlq.ReplayReport(ctx, stdout, store, c.sel, dlq.ReplayOptions{Keep: c.keep, Force: c.force, Wait: c.wait}, c.dryRun, c.json)
+		return dlq.ReplayReport(ctx, stdout, store, c.sel, c.replay, c.dryRun, c.json)
 	}
 	return dlq.PurgeReport(ctx, stdout, store, c.sel, c.yes, c.json)
 }
@@ -85,30 +88,9 @@ type dlqConfig struct {
 	json    bool
 	all     bool
 	dryRun  bool
-	force   bool
-	keep    bool
-	wait    time.Duration
+	replay  dlq.ReplayOptions
 	yes     bool
 	conn    func() consumer.ConnectOptions
-}
-
-// parseDLQFlags parses sub's flags. Connection and stream flags also come
-// from the environment; selectors and confirmations only from the command
-// line, so that no stray KDSYNC_USER or KDSYNC_YES can widen a purge.
-func parseDLQFlags(sub string, args []string, stderr io.Writer) (*dlqConfig, error) {
-	f, config := dlqFlags(sub, stderr)
-	parseErr := f.parse(args)
-	if errors.Is(parseErr, flag.ErrHelp) {
-		return nil, parseErr
-	}
-	c, err := config()
-	if errors.Is(err, errUsage) {
-		return nil, err // explained on stderr
-	}
-	if err := invalid("kdsync dlq "+sub, parseErr, err); err != nil {
-		return nil, err
-	}
-	return c, nil
 }
 
 // dlqFlags declares the flags of kdsync dlq sub, its usage written to
@@ -120,12 +102,12 @@ func dlqFlags(sub string, stderr io.Writer) (*cmdFlags, func() (*dlqConfig, erro
 	fs := f.FlagSet
 	fs.SetOutput(stderr)
 	conn := natsFlags(fs)
-	fs.StringVar(&c.store.Stream, "dlq-stream", "KDSYNC_DLQ", "stream of dead letters")
-	fs.StringVar(&c.store.Prefix, "dlq-prefix", "kdsync.dlq", "subject prefix of dead letters: <prefix>.<reason>.<action>.<userId>")
-	fs.StringVar(&c.store.OutcomeStream, "outcome-stream", "KDSYNC_OUTCOMES", "stream of outcomes")
-	fs.StringVar(&c.store.OutcomePrefix, "outcome-prefix", "kdsync.outcome", "subject prefix of outcomes")
+	dlqStreamName.bind(fs, &c.store.Stream)
+	dlqPrefixName.bind(fs, &c.store.Prefix)
+	outcomeStreamName.bind(fs, &c.store.OutcomeStream)
+	outcomePrefixName.bind(fs, &c.store.OutcomePrefix)
 	c.conn = conn
-	f.commandLineOnly()
+	f.CommandLineOnly()
 	fs.DurationVar(&c.timeout, "timeout", time.Minute, "how long the command may take")
 	fs.BoolVar(&c.json, "json", false, "print JSON instead of a table")
 	var seqs, ids, since, until string
@@ -141,9 +123,9 @@ func dlqFlags(sub string, stderr io.Writer) (*cmdFlags, func() (*dlqConfig, erro
 	switch sub {
 	case "replay":
 		fs.BoolVar(&c.dryRun, "dry-run", false, "list what would be replayed, replay nothing")
-		fs.BoolVar(&c.force, "force", false, "ask the consumer to apply the events even where the user's state moved on since (Kdsync-Replay-Force)")
-		fs.BoolVar(&c.keep, "keep", false, "keep the dead letters after replaying them")
-		fs.DurationVar(&c.wait, "wait", 30*time.Second, "wait this long for the replays' outcomes (0: do not wait); a letter whose replay the consumer skipped stays in the DLQ")
+		fs.BoolVar(&c.replay.Force, "force", false, "ask the consumer to apply the events even where the user's state moved on since (Kdsync-Replay-Force)")
+		fs.BoolVar(&c.replay.Keep, "keep", false, "keep the dead letters after replaying them")
+		fs.DurationVar(&c.replay.Wait, "wait", 30*time.Second, "wait this long for the replays' outcomes (0: do not wait); a letter whose replay the consumer skipped stays in the DLQ")
 		fs.BoolVar(&c.all, "all", false, "replay every dead letter (needed when no selector is given)")
 	case "purge":
 		fs.BoolVar(&c.yes, "yes", false, "really remove them")
@@ -173,13 +155,13 @@ func (c *dlqConfig) finish(sub string, fs *flag.FlagSet, stderr io.Writer, seqs,
 	}
 	var errs []error
 	var err error
-	c.sel.Seqs, err = parseSeqs(seqs)
+	c.sel.Seqs, err = dlq.ParseSeqs(seqs)
 	errs = append(errs, err)
-	c.sel.IDs = splitList(ids)
+	c.sel.IDs = envflag.List(ids)
 	now := time.Now()
-	c.sel.Since, err = parseWhen(since, now)
+	c.sel.Since, err = dlq.ParseTime(since, now)
 	errs = append(errs, err)
-	c.sel.Until, err = parseWhen(until, now)
+	c.sel.Until, err = dlq.ParseTime(until, now)
 	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -191,43 +173,6 @@ func (c *dlqConfig) finish(sub string, fs *flag.FlagSet, stderr io.Writer, seqs,
 	c.nats = c.conn()
 	c.nats.Name = "kdsync-dlq"
 	return c, nil
-}
-
-// parseSeqs reads "12,15-20".
-func parseSeqs(s string) ([]uint64, error) {
-	var out []uint64
-	for _, part := range splitList(s) {
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err1 := strconv.ParseUint(lo, 10, 64)
-		b := a
-		var err2 error
-		if isRange {
-			b, err2 = strconv.ParseUint(hi, 10, 64)
-		}
-		if err1 != nil || err2 != nil || a == 0 || b < a || b-a > 100_000 {
-			return nil, fmt.Errorf("-seq %q: want sequences or ranges such as 12,15-20", part)
-		}
-		for q := a; q <= b; q++ {
-			out = append(out, q)
-		}
-	}
-	return out, nil
-}
-
-// parseWhen reads an RFC 3339 time, a date, or a duration before now.
-func parseWhen(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
-		return now.Add(-d), nil
-	}
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04", "2006-01-02"} {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("time %q: want RFC 3339 (2026-11-23T10:00:00Z), a date (2026-11-23) or a duration ago (24h)", s)
 }
 
 func writeJSONTo(w io.Writer, v any) error {

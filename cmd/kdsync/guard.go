@@ -3,25 +3,15 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 
 	"github.com/kdsync/kdsync/consumer"
+	"github.com/kdsync/kdsync/dlq"
 	"github.com/kdsync/kdsync/guard"
 	"github.com/kdsync/kdsync/outcome"
-)
-
-// shadowGuardBucket is the guard's bucket in shadow mode (kdsync run
-// -shadow), apart from the active instances' KDSYNC_GUARD.
-const shadowGuardBucket = "KDSYNC_SHADOW_GUARD"
-
-// shadowParkStream and shadowParkPrefix are where a shadow instance parks
-// the events its guard holds.
-const (
-	shadowParkStream = "KDSYNC_SHADOW_PARKED"
-	shadowParkPrefix = "kdsync.shadow-parked"
 )
 
 const guardUsage = `Usage: kdsync guard status|release|reject [flags]
@@ -35,25 +25,16 @@ stream KDSYNC_PARKED, out of kdsync's ack window: status counts them.
 
 A shadow instance (kdsync run -shadow) holds in its own bucket,
 KDSYNC_SHADOW_GUARD, and parks in KDSYNC_SHADOW_PARKED: add -shadow to
-reach them. Its decisions change nothing
-in KooDrive either way.
-
-The connection flags, -guard-bucket and -deprovision-limit are also read
-from the environment (KDSYNC_NATS_URL, KDSYNC_GUARD_BUCKET, ...), as kdsync
-run reads them; -seq, -all, -by and -shadow only from the command line, so
-that no stray KDSYNC_ALL can release anything.
+reach them. Its decisions change nothing in KooDrive either way.
 `
 
 // guardConfig is what kdsync guard's flags say.
 type guardConfig struct {
-	nats       consumer.ConnectOptions
-	bucket     string
-	parkStream string
-	limit      guard.Limit
-	json       bool
-	seqs       []uint64
-	all        bool
-	by         string
+	nats   consumer.ConnectOptions
+	status guard.StatusOptions // Bucket for every verb
+	seqs   []uint64
+	all    bool
+	by     string
 }
 
 // guardFlags declares kdsync guard's flags: on env those also read from
@@ -63,36 +44,32 @@ func guardFlags(out io.Writer) (f *cmdFlags, config func() (*guardConfig, error)
 	var c guardConfig
 	f = newFlags("kdsync guard")
 	fs := f.FlagSet
-	fs.SetOutput(out)
-	fs.Usage = func() {
-		fmt.Fprint(out, guardUsage, "\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	setUsage(f, out, guardUsage)
 	conn := natsFlags(fs)
-	fs.StringVar(&c.bucket, "guard-bucket", "KDSYNC_GUARD", "the guard's KV bucket, as kdsync run's -guard-bucket")
+	guardBucketName.bind(fs, &c.status.Bucket)
 	limit := fs.String("deprovision-limit", "", "the limit kdsync runs with, e.g. 50/10m (status shows the window's count against it)")
-	fs.StringVar(&c.parkStream, "park-stream", "KDSYNC_PARKED", "status: the stream kdsync parks held events in, as kdsync run's -park-stream")
-	f.commandLineOnly()
-	fs.BoolVar(&c.json, "json", false, "status: print JSON")
+	parkStreamName.bind(fs, &c.status.ParkStream)
+	f.CommandLineOnly()
+	fs.BoolVar(&c.status.JSON, "json", false, "status: print JSON")
 	seqList := fs.String("seq", "", "release, reject: stream sequences of held events, e.g. 1041,1045-1050 (see kdsync guard status)")
 	fs.BoolVar(&c.all, "all", false, "release, reject: every held event pending a decision")
 	fs.StringVar(&c.by, "by", os.Getenv("USER"), "release, reject: who decides, recorded with the decision")
-	shadow := fs.Bool("shadow", false, "the shadow instance's guard: bucket "+shadowGuardBucket+" unless -guard-bucket (or KDSYNC_GUARD_BUCKET) names another, as kdsync run -shadow")
+	shadow := fs.Bool("shadow", false, "the shadow instance's guard: bucket "+outcome.ShadowGuardBucket+" unless -guard-bucket (or KDSYNC_GUARD_BUCKET) names another, as kdsync run -shadow")
 
 	return f, func() (*guardConfig, error) {
 		c.nats = conn()
 		var errs []error
 		var err error
-		if c.limit, err = guard.ParseLimit(*limit); err != nil {
+		if c.status.Limit, err = guard.ParseLimit(*limit); err != nil {
 			errs = append(errs, err)
 		}
-		if *shadow && !f.isSet("guard-bucket") {
-			c.bucket = shadowGuardBucket
+		if *shadow && !f.IsSet("guard-bucket") {
+			c.status.Bucket = outcome.ShadowGuardBucket
 		}
-		if *shadow && !f.isSet("park-stream") {
-			c.parkStream = shadowParkStream
+		if *shadow && !f.IsSet("park-stream") {
+			c.status.ParkStream = outcome.ShadowParkStream
 		}
-		if c.seqs, err = parseSeqs(*seqList); err != nil {
+		if c.seqs, err = dlq.ParseSeqs(*seqList); err != nil {
 			errs = append(errs, err)
 		}
 		return &c, errors.Join(errs...)
@@ -102,18 +79,16 @@ func guardFlags(out io.Writer) (f *cmdFlags, config func() (*guardConfig, error)
 // parseGuardFlags reads the flags of kdsync guard verb from args and the
 // environment.
 func parseGuardFlags(verb string, args []string, stderr io.Writer) (*guardConfig, error) {
-	fs, config := guardFlags(stderr)
-	parseErr := fs.parse(args)
-	if errors.Is(parseErr, flag.ErrHelp) {
-		return nil, parseErr
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "kdsync guard %s: unexpected argument %q (see kdsync guard -h)\n", verb, fs.Arg(0))
-		return nil, errUsage
-	}
-	c, err := config()
-	if err := errors.Join(parseErr, err); err != nil {
-		return nil, invalid("kdsync guard", err)
+	f, config := guardFlags(stderr)
+	c, err := parseConfig(f, args, func() (*guardConfig, error) {
+		if f.NArg() > 0 {
+			fmt.Fprintf(stderr, "kdsync guard %s: unexpected argument %q (see kdsync guard -h)\n", verb, f.Arg(0))
+			return nil, errUsage
+		}
+		return config()
+	})
+	if err != nil {
+		return nil, err
 	}
 	switch verb {
 	case "release", "reject":
@@ -134,13 +109,12 @@ func cmdGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return errUsage
 	}
 	verb := args[0]
-	switch verb {
-	case "help", "-h", "-help", "--help":
+	switch {
+	case isHelp(verb):
 		fs, _ := guardFlags(stdout)
 		fs.Usage()
 		return nil
-	case "status", "release", "reject":
-	default:
+	case !slices.Contains([]string{"status", "release", "reject"}, verb):
 		fmt.Fprintf(stderr, "kdsync guard: unknown command %q\n\n%s", verb, guardUsage)
 		return errUsage
 	}
@@ -153,20 +127,18 @@ func cmdGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer closeNATS()
-	st, err := guard.Open(ctx, js, c.bucket, 1, false)
+	st, err := guard.Open(ctx, js, c.status.Bucket, 1, false)
 	if err != nil {
 		return fmt.Errorf("%w (is kdsync running with KDSYNC_DEPROVISION_LIMIT? a shadow instance's guard needs -shadow)", err)
 	}
 	if verb == "status" {
-		return guard.PrintStatus(ctx, stdout, js, st, guard.StatusOptions{
-			Bucket: c.bucket, ParkStream: c.parkStream, Limit: c.limit, JSON: c.json,
-			ParkKey: func(h guard.Hold) string {
-				if h.Subject != "" {
-					return consumer.ParkToken(h.Subject)
-				}
-				return outcome.KVKey(h.UserID)
-			},
-		})
+		c.status.ParkKey = func(h guard.Hold) string {
+			if h.Subject != "" {
+				return consumer.ParkToken(h.Subject)
+			}
+			return outcome.KVKey(h.UserID)
+		}
+		return guard.PrintStatus(ctx, stdout, js, st, c.status)
 	}
 	seqs := c.seqs
 	if c.all {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/json"
+	"log/slog"
 	"maps"
 	"regexp"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/kdsync/kdsync/guard"
 	"github.com/kdsync/kdsync/internal/natsembed"
+	"github.com/kdsync/kdsync/outcome"
 	"github.com/kdsync/kdsync/service"
 )
 
@@ -249,10 +251,10 @@ func parseServiceOptions(t *testing.T, args ...string) (service.Options, string,
 	options := serviceFlags(f.FlagSet)
 	f.String("log-level", "info", "")
 	f.String("log-format", "json", "")
-	if err := f.parse(args); err != nil {
+	if err := f.Parse(args); err != nil {
 		t.Fatal(err)
 	}
-	o, err := options()
+	o, err := options(slog.New(slog.NewJSONHandler(&logged, nil)))
 	return o, logged.String(), err
 }
 
@@ -307,8 +309,8 @@ func TestShadowOptionsApart(t *testing.T) {
 			if !strings.Contains(logged, `"level":"WARN"`) || !strings.Contains(logged, "reconcile-apply is ignored") {
 				t.Errorf("no warning that reconcile-apply is ignored: %q", logged)
 			}
-			if o.Consumer.GuardBucket != shadowGuardBucket {
-				t.Errorf("guard bucket %q; kdsync guard -shadow reaches %q", o.Consumer.GuardBucket, shadowGuardBucket)
+			if o.Consumer.GuardBucket != outcome.ShadowGuardBucket {
+				t.Errorf("guard bucket %q; kdsync guard -shadow reaches %q", o.Consumer.GuardBucket, outcome.ShadowGuardBucket)
 			}
 		})
 	}

@@ -4,12 +4,9 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
-	"os"
-	"strings"
 
-	"github.com/kdsync/kdsync/consumer"
+	"github.com/kdsync/kdsync/envflag"
 	"github.com/kdsync/kdsync/handlers"
 	"github.com/kdsync/kdsync/ingress"
 	"github.com/kdsync/kdsync/kdapi"
@@ -18,35 +15,16 @@ import (
 	"github.com/kdsync/kdsync/service"
 )
 
-// ingestConfig is kdsync ingest's configuration, parsed from flags and
-// the environment.
-type ingestConfig struct {
-	nats      consumer.ConnectOptions
-	ingress   ingressConfig
-	addr      string
-	httpAddr  string
-	logLevel  string
-	logFormat string
-}
-
-// ingressConfig is the webhook ingress's configuration that kdsync run
-// and kdsync ingest share: everything but the addresses (whose defaults
-// differ) and the event size limit (each command's -max-event-size).
-type ingressConfig struct {
-	options         ingress.Options
-	tlsCert, tlsKey string
-	// scim is nil unless SCIM tokens are given.
-	scim *scim.Options
-}
-
-// ingressFlags declares the flags of ingressConfig on fs and returns a
-// function that yields it after parsing. The options are not validated:
-// kdsync run checks them only when its ingress is on.
-func ingressFlags(fs *flag.FlagSet) func() (ingressConfig, error) {
-	var c ingressConfig
-	o := &c.options
-	fs.StringVar(&c.tlsCert, "ingress-tls-cert", "", "TLS certificate file of the ingress (empty: plain HTTP, e.g. behind a TLS proxy)")
-	fs.StringVar(&c.tlsKey, "ingress-tls-key", "", "TLS key file of the ingress")
+// ingressFlags declares the webhook ingress's flags that kdsync run and
+// kdsync ingest share, everything but the address (whose default
+// differs) and the event size limit (each command's -max-event-size), and
+// returns a function that yields its options after parsing. The options
+// are not validated: kdsync run checks them only when its ingress is on.
+func ingressFlags(fs *flag.FlagSet) func() (service.IngressOptions, error) {
+	var c service.IngressOptions
+	o := &c.Options
+	fs.StringVar(&c.TLSCert, "ingress-tls-cert", "", "TLS certificate file of the ingress (empty: plain HTTP, e.g. behind a TLS proxy)")
+	fs.StringVar(&c.TLSKey, "ingress-tls-key", "", "TLS key file of the ingress")
 	fs.StringVar(&o.SubjectPrefix, "ingress-subject-prefix", ingress.DefaultSubjectPrefix, "events are published on <prefix>.<action>.<userId>")
 	tokens := fs.String("ingress-token", "", "bearer tokens accepted, comma-separated (prefer the environment or -ingress-token-file)")
 	tokenFile := fs.String("ingress-token-file", "", "file of bearer tokens, comma- or newline-separated")
@@ -66,111 +44,78 @@ func ingressFlags(fs *flag.FlagSet) func() (ingressConfig, error) {
 	fs.StringVar(&so.Bucket, "scim-bucket", scim.DefaultBucket, "JetStream KV bucket of the SCIM resources")
 	fs.StringVar(&so.Source, "scim-source", scim.DefaultSource, "CloudEvents source of the events SCIM writes publish")
 	fs.DurationVar(&so.SweepInterval, "scim-sweep-interval", scim.DefaultSweepInterval, "how often SCIM writes left pending (a crash) are finished and unmappable users mapped again; negative: only at start")
-	return func() (ingressConfig, error) {
+	return func() (service.IngressOptions, error) {
 		var errs []error
-		st, err := secretList("SCIM token", *scimTokens, *scimTokenFile)
+		st, err := envflag.Secrets[kdapi.Secret]("SCIM token", *scimTokens, *scimTokenFile)
 		errs = append(errs, err)
 		if len(st) > 0 {
 			so.Tokens = st
-			m, err := mapping.LoadOrDefault(*mappingFile)
+			so.Mapping, err = mapping.LoadOrDefault(*mappingFile)
 			errs = append(errs, err)
-			so.Mapping = m
-			c.scim = &so
+			c.SCIM = &so
 		} else if *mappingFile != "" {
 			errs = append(errs, errors.New("mapping-file is set but SCIM is off: give KDSYNC_SCIM_TOKEN"))
 		}
-		t, err := secretList("ingress token", *tokens, *tokenFile)
+		o.Tokens, err = envflag.Secrets[kdapi.Secret]("ingress token", *tokens, *tokenFile)
 		errs = append(errs, err)
-		o.Tokens = t
-		s, err := secretList("ingress secret", *secrets, *secretFile)
+		o.Secrets, err = envflag.Secrets[kdapi.Secret]("ingress secret", *secrets, *secretFile)
 		errs = append(errs, err)
-		o.Secrets = s
-		if (c.tlsCert == "") != (c.tlsKey == "") {
+		if (c.TLSCert == "") != (c.TLSKey == "") {
 			errs = append(errs, errors.New("TLS needs both -ingress-tls-cert and -ingress-tls-key"))
 		}
 		return c, errors.Join(errs...)
 	}
 }
 
-func ingestFlags(fs *flag.FlagSet) func() (ingestConfig, error) {
-	var c ingestConfig
+// ingestFlags declares kdsync ingest's flags on fs; the returned function
+// builds its options once they are parsed, its logger writing to stderr.
+func ingestFlags(fs *flag.FlagSet) func(stderr io.Writer) (service.IngestOptions, error) {
+	var o service.IngestOptions
 	conn := natsFlags(fs)
-	fs.StringVar(&c.addr, "ingress-addr", ":8080", "address of the webhook ingress: POST /events, and /metrics, /healthz, /readyz unless -http-addr is given")
-	fs.StringVar(&c.httpAddr, "http-addr", "", "separate address of /metrics, /healthz and /readyz (empty: the ingress address)")
+	addr := fs.String("ingress-addr", ":8080", "address of the webhook ingress: POST /events, and /metrics, /healthz, /readyz unless -http-addr is given")
+	fs.StringVar(&o.HTTPAddr, "http-addr", "", "separate address of /metrics, /healthz and /readyz (empty: the ingress address)")
 	shared := ingressFlags(fs)
-	maxEvent := fs.Int("max-event-size", handlers.DefaultMaxEventSize, "largest event accepted, in bytes (as kdsync run's)")
-	strictNumbers := fs.Bool("strict-numbers", false, "refuse a deptId sent as a JSON number above 2^53 (as kdsync run's)")
+	fs.IntVar(&o.Decoder.MaxSize, "max-event-size", handlers.DefaultMaxEventSize, "largest event accepted, in bytes (as kdsync run's)")
+	fs.BoolVar(&o.Decoder.StrictNumbers, "strict-numbers", false, "refuse a deptId sent as a JSON number above 2^53 (as kdsync run's)")
 	scimReplicas := fs.Int("scim-replicas", 1, "replicas of the SCIM bucket when kdsync ingest creates it")
-	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&c.logFormat, "log-format", "json", "json or text")
-	return func() (ingestConfig, error) {
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "json", "json or text")
+	return func(stderr io.Writer) (service.IngestOptions, error) {
 		var errs []error
-		c.nats = conn()
-		c.nats.Name = "kdsync-ingest"
-		ic, err := shared()
+		var err error
+		o.NATS = conn()
+		o.NATS.Name = "kdsync-ingest"
+		o.Ingress, err = shared()
 		errs = append(errs, err)
-		c.ingress = ic
-		c.ingress.options.Decoder.MaxSize = *maxEvent
-		c.ingress.options.Decoder.StrictNumbers = *strictNumbers
-		if *maxEvent < 1024 || *maxEvent > 1<<20 {
-			errs = append(errs, fmt.Errorf("max-event-size %d: want 1024 to 1048576", *maxEvent))
-		}
-		if c.addr == "" {
+		o.Ingress.Addr = *addr
+		o.Ingress.Options.Decoder = o.Decoder
+		errs = append(errs, checkEventSize(o.Decoder.MaxSize))
+		if *addr == "" {
 			errs = append(errs, errors.New("ingress-addr is required"))
 		}
-		errs = append(errs, c.ingress.options.Validate())
-		if c.ingress.scim != nil {
-			c.ingress.scim.Replicas = *scimReplicas
-			c.ingress.scim.SubjectPrefix = c.ingress.options.SubjectPrefix
-			errs = append(errs, c.ingress.scim.Validate())
+		errs = append(errs, o.Ingress.Options.Validate())
+		if sc := o.Ingress.SCIM; sc != nil {
+			sc.Replicas, sc.SubjectPrefix = *scimReplicas, o.Ingress.Options.SubjectPrefix
+			errs = append(errs, sc.Validate())
 		}
-		return c, errors.Join(errs...)
+		o.Logger, err = newLogger(stderr, *logLevel, *logFormat)
+		return o, errors.Join(append(errs, err, checkAddr("ingress-addr", *addr), checkAddr("http-addr", o.HTTPAddr))...)
 	}
-}
-
-// secretList reads comma- or newline-separated secrets from a flag (or
-// environment) value or from a file, not both.
-func secretList(name, value, file string) ([]kdapi.Secret, error) {
-	if value != "" && file != "" {
-		return nil, fmt.Errorf("%s: give the value or a file, not both", name)
-	}
-	if file != "" {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return nil, fmt.Errorf("%s file: %w", name, err)
-		}
-		value = string(b)
-	}
-	var out []kdapi.Secret
-	for _, s := range strings.FieldsFunc(value, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' }) {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, kdapi.Secret(s))
-		}
-	}
-	return out, nil
 }
 
 // cmdIngest runs the webhook ingress until ctx ends.
-func cmdIngest(ctx context.Context, args []string, stderr io.Writer) error {
+func cmdIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 	f := newFlags("kdsync ingest")
 	f.SetOutput(stderr)
-	config := ingestFlags(f.FlagSet)
-	parseErr := f.parse(args)
-	if errors.Is(parseErr, flag.ErrHelp) {
-		return parseErr
+	options := ingestFlags(f.FlagSet)
+	o, err := parseConfig(f, args, func() (service.IngestOptions, error) { return options(stderr) })
+	if err != nil {
+		return err
 	}
-	c, err := config()
-	log, logErr := newLogger(stderr, c.logLevel, c.logFormat)
-	if err := errors.Join(parseErr, err, logErr, checkAddr("ingress-addr", c.addr), checkAddr("http-addr", c.httpAddr)); err != nil {
-		return invalid("kdsync ingest", err)
-	}
-	if err := service.RunIngest(ctx, service.IngestOptions{
-		NATS: c.nats, HTTPAddr: c.httpAddr, Decoder: c.ingress.options.Decoder, Logger: log,
-		Ingress: service.IngressOptions{Addr: c.addr, TLSCert: c.ingress.tlsCert, TLSKey: c.ingress.tlsKey, Options: c.ingress.options, SCIM: c.ingress.scim},
-	}); err != nil {
-		log.Error("kdsync ingest exited with error", "err", err)
+	if err := service.RunIngest(ctx, o); err != nil {
+		o.Logger.Error("kdsync ingest exited with error", "err", err)
 		return errUsage // already logged
 	}
-	log.Info("kdsync ingest stopped")
+	o.Logger.Info("kdsync ingest stopped")
 	return nil
 }

@@ -34,7 +34,7 @@ func TestIngestCommand(t *testing.T) {
 	done := make(chan error, 1)
 	logs := &syncBuffer{}
 	go func() {
-		done <- cmdIngest(ctx, []string{"-ingress-addr", addr, "-nats-url", url, "-log-format", "text"}, logs)
+		done <- cmdIngest(ctx, []string{"-ingress-addr", addr, "-nats-url", url, "-log-format", "text"}, io.Discard, logs)
 	}()
 	base := "http://" + addr
 	deadline := time.Now().Add(10 * time.Second)
@@ -135,7 +135,7 @@ func TestIngestConfiguration(t *testing.T) {
 			var stderr bytes.Buffer
 			// No NATS at this address: configuration errors come first,
 			// and the rest fail on ingress.New before any connection.
-			err := cmdIngest(ctx, append(args, "-nats-url", "nats://127.0.0.1:1", "-ingress-addr", "127.0.0.1:0"), &stderr)
+			err := cmdIngest(ctx, append(args, "-nats-url", "nats://127.0.0.1:1", "-ingress-addr", "127.0.0.1:0"), io.Discard, &stderr)
 			if err == nil {
 				t.Fatal("accepted")
 			}
@@ -168,7 +168,7 @@ func TestIngestInRun(t *testing.T) {
 	go func() {
 		done <- cmdRun(ctx, []string{"-nats-url", env.NATS.URL(), "-api-base-url", env.Sim.URL,
 			"-app-id", harness.AppID, "-api-user-id", harness.APIUserID, "-http-addr", httpAddr,
-			"-ingress-token", token, "-ingress-publish-timeout", "2s", "-log-format", "text"}, logs)
+			"-ingress-token", token, "-ingress-publish-timeout", "2s", "-log-format", "text"}, io.Discard, logs)
 	}()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -242,12 +242,12 @@ func TestIngestInRunConfiguration(t *testing.T) {
 	defer cancel()
 	var stderr bytes.Buffer
 	err := cmdRun(ctx, []string{"-ingress-addr", "127.0.0.1:0", "-nats-url", "nats://127.0.0.1:1",
-		"-api-base-url", "http://127.0.0.1:1", "-api-token", "t", "-http-addr", "off", "-log-format", "text"}, &stderr)
+		"-api-base-url", "http://127.0.0.1:1", "-api-token", "t", "-http-addr", "off", "-log-format", "text"}, io.Discard, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "KDSYNC_INGRESS_TOKEN") {
 		t.Fatalf("run with an ingress lacking credentials: %v\n%s", err, stderr.String())
 	}
 	err = cmdRun(ctx, []string{"-ingress-addr", "127.0.0.1:0", "-ingress-token-file", "/nonexistent", "-nats-url", "nats://127.0.0.1:1",
-		"-api-base-url", "http://127.0.0.1:1", "-api-token", "t", "-http-addr", "off"}, &stderr)
+		"-api-base-url", "http://127.0.0.1:1", "-api-token", "t", "-http-addr", "off"}, io.Discard, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "ingress token file") {
 		t.Fatalf("unreadable token file: %v", err)
 	}

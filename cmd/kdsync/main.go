@@ -1,18 +1,6 @@
-// Command kdsync keeps KooDrive's users in step with an identity system.
-//
-//	kdsync run       the service: NATS JetStream identity events to KooDrive
-//	kdsync demo      everything in one process: embedded NATS, a KooDrive
-//	                 simulator, sample events, outcomes printed, metrics served
-//	kdsync publish   send one identity event
-//	kdsync ingest    the webhook ingress: CloudEvents over HTTP into the stream
-//	kdsync dlq       inspect, replay and purge dead letters
-//	kdsync mapping   try a SCIM mapping file on one user
-//	kdsync user      one user's story: events, outcomes, KooDrive's state
-//	kdsync sync      provision one user on demand
-//	kdsync version   print the version
-//
-// Every flag has an environment variable: -nats-url is KDSYNC_NATS_URL
-// (the demo's: KDSYNC_DEMO_<FLAG>); an unknown KDSYNC_ variable is an error.
+// Command kdsync keeps KooDrive's users in step with an identity system:
+// kdsync run is the service, the other commands are its operators' tools
+// (see usage below, or kdsync help).
 package main
 
 import (
@@ -24,9 +12,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
+
+	"github.com/kdsync/kdsync/envflag"
+	"github.com/kdsync/kdsync/metrics"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -60,39 +50,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	var err error
-	switch args[0] {
-	case "run":
-		err = cmdRun(ctx, args[1:], stderr)
-	case "demo":
-		err = cmdDemo(ctx, args[1:], stdout, stderr)
-	case "publish":
-		err = cmdPublish(ctx, args[1:], stdout, stderr)
-	case "ingest":
-		err = cmdIngest(ctx, args[1:], stderr)
-	case "dlq":
-		err = cmdDLQ(ctx, args[1:], stdout, stderr)
-	case "reconcile":
-		err = cmdReconcile(ctx, args[1:], stdout, stderr)
-	case "guard":
-		err = cmdGuard(ctx, args[1:], stdout, stderr)
-	case "mapping":
-		err = cmdMapping(ctx, args[1:], stdout, stderr)
-	case "user":
-		err = cmdUser(ctx, args[1:], stdout, stderr)
-	case "sync":
-		err = cmdSync(ctx, args[1:], stdout, stderr)
-	case "version", "-version", "--version":
-		b := buildInfo()
+	commands := map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{
+		"run": cmdRun, "demo": cmdDemo, "publish": cmdPublish, "ingest": cmdIngest, "dlq": cmdDLQ,
+		"reconcile": cmdReconcile, "guard": cmdGuard, "mapping": cmdMapping, "user": cmdUser, "sync": cmdSync,
+	}
+	cmd, ok := commands[args[0]]
+	switch {
+	case ok:
+	case args[0] == "version" || args[0] == "-version" || args[0] == "--version":
+		b := metrics.ReadBuildInfo(version)
 		fmt.Fprintf(stdout, "kdsync %s (%s, %s)\n", b.Version, b.Revision, b.GoVersion)
 		return 0
-	case "help", "-h", "--help", "-help":
+	case isHelp(args[0]):
 		fmt.Fprint(stdout, usage)
 		return 0
 	default:
 		fmt.Fprintf(stderr, "kdsync: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
+	err := cmd(ctx, args[1:], stdout, stderr)
 	switch {
 	case err == nil:
 		return 0
@@ -102,10 +78,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	fmt.Fprintf(stderr, "kdsync %s: %v\n", args[0], err)
-	if errors.As(err, new(cmdlineError)) {
+	if errors.As(err, new(envflag.UsageError)) {
 		return 2
 	}
 	return 1
+}
+
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool {
+	switch arg {
+	case "help", "-h", "-help", "--help":
+		return true
+	}
+	return false
 }
 
 // errUsage marks an error already explained on stderr.
@@ -127,26 +112,13 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("log format %q: want json or text", format)
 }
 
+// readInput reads the file name, - being standard input (1 MiB at most).
+func readInput(name string) ([]byte, error) {
+	if name == "-" {
+		return io.ReadAll(io.LimitReader(os.Stdin, 1<<20))
+	}
+	return os.ReadFile(name)
+}
+
 // version is set at link time: -ldflags "-X main.version=v1.2.3".
 var version = ""
-
-type build struct{ Version, Revision, GoVersion string }
-
-func buildInfo() build {
-	b := build{Version: version, Revision: "unknown", GoVersion: "unknown"}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		b.GoVersion = bi.GoVersion
-		if b.Version == "" {
-			b.Version = bi.Main.Version
-		}
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				b.Revision = s.Value
-			}
-		}
-	}
-	if b.Version == "" || b.Version == "(devel)" {
-		b.Version = "dev"
-	}
-	return b
-}

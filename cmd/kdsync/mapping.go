@@ -2,15 +2,14 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"strings"
 
+	"github.com/kdsync/kdsync/envflag"
 	"github.com/kdsync/kdsync/mapping"
+	"github.com/kdsync/kdsync/outcome"
 )
 
 const mappingUsage = `kdsync mapping test: what a mapping makes of one SCIM User.
@@ -27,7 +26,7 @@ problems prints every one of them with its line.
 // cmdMapping runs kdsync mapping <command>.
 func cmdMapping(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "test" {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "help" || args[0] == "-help" || args[0] == "--help") {
+		if len(args) > 0 && isHelp(args[0]) {
 			fmt.Fprint(stdout, mappingUsage)
 			return nil
 		}
@@ -50,12 +49,7 @@ func cmdMapping(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	var b []byte
-	if *userFile == "-" {
-		b, err = io.ReadAll(os.Stdin)
-	} else {
-		b, err = os.ReadFile(*userFile)
-	}
+	b, err := readInput(*userFile)
 	if err != nil {
 		return err
 	}
@@ -63,21 +57,14 @@ func cmdMapping(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	rec := mapping.Record{User: u}
-	for _, g := range strings.Split(*groups, ",") {
-		if g = strings.TrimSpace(g); g != "" {
-			rec.Groups = append(rec.Groups, g)
-		}
-	}
+	rec := mapping.Record{User: u, Groups: envflag.List(*groups)}
 	r, err := m.Map(rec)
 	var me *mapping.Error
 	if errors.As(err, &me) {
-		return fmt.Errorf("this user would be dead-lettered (reason %s): %w", mapping.Reason, err)
+		return fmt.Errorf("this user would be dead-lettered (reason %s): %w", outcome.ReasonMapping, err)
 	}
 	if err != nil {
 		return err
 	}
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(r)
+	return writeJSONTo(stdout, r)
 }

@@ -12,7 +12,10 @@ import (
 	"golang.org/x/term"
 
 	"github.com/kdsync/kdsync/consumer"
+	"github.com/kdsync/kdsync/envflag"
+	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/reconcile"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 const reconcileUsage = `kdsync reconcile: compare the users KooDrive should have with those it has.
@@ -27,59 +30,31 @@ role, status) and, only with -apply, publishes one repair event per drifted
 user into the identity stream (hired, changed or disabled; never deleted),
 where kdsync applies it like any other event. Without -apply nothing
 changes anywhere. See docs/reconcile.md.
-
-Connection flags (-nats-url, -api-base-url, -app-id, ...) and the stream
-names are also read from the environment (KDSYNC_NATS_URL, ...); the
-others only from the command line, so that no stray KDSYNC_APPLY can
-publish anything.
 `
 
-// reconcileConfig is what kdsync reconcile's flags say.
+// reconcileConfig is what kdsync reconcile's flags say: the pass's
+// options (but for what is opened or connected) and how to run it.
 type reconcileConfig struct {
-	nats          consumer.ConnectOptions
-	api           apiConfig
-	stream        string
-	stateBucket   string
-	subjectPrefix string
-	outcomeStream string
-	outcomePrefix string
-
-	source        string
-	format        reconcile.Format
-	fromState     bool
-	asOf          time.Time
-	complete      bool
-	perUser       bool
-	workers       int
-	rate          float64
-	json          bool
-	apply         bool
-	runID         string
-	maxRepairs    int
-	maxDisables   int
-	wait          time.Duration
-	ignore        map[string]bool
-	disableAdmins bool
-	failOnDrift   bool
-	timeout       time.Duration
-	progress      bool // forced on (tests); otherwise only on a terminal
+	nats        consumer.ConnectOptions
+	api         kdapi.Config
+	pass        reconcile.Options
+	source      string // the file of -source
+	rate        float64
+	json        bool
+	failOnDrift bool
+	timeout     time.Duration
+	progress    bool // forced on (tests); otherwise only on a terminal
 }
 
 func parseReconcileFlags(args []string, stderr io.Writer) (*reconcileConfig, error) {
 	f, config := reconcileFlags(stderr)
-	parseErr := f.parse(args)
-	if errors.Is(parseErr, flag.ErrHelp) {
-		return nil, parseErr
-	}
-	if f.NArg() > 0 {
-		fmt.Fprintf(stderr, "kdsync reconcile: unexpected argument %q (see kdsync reconcile -h)\n", f.Arg(0))
-		return nil, errUsage
-	}
-	c, err := config()
-	if err := errors.Join(parseErr, err); err != nil {
-		return nil, invalid("kdsync reconcile", err)
-	}
-	return c, nil
+	return parseConfig(f, args, func() (*reconcileConfig, error) {
+		if f.NArg() > 0 {
+			fmt.Fprintf(stderr, "kdsync reconcile: unexpected argument %q (see kdsync reconcile -h)\n", f.Arg(0))
+			return nil, errUsage
+		}
+		return config()
+	})
 }
 
 // reconcileFlags declares kdsync reconcile's flags, its usage written to
@@ -87,39 +62,35 @@ func parseReconcileFlags(args []string, stderr io.Writer) (*reconcileConfig, err
 // parsed.
 func reconcileFlags(stderr io.Writer) (*cmdFlags, func() (*reconcileConfig, error)) {
 	var c reconcileConfig
+	p := &c.pass
 	f := newFlags("kdsync reconcile")
-	env := f.FlagSet
-	conn := natsFlags(env)
-	api := apiFlags(env)
-	env.StringVar(&c.stream, "stream", "IDENTITY", "JetStream stream of identity events (repairs are published into it)")
-	env.StringVar(&c.stateBucket, "state-bucket", "KDSYNC_STATE", "KV bucket of kdsync's per-user records")
-	env.StringVar(&c.subjectPrefix, "subject-prefix", reconcile.DefaultSubjectPrefix, "subject prefix of repairs: <prefix>.<action>.<userId>")
-	env.StringVar(&c.outcomeStream, "outcome-stream", "KDSYNC_OUTCOMES", "stream of outcomes")
-	env.StringVar(&c.outcomePrefix, "outcome-prefix", "kdsync.outcome", "subject prefix of outcomes")
-
-	f.commandLineOnly()
 	fs := f.FlagSet
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, reconcileUsage, "\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	conn := natsFlags(fs)
+	api := apiFlags(fs)
+	streamName.bind(fs, &p.Stream)
+	stateBucketName.bind(fs, &p.StateBucket)
+	subjectPrefixName.bind(fs, &p.SubjectPrefix)
+	outcomeStreamName.bind(fs, &p.OutcomeStream)
+	outcomePrefixName.bind(fs, &p.OutcomePrefix)
+
+	f.CommandLineOnly()
+	setUsage(f, stderr, reconcileUsage)
 	fs.StringVar(&c.source, "source", "", "desired users: a CSV (header userId,deptId,role,status) or JSON Lines file; - reads standard input")
 	format := fs.String("format", "auto", "format of -source: auto (by extension, else by the first character), csv or jsonl")
-	fs.BoolVar(&c.fromState, "from-state", false, "desired users: kdsync's own records of what it applied (the state bucket) instead of -source")
+	fs.BoolVar(&p.FromState, "from-state", false, "desired users: kdsync's own records of what it applied (the state bucket) instead of -source")
 	asOf := fs.String("as-of", "", "when the source was taken (RFC 3339; default: the file's modification time, none for stdin); a user kdsync changed after it is not repaired")
-	fs.BoolVar(&c.complete, "complete", false, "the desired users are everyone who should have an account: KooDrive users not among them (and enabled) are unexpected and, with -apply, disabled")
-	fs.BoolVar(&c.perUser, "per-user", false, "read KooDrive with one GET per desired user instead of listing everyone (for a small subset of a large tenant)")
-	fs.IntVar(&c.workers, "workers", 4, "GETs under way at once with -per-user (the rate still applies)")
+	fs.BoolVar(&p.Complete, "complete", false, "the desired users are everyone who should have an account: KooDrive users not among them (and enabled) are unexpected and, with -apply, disabled")
+	fs.BoolVar(&p.PerUser, "per-user", false, "read KooDrive with one GET per desired user instead of listing everyone (for a small subset of a large tenant)")
+	fs.IntVar(&p.Workers, "workers", 4, "GETs under way at once with -per-user (the rate still applies)")
 	fs.Float64Var(&c.rate, "rate", reconcile.DefaultRate, "KooDrive requests per second at most")
 	fs.BoolVar(&c.json, "json", false, "print the report as JSON")
-	fs.BoolVar(&c.apply, "apply", false, "publish the repair events (without it nothing changes)")
-	fs.StringVar(&c.runID, "run-id", "", "name of this pass in event ids reconcile:<run id>:<userId> (default: time and a random suffix); reuse it to publish a pass again without doubles")
-	fs.IntVar(&c.maxRepairs, "max-repairs", 1000, "refuse to apply more repair events than this (-1: no limit)")
-	fs.IntVar(&c.maxDisables, "max-disables", 50, "refuse to apply more disables than this (-1: no limit)")
-	fs.DurationVar(&c.wait, "wait", 30*time.Second, "with -apply, wait this long for kdsync's outcomes of the repairs (0: do not wait)")
+	fs.BoolVar(&p.Apply, "apply", false, "publish the repair events (without it nothing changes)")
+	fs.StringVar(&p.RunID, "run-id", "", "name of this pass in event ids reconcile:<run id>:<userId> (default: time and a random suffix); reuse it to publish a pass again without doubles")
+	fs.IntVar(&p.MaxRepairs, "max-repairs", 1000, "refuse to apply more repair events than this (-1: no limit)")
+	fs.IntVar(&p.MaxDisables, "max-disables", 50, "refuse to apply more disables than this (-1: no limit)")
+	fs.DurationVar(&p.Wait, "wait", 30*time.Second, "with -apply, wait this long for kdsync's outcomes of the repairs (0: do not wait)")
 	ignore := fs.String("ignore", "", "user ids left out of the comparison, comma-separated (service accounts)")
-	fs.BoolVar(&c.disableAdmins, "disable-admins", false, "let -complete disable unexpected system and cloud-drive administrators (role 2, 3); by default they are only reported")
+	fs.BoolVar(&p.DisableAdmins, "disable-admins", false, "let -complete disable unexpected system and cloud-drive administrators (role 2, 3); by default they are only reported")
 	fs.BoolVar(&c.failOnDrift, "fail-on-drift", false, "exit with status 1 when drift is found (for cron and CI)")
 	fs.DurationVar(&c.timeout, "timeout", time.Hour, "how long the whole pass may take")
 	return f, func() (*reconcileConfig, error) { return c.finish(conn, api, *format, *asOf, *ignore) }
@@ -127,41 +98,46 @@ func reconcileFlags(stderr io.Writer) (*cmdFlags, func() (*reconcileConfig, erro
 
 // finish reads what reconcileFlags left in strings and checks the
 // configuration, every problem at once.
-func (c *reconcileConfig) finish(conn func() consumer.ConnectOptions, api func() (apiConfig, error), format, asOf, ignore string) (*reconcileConfig, error) {
+func (c *reconcileConfig) finish(conn func() consumer.ConnectOptions, api func() (kdapi.Config, error), format, asOf, ignore string) (*reconcileConfig, error) {
 	c.nats = conn()
+	p := &c.pass
 	var errs []error
 	var err error
 	c.api, err = api()
 	errs = append(errs, err)
-	if c.format, err = reconcile.ParseFormat(format); err != nil {
+	if p.Format, err = reconcile.ParseFormat(format); err != nil {
 		errs = append(errs, err)
 	}
 	switch {
-	case c.fromState && c.source != "":
+	case p.FromState && c.source != "":
 		errs = append(errs, errors.New("give -source or -from-state, not both"))
-	case !c.fromState && c.source == "":
+	case !p.FromState && c.source == "":
 		errs = append(errs, errors.New("give the desired state: -source FILE or -from-state"))
 	}
-	if c.api.baseURL == "" {
+	if c.api.BaseURL == "" {
 		errs = append(errs, errors.New("the KooDrive endpoint is required (-api-base-url or KDSYNC_API_BASE_URL)"))
 	}
 	if c.rate <= 0 || c.rate > 10000 {
 		errs = append(errs, fmt.Errorf("-rate %g: want more than 0 and at most 10000", c.rate))
 	}
-	if c.workers < 1 || c.workers > 64 {
-		errs = append(errs, fmt.Errorf("-workers %d: want 1 to 64", c.workers))
+	if p.Workers < 1 || p.Workers > 64 {
+		errs = append(errs, fmt.Errorf("-workers %d: want 1 to 64", p.Workers))
 	}
-	if c.perUser && c.complete {
+	if p.PerUser && p.Complete {
 		errs = append(errs, errors.New("-per-user sees only the users asked for, so it cannot find unexpected users: drop -complete or -per-user"))
 	}
 	if asOf != "" {
-		if c.asOf, err = time.Parse(time.RFC3339, asOf); err != nil {
+		if p.AsOf, err = time.Parse(time.RFC3339, asOf); err != nil {
 			errs = append(errs, fmt.Errorf("-as-of %q: want RFC 3339, e.g. 2026-11-23T02:00:00Z", asOf))
 		}
 	}
-	c.ignore = map[string]bool{}
-	for _, id := range splitList(ignore) {
-		c.ignore[id] = true
+	p.Ignore = map[string]bool{}
+	for _, id := range envflag.List(ignore) {
+		p.Ignore[id] = true
+	}
+	p.Protect = map[string]bool{}
+	if c.api.UserID != "" {
+		p.Protect[c.api.UserID] = true
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -170,7 +146,7 @@ func (c *reconcileConfig) finish(conn func() consumer.ConnectOptions, api func()
 }
 
 func cmdReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+	if len(args) > 0 && isHelp(args[0]) {
 		// The usage and every flag's default, on stdout: -h as the flag
 		// package handles it (fs.Usage), written where help was asked for.
 		_, err := parseReconcileFlags([]string{"-h"}, stdout)
@@ -192,89 +168,16 @@ func cmdReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 func runReconcile(ctx context.Context, c *reconcileConfig, stdout, stderr io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	tr, err := reconcile.NewTransport(nil, c.rate)
+	o := c.pass
+	kd, tr, err := rateLimited(c.api, c.rate)
 	if err != nil {
 		return err
 	}
-	kd, err := c.api.client(tr)
-	if err != nil {
-		return err
-	}
-	o := reconcile.Options{
-		Format: c.format, FromState: c.fromState, AsOf: c.asOf,
-		KooDrive: kd, PerUser: c.perUser, Workers: c.workers,
-		Complete: c.complete, Ignore: c.ignore, DisableAdmins: c.disableAdmins,
-		Protect: map[string]bool{},
-		Apply:   c.apply, RunID: c.runID, MaxRepairs: c.maxRepairs, MaxDisables: c.maxDisables, Wait: c.wait,
-		StateBucket: c.stateBucket, Stream: c.stream, SubjectPrefix: c.subjectPrefix,
-		OutcomeStream: c.outcomeStream, OutcomePrefix: c.outcomePrefix,
-		Requests: tr.Requests,
-	}
-	if c.api.userID != "" {
-		o.Protect[c.api.userID] = true
-	}
-	if !c.fromState {
-		src, when, closeSrc, err := openSource(c.source)
-		if err != nil {
-			return err
-		}
-		defer closeSrc()
-		o.Source = src
-		if o.Format == reconcile.FormatAuto {
-			o.Format = reconcile.FormatOf(c.source)
-		}
-		if o.AsOf.IsZero() {
-			o.AsOf = when
-		}
-	}
-	if c.fromState || c.apply {
-		js, closeNATS, err := connect(c.nats)
-		if err != nil {
-			return err
-		}
-		defer closeNATS()
-		o.JetStream = js
-	}
-	var bar *reconcile.ProgressLine
+	o.KooDrive, o.Requests = kd, tr.Requests
+	r := reconcile.ReportOptions{Source: c.source, Rate: c.rate, JSON: c.json, FailOnDrift: c.failOnDrift,
+		Connect: func() (jetstream.JetStream, func(), error) { return connect(c.nats) }}
 	if c.progress {
-		bar = &reconcile.ProgressLine{W: stderr, Rate: c.rate}
-		o.Progress = bar.Show
+		r.Progress = stderr
 	}
-	res, err := reconcile.Run(ctx, o)
-	bar.Clear()
-	if res != nil {
-		var perr error
-		if c.json {
-			perr = reconcile.PrintJSON(stdout, res)
-		} else {
-			perr = reconcile.Print(stdout, res, reconcile.PrintOptions{Source: c.source, Rate: c.rate, Apply: c.apply, Wait: c.wait})
-		}
-		if err == nil {
-			err = perr
-		}
-	}
-	if err != nil {
-		return err
-	}
-	if c.failOnDrift && res.Totals.Drifted > 0 && !c.apply {
-		return fmt.Errorf("drift found: %d users", res.Totals.Drifted)
-	}
-	return nil
-}
-
-// openSource opens the source file (- is standard input) and returns its
-// modification time (zero for standard input).
-func openSource(name string) (io.Reader, time.Time, func(), error) {
-	if name == "-" {
-		return os.Stdin, time.Time{}, func() {}, nil
-	}
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, time.Time{}, nil, err
-	}
-	var when time.Time
-	if fi, err := f.Stat(); err == nil {
-		when = fi.ModTime()
-	}
-	return f, when, func() { _ = f.Close() }, nil
+	return reconcile.RunReport(ctx, stdout, o, r)
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -13,31 +14,34 @@ import (
 
 	"github.com/kdsync/kdsync/console"
 	"github.com/kdsync/kdsync/consumer"
+	"github.com/kdsync/kdsync/envflag"
 	"github.com/kdsync/kdsync/guard"
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/metrics"
+	"github.com/kdsync/kdsync/outcome"
 	"github.com/kdsync/kdsync/redact"
 	"github.com/kdsync/kdsync/service"
 )
 
 // serviceFlags declares the flags of the service on fs and returns a
-// function that builds the Options after parsing.
-func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
+// function that builds the Options after parsing, with log as their
+// Logger.
+func serviceFlags(fs *flag.FlagSet) func(log *slog.Logger) (service.Options, error) {
 	var o service.Options
 	c := &o.Consumer
 	conn := natsFlags(fs)
 
-	fs.StringVar(&c.Stream, "stream", "IDENTITY", "JetStream stream of identity events")
+	streamName.bind(fs, &c.Stream)
 	subjects := fs.String("stream-subjects", "identity.>", "subjects of the stream when kdsync creates it, comma-separated")
-	fs.StringVar(&c.Consumer, "consumer", "kdsync", "durable consumer name")
+	fs.StringVar(&c.Consumer, "consumer", outcome.DefaultDurable, "durable consumer name")
 	fs.StringVar(&c.Filter, "filter", "identity.employee.>", "consumer filter subject")
 	fs.BoolVar(&c.Manage, "manage", true, "create or update the streams, consumer and KV bucket; when false, bind to existing ones")
 	fs.IntVar(&c.Replicas, "replicas", 1, "replicas of the streams and bucket kdsync creates")
-	fs.StringVar(&c.OutcomeStream, "outcome-stream", "KDSYNC_OUTCOMES", "stream of outcomes")
-	fs.StringVar(&c.OutcomePrefix, "outcome-prefix", "kdsync.outcome", "subject prefix of outcomes: <prefix>.<result>.<action>.<userId>")
-	fs.StringVar(&c.DLQStream, "dlq-stream", "KDSYNC_DLQ", "stream of dead letters")
-	fs.StringVar(&c.DLQPrefix, "dlq-prefix", "kdsync.dlq", "subject prefix of dead letters: <prefix>.<reason>.<action>.<userId>")
-	fs.StringVar(&c.StateBucket, "state-bucket", "KDSYNC_STATE", "KV bucket of per-user watermarks and applied state")
+	outcomeStreamName.bind(fs, &c.OutcomeStream)
+	outcomePrefixName.bind(fs, &c.OutcomePrefix)
+	dlqStreamName.bind(fs, &c.DLQStream)
+	dlqPrefixName.bind(fs, &c.DLQPrefix)
+	stateBucketName.bind(fs, &c.StateBucket)
 	fs.StringVar(&c.StateCache, "state-cache", consumer.DefaultStateCache, "cache of per-user records read from the state bucket: entries (20000) or a memory budget (4MiB), least recently used evicted first; 0: read every event's")
 	fs.IntVar(&c.Concurrency, "concurrency", 512, "most KooDrive calls in flight at once: the ceiling of the adaptive limit (enough for 100 ms per call at 5,000 calls/s)")
 	fs.IntVar(&o.ConcurrencyMin, "concurrency-min", 4, "fewest KooDrive calls in flight the adaptive limit goes down to")
@@ -62,9 +66,9 @@ func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 	existsCodes := fs.String("already-exists-codes", strings.Join(kdapi.DefaultAlreadyExistsCodes, ","), "KooDrive codes meaning \"user already exists\"")
 
 	deprov := fs.String("deprovision-limit", "", "mass-deprovisioning guard: at most N disables and deletes per window, e.g. 50/10m; past it they are held for an operator (kdsync guard); empty: off")
-	fs.StringVar(&c.GuardBucket, "guard-bucket", "KDSYNC_GUARD", "the guard's KV bucket")
-	fs.StringVar(&c.ParkStream, "park-stream", "KDSYNC_PARKED", "stream the guard's held events, and their users' later events, are parked in until decided")
-	fs.StringVar(&c.ParkPrefix, "park-prefix", "kdsync.parked", "subject prefix of parked events: <prefix>.<user key>")
+	guardBucketName.bind(fs, &c.GuardBucket)
+	parkStreamName.bind(fs, &c.ParkStream)
+	parkPrefixName.bind(fs, &c.ParkPrefix)
 	fs.DurationVar(&o.Reconcile.Interval, "reconcile-interval", 0, "compare KooDrive with the desired state this often and export the drift as metrics (0: off)")
 	fs.StringVar(&o.Reconcile.Source, "reconcile-source", "", "desired state for periodic reconciliation: an HRIS export (CSV or JSON Lines), read afresh each pass (empty: kdsync's own records)")
 	fs.BoolVar(&o.Reconcile.Complete, "reconcile-complete", false, "the source lists everyone who should have an account (users beyond it are unexpected)")
@@ -92,21 +96,22 @@ func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 	fs.StringVar(&oidc.RedirectURL, "console-oidc-redirect-url", "", "the console's callback registered at the provider: https://<console>/login/callback")
 	oidcAllowed := fs.String("console-oidc-allowed", "", "who may sign in through OIDC: e-mail addresses and @domains, comma-separated (verified addresses only)")
 	fs.StringVar(&oidc.Name, "console-oidc-name", "", "the provider's name on the sign-in button (default: single sign-on)")
-	return func() (service.Options, error) {
+	return func(log *slog.Logger) (service.Options, error) {
 		var errs []error
-		c.StreamSubjects = splitList(*subjects)
+		o.Logger = log
+		c.StreamSubjects = envflag.List(*subjects)
 		c.Decoder.MaxSize = *maxEvent
 		o.NATS = conn()
 		a, err := api()
 		errs = append(errs, err)
 		o.APIBaseURL, o.AppID, o.AppSecret, o.APIUserID, o.APIToken, o.APITimeout, o.NotFound =
-			a.baseURL, a.appID, a.secret, a.userID, a.token, a.timeout, a.notFound
-		o.Console.Options.Token, err = secretValue("console token", *consoleToken, *consoleTokenFile)
+			a.BaseURL, a.AppID, a.AppSecret, a.UserID, a.Token, a.Timeout, a.NotFound
+		o.Console.Options.Token, err = envflag.Secret[kdapi.Secret]("console token", *consoleToken, *consoleTokenFile)
 		errs = append(errs, err)
 		if oidc.Issuer != "" {
-			oidc.ClientSecret, err = secretValue("console OIDC client secret", *oidcSecret, *oidcSecretFile)
+			oidc.ClientSecret, err = envflag.Secret[kdapi.Secret]("console OIDC client secret", *oidcSecret, *oidcSecretFile)
 			errs = append(errs, err)
-			oidc.Allowed = splitList(*oidcAllowed)
+			oidc.Allowed = envflag.List(*oidcAllowed)
 			o.Console.Options.OIDC = &oidc
 		}
 		if *defaultDept != "" {
@@ -116,13 +121,11 @@ func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 			}
 			o.DefaultDeptID = &d
 		}
-		o.ExistsCodes = splitList(*existsCodes)
-		if *maxEvent < 1024 || *maxEvent > 1<<20 {
-			errs = append(errs, fmt.Errorf("max-event-size %d: want 1024 to 1048576", *maxEvent))
-		}
+		o.ExistsCodes = envflag.List(*existsCodes)
+		errs = append(errs, checkEventSize(*maxEvent))
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		// ff ignores an empty environment value; an operator who writes
+		// envflag ignores an empty variable; an operator who writes
 		// KDSYNC_HTTP_ADDR= means "none", as the help says.
 		if v, ok := os.LookupEnv("KDSYNC_HTTP_ADDR"); ok && strings.TrimSpace(v) == "" && !set["http-addr"] || o.HTTPAddr == "off" {
 			o.HTTPAddr = ""
@@ -132,63 +135,11 @@ func serviceFlags(fs *flag.FlagSet) func() (service.Options, error) {
 		}
 		switch {
 		case *mode == "shadow" || *shadow:
-			o.Shadow = true
-			// Shadow mode keeps out of the active instance's way: its own
-			// consumer, outcome stream, state, members and guard buckets,
-			// unless a flag (or its variable) names others, never the
-			// active defaults.
-			// The members bucket holds the partition leases (p.<n>): shared,
-			// a shadow instance would take partitions from active ones.
-			// The guard gets its own bucket rather than being asked without
-			// holding, which would need a second code path in the consumer:
-			// shared, shadow would count into the active window, collide on
-			// held.<seq> and, finishing its holds, delete the active ones (a
-			// rejected disable could then be applied). In its own bucket it
-			// holds and counts as the active guard would, which is what a
-			// canary should show; kdsync guard -shadow reaches those holds.
-			for _, d := range []struct {
-				flag, def string
-				opt       *string
-			}{
-				{"consumer", "kdsync-shadow", &c.Consumer},
-				{"outcome-stream", "KDSYNC_SHADOW", &c.OutcomeStream},
-				{"outcome-prefix", "kdsync.shadow", &c.OutcomePrefix},
-				{"state-bucket", "KDSYNC_SHADOW_STATE", &c.StateBucket},
-				{"guard-bucket", shadowGuardBucket, &c.GuardBucket},
-				{"park-stream", shadowParkStream, &c.ParkStream},
-				{"park-prefix", shadowParkPrefix, &c.ParkPrefix},
-				{"members-bucket", "KDSYNC_SHADOW_MEMBERS", &c.MembersBucket}, // no flag (yet): always
-			} {
-				f := fs.Lookup(d.flag)
-				switch {
-				case !set[d.flag]:
-					*d.opt = d.def
-				case f != nil && *d.opt == f.DefValue:
-					// Most likely the active instance's environment copied:
-					// sharing its consumer would take its events away.
-					errs = append(errs, fmt.Errorf("shadow mode with %s %q would share the active instance's: unset it (KDSYNC_%s) or name another",
-						d.flag, *d.opt, strings.ToUpper(strings.ReplaceAll(d.flag, "-", "_"))))
-				}
-			}
-			// Repairs are events published into the stream, a write: in
-			// shadow, periodic reconciliation only reports and exports.
-			if o.Reconcile.Apply {
-				o.Reconcile.Apply = false
-				flagOr := func(name, def string) string {
-					if f := fs.Lookup(name); f != nil {
-						return f.Value.String()
-					}
-					return def
-				}
-				if log, err := newLogger(fs.Output(), flagOr("log-level", "info"), flagOr("log-format", "json")); err == nil {
-					log.Warn("shadow mode writes nothing: reconcile-apply is ignored, periodic reconciliation only reports and exports the drift")
-				}
-			}
+			errs = append(errs, o.ApplyShadow(func(setting string) bool { return set[setting] }))
 		case *mode != "active":
 			errs = append(errs, fmt.Errorf("mode %q: want active or shadow", *mode))
 		}
-		b := buildInfo()
-		o.Build = metrics.BuildInfo{Version: b.Version, Revision: b.Revision, GoVersion: b.GoVersion}
+		o.Build = metrics.ReadBuildInfo(version)
 		return o, errors.Join(errs...)
 	}
 }
@@ -204,25 +155,21 @@ func runFlags() (*cmdFlags, func(stderr io.Writer) (service.Options, error)) {
 	logFormat := f.String("log-format", "json", "json or text")
 	return f, func(stderr io.Writer) (service.Options, error) {
 		log, logErr := newLogger(stderr, *logLevel, *logFormat)
-		o, err := options()
-		ic, ingressErr := ingressOptions()
-		o.Ingress = service.IngressOptions{Addr: *ingressAddr, TLSCert: ic.tlsCert, TLSKey: ic.tlsKey, Options: ic.options, SCIM: ic.scim}
-		o.Logger = log
+		o, err := options(log)
+		var ingressErr error
+		o.Ingress, ingressErr = ingressOptions()
+		o.Ingress.Addr = *ingressAddr
 		return o, errors.Join(logErr, err, ingressErr, o.Validate(),
 			checkAddr("http-addr", o.HTTPAddr), checkAddr("ingress-addr", o.Ingress.Addr), checkAddr("console-addr", o.Console.Addr))
 	}
 }
 
-func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
+func cmdRun(ctx context.Context, args []string, _, stderr io.Writer) error {
 	f, options := runFlags()
 	f.SetOutput(stderr)
-	parseErr := f.parse(args)
-	if errors.Is(parseErr, flag.ErrHelp) {
-		return parseErr
-	}
-	o, err := options(stderr)
-	if err := errors.Join(parseErr, err); err != nil {
-		return invalid("kdsync run", err)
+	o, err := parseConfig(f, args, func() (service.Options, error) { return options(stderr) })
+	if err != nil {
+		return err
 	}
 	log := o.Logger
 	b := o.Build
@@ -245,30 +192,4 @@ func authMode(o service.Options) string {
 		return "app"
 	}
 	return "none"
-}
-
-// secretValue takes a secret from its flag (or environment) value or from
-// a file, not both.
-func secretValue(name, value, file string) (kdapi.Secret, error) {
-	switch {
-	case value != "" && file != "":
-		return "", fmt.Errorf("%s: give the value or a file, not both", name)
-	case file != "":
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return "", fmt.Errorf("%s file: %w", name, err)
-		}
-		return kdapi.Secret(strings.TrimSpace(string(b))), nil
-	}
-	return kdapi.Secret(value), nil
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
 }

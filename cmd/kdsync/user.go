@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,7 +15,6 @@ import (
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/provision"
-	"github.com/kdsync/kdsync/reconcile"
 	"github.com/kdsync/kdsync/usertrace"
 )
 
@@ -27,8 +27,6 @@ letters and guard holds; the record (watermark) kdsync keeps; KooDrive's
 current state (GET /users/<userId>, when the KooDrive flags are given);
 the desired state (the events kdsync applied); and a verdict: in sync, or
 which field drifts. -json for scripts.
-
-Every flag is also read from the environment (KDSYNC_NATS_URL, ...).
 `
 
 const syncUsage = `Usage: kdsync sync [flags] <userId>
@@ -40,15 +38,12 @@ stream, where kdsync applies it in the user's order with every other event.
 It waits for that event's outcome and reads KooDrive again: exit status 0
 when KooDrive matches, 1 with the reason otherwise. -dry-run stops before
 publishing.
-
-Connection flags and stream names are also read from the environment
-(KDSYNC_NATS_URL, ...); -dry-run, -wait and -json only from the command line.
 `
 
 // userConfig is what kdsync user's and kdsync sync's flags say.
 type userConfig struct {
 	nats    consumer.ConnectOptions
-	api     apiConfig
+	api     kdapi.Config
 	rate    float64
 	trace   usertrace.Options
 	user    string
@@ -61,14 +56,14 @@ type userConfig struct {
 // streamFlags declares where kdsync keeps events, outcomes, dead letters,
 // records and holds, as kdsync run names them.
 func streamFlags(fs *flag.FlagSet, o *usertrace.Options) {
-	fs.StringVar(&o.Stream, "stream", "IDENTITY", "JetStream stream of identity events")
-	fs.StringVar(&o.SubjectPrefix, "subject-prefix", reconcile.DefaultSubjectPrefix, "subject prefix of identity events: <prefix>.<action>.<userId>")
-	fs.StringVar(&o.OutcomeStream, "outcome-stream", "KDSYNC_OUTCOMES", "stream of outcomes")
-	fs.StringVar(&o.OutcomePrefix, "outcome-prefix", "kdsync.outcome", "subject prefix of outcomes")
-	fs.StringVar(&o.DLQStream, "dlq-stream", "KDSYNC_DLQ", "stream of dead letters")
-	fs.StringVar(&o.DLQPrefix, "dlq-prefix", "kdsync.dlq", "subject prefix of dead letters")
-	fs.StringVar(&o.StateBucket, "state-bucket", "KDSYNC_STATE", "KV bucket of kdsync's per-user records")
-	fs.StringVar(&o.GuardBucket, "guard-bucket", "KDSYNC_GUARD", "KV bucket of the mass-deprovisioning guard")
+	streamName.bind(fs, &o.Stream)
+	subjectPrefixName.bind(fs, &o.SubjectPrefix)
+	outcomeStreamName.bind(fs, &o.OutcomeStream)
+	outcomePrefixName.bind(fs, &o.OutcomePrefix)
+	dlqStreamName.bind(fs, &o.DLQStream)
+	dlqPrefixName.bind(fs, &o.DLQPrefix)
+	stateBucketName.bind(fs, &o.StateBucket)
+	guardBucketName.bind(fs, &o.GuardBucket)
 }
 
 // userFlags declares the flags of kdsync user or sync (name), its usage
@@ -82,16 +77,8 @@ func userFlags(name string, out io.Writer) (*cmdFlags, func() (*userConfig, erro
 	api := apiFlags(fs)
 	fs.Float64Var(&c.rate, "rate", 5, "KooDrive requests per second at most")
 	streamFlags(fs, &c.trace)
-	f.commandLineOnly()
-	fs.SetOutput(out)
-	usage := userUsage
-	if name == "sync" {
-		usage = syncUsage
-	}
-	fs.Usage = func() {
-		fmt.Fprint(out, usage, "\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	f.CommandLineOnly()
+	setUsage(f, out, map[string]string{"user": userUsage, "sync": syncUsage}[name])
 	fs.BoolVar(&c.json, "json", false, "print JSON")
 	fs.DurationVar(&c.timeout, "timeout", 2*time.Minute, "how long the whole command may take")
 	if name == "user" {
@@ -110,41 +97,36 @@ func parseUserFlags(name string, args []string, out io.Writer) (*userConfig, err
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		user, args = args[0], args[1:]
 	}
-	parseErr := f.parse(args)
-	if errors.Is(parseErr, flag.ErrHelp) {
-		return nil, parseErr
-	}
-	if user == "" && f.NArg() > 0 {
-		user = f.Arg(0)
-		if err := f.Parse(f.Args()[1:]); err != nil {
+	return parseConfig(f, args, func() (*userConfig, error) {
+		if user == "" && f.NArg() > 0 {
+			user = f.Arg(0)
+			if err := f.FlagSet.Parse(f.Args()[1:]); err != nil {
+				return nil, errUsage
+			}
+		}
+		if f.NArg() > 0 {
+			fmt.Fprintf(out, "kdsync %s: unexpected argument %q (see kdsync %s -h)\n", name, f.Arg(0), name)
 			return nil, errUsage
 		}
-	}
-	if f.NArg() > 0 {
-		fmt.Fprintf(out, "kdsync %s: unexpected argument %q (see kdsync %s -h)\n", name, f.Arg(0), name)
-		return nil, errUsage
-	}
-	if user == "" {
-		fmt.Fprintf(out, "kdsync %s: which user? (kdsync %s <userId>)\n", name, name)
-		return nil, errUsage
-	}
-	c, err := config()
-	c.user = user
-	if err := errors.Join(parseErr, err, usertrace.CheckUser(user)); err != nil {
-		return nil, invalid("kdsync "+name, err)
-	}
-	return c, nil
+		if user == "" {
+			fmt.Fprintf(out, "kdsync %s: which user? (kdsync %s <userId>)\n", name, name)
+			return nil, errUsage
+		}
+		c, err := config()
+		c.user = user
+		return c, errors.Join(err, usertrace.CheckUser(user))
+	})
 }
 
 // finish checks the configuration, every problem at once.
-func (c *userConfig) finish(name string, conn func() consumer.ConnectOptions, api func() (apiConfig, error)) (*userConfig, error) {
+func (c *userConfig) finish(name string, conn func() consumer.ConnectOptions, api func() (kdapi.Config, error)) (*userConfig, error) {
 	c.nats = conn()
 	var errs []error
 	var err error
 	if c.api, err = api(); err != nil {
 		errs = append(errs, err)
 	}
-	if name == "sync" && c.api.baseURL == "" {
+	if name == "sync" && c.api.BaseURL == "" {
 		errs = append(errs, errors.New("the KooDrive endpoint is required (-api-base-url or KDSYNC_API_BASE_URL)"))
 	}
 	if c.rate <= 0 || c.rate > 10000 {
@@ -155,12 +137,8 @@ func (c *userConfig) finish(name string, conn func() consumer.ConnectOptions, ap
 
 // connect dials NATS and, when configured, builds the KooDrive client.
 func (c *userConfig) connect() (js jetstream.JetStream, kd *kdapi.Client, closeNATS func(), err error) {
-	if c.api.baseURL != "" {
-		tr, err := reconcile.NewTransport(nil, c.rate)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		if kd, err = c.api.client(tr); err != nil {
+	if c.api.BaseURL != "" {
+		if kd, _, err = rateLimited(c.api, c.rate); err != nil {
 			return nil, nil, nil, err
 		}
 	}
@@ -204,10 +182,8 @@ func cmdUser(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 // helpOut is where usage goes: stdout when help was asked for.
 func helpOut(args []string, stdout, stderr io.Writer) io.Writer {
-	for _, a := range args {
-		if a == "-h" || a == "-help" || a == "--help" || a == "help" {
-			return stdout
-		}
+	if slices.ContainsFunc(args, isHelp) {
+		return stdout
 	}
 	return stderr
 }
@@ -220,7 +196,7 @@ func cmdSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	if !c.json {
-		fmt.Fprintf(stdout, "connect: NATS %s, KooDrive %s\n", c.nats.URLs, c.api.baseURL)
+		fmt.Fprintf(stdout, "connect: NATS %s, KooDrive %s\n", c.nats.URLs, c.api.BaseURL)
 	}
 	js, kd, closeNATS, err := c.connect()
 	if err != nil {
@@ -234,34 +210,8 @@ func cmdSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		StateBucket: c.trace.StateBucket, Protect: map[string]bool{},
 		Wait: c.wait, DryRun: c.dryRun,
 	}
-	if c.api.userID != "" {
-		o.Protect[c.api.userID] = true
+	if c.api.UserID != "" {
+		o.Protect[c.api.UserID] = true
 	}
-	if !c.json {
-		o.Steps = func(s provision.Step) {
-			mark := ""
-			if s.Failed {
-				mark = "FAILED: "
-			}
-			fmt.Fprintf(stdout, "%s: %s%s\n", s.Name, mark, s.Detail)
-		}
-	}
-	res, err := provision.Sync(ctx, o, c.user)
-	if c.json && res != nil {
-		if perr := writeJSONTo(stdout, res); err == nil {
-			err = perr
-		}
-	}
-	if err != nil {
-		return err
-	}
-	if !c.json {
-		switch {
-		case res.DryRun && !res.InSync:
-			fmt.Fprintln(stdout, "dry run: KooDrive differs; run without -dry-run to repair")
-		default:
-			fmt.Fprintf(stdout, "%s is in sync\n", c.user)
-		}
-	}
-	return nil
+	return provision.SyncReport(ctx, stdout, o, c.user, c.json)
 }

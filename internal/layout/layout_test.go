@@ -107,7 +107,7 @@ func TestImportRules(t *testing.T) {
 		{[]string{"kdapi"}, []string{"consumer", "handlers", "metrics", "outcome"}, "the client knows no events and is instrumented from outside"},
 		{[]string{"consumer"}, []string{"kdapi"}, "the consumer calls handlers only"},
 		{[]string{"dlq", "guard", "reconcile", "provision", "usertrace", "console", "checker"}, []string{"consumer"}, "tools read the outcome contract"},
-		{[]string{"metrics"}, []string{"consumer"}, "metrics read the outcome contract"},
+		{[]string{"metrics"}, []string{"consumer", "kdapi"}, "metrics read the outcome contract; reasons and classes come from outcome and handlers"},
 		{[]string{"outcome"}, []string{"consumer", "kdapi", "nats"}, "the contract is data, not the engine"},
 	}
 	for _, r := range direct {
@@ -129,6 +129,16 @@ func TestImportRules(t *testing.T) {
 				t.Errorf("%s links %s: the daemon links no test scaffolding", from, p)
 			}
 		}
+	}
+	// The binary links no harness nor checker (the demo's own package
+	// links the simulator, embedded NATS and the workload only).
+	for _, p := range closure(g, "cmd/kdsync") {
+		if under(p, "internal/harness", "checker") {
+			t.Errorf("cmd/kdsync links %s: the binary links no test harness", p)
+		}
+	}
+	for _, p := range g["envflag"] {
+		t.Errorf("envflag imports %s: the flag parser is a general library, it imports no kdsync package", p)
 	}
 	for from, ps := range g {
 		for _, p := range ps {
