@@ -125,7 +125,7 @@ func (l *Limiter) growLocked(now time.Time) {
 
 // applyRateLocked gives the token bucket the lower of the learnt rate and
 // the known quota's share. The learnt rate gets a burst of 1% (with the
-// 97% margin a second never holds more than the estimate); the known
+// 99% margin a second never holds more than the estimate); the known
 // quota a burst of one, so that no second exceeds it.
 func (l *Limiter) applyRateLocked(now time.Time) {
 	r, burst := math.Inf(1), 1

@@ -13,7 +13,7 @@
 //   - A request rate learnt from the 429s (and capped by a known quota,
 //     Options.Rate). At a 429 the Limiter counts the calls KooDrive
 //     accepted in the second before it (what the quota let through) and
-//     paces calls at 97% of that. It then holds that rate and, after a hold,
+//     paces calls at 99% of that. It then holds that rate and, after a hold,
 //     probes above it, doubling each second until KooDrive refuses again.
 //     The hold is short (2 s) after a first or a higher estimate, to confirm
 //     it; it grows (20 s, 40 s, 60 s) while the estimates agree, so that a
