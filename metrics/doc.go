@@ -52,6 +52,8 @@
 //     acknowledged?
 //   - kdsync_guard_held_events: how many disables and deletes does the
 //     mass-deprovisioning guard hold for an operator's decision?
+//   - kdsync_parked_events: how many events are parked out of the ack
+//     window (the held ones and their users' later events)?
 //   - kdsync_oldest_unapplied_event_age_seconds: how long has the oldest
 //     held event been waiting since kdsync received it (is a lane stuck)?
 //

@@ -225,8 +225,8 @@ func (m *Metrics) SetStats(f func() Stats) {
 // statsCollector reports the consumer's lane figures, sampled at scrape
 // time from one Stats call.
 type statsCollector struct {
-	f                                atomic.Pointer[func() Stats]
-	lanes, held, oldestS, guardHeldS *prometheus.Desc
+	f                                         atomic.Pointer[func() Stats]
+	lanes, held, oldestS, guardHeldS, parkedS *prometheus.Desc
 	// The per-user records' cache and the state bucket's reads and writes.
 	cached, cachedBytes, hits, misses, evictions, reads, writes *prometheus.Desc
 }
@@ -241,6 +241,8 @@ func newStatsCollector() *statsCollector {
 			"Time since kdsync received the oldest event it holds unfinished; 0 when none. Sampled at scrape.", nil, nil),
 		guardHeldS: prometheus.NewDesc(namespace+"_guard_held_events",
 			"Deprovisioning events this instance holds for the mass-deprovisioning guard, awaiting an operator. Sampled at scrape.", nil, nil),
+		parkedS: prometheus.NewDesc(namespace+"_parked_events",
+			"Events this instance's consumer parked out of the ack window: held deprovisions and the later events of their users, in order, until released or rejected. Sampled at scrape.", nil, nil),
 		cached: prometheus.NewDesc(namespace+"_state_cache_entries",
 			"Per-user records (watermarks) cached, within KDSYNC_STATE_CACHE.", nil, nil),
 		cachedBytes: prometheus.NewDesc(namespace+"_state_cache_bytes",
@@ -264,6 +266,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.held
 	ch <- c.oldestS
 	ch <- c.guardHeldS
+	ch <- c.parkedS
 	for _, d := range []*prometheus.Desc{c.cached, c.cachedBytes, c.hits, c.misses, c.evictions, c.reads, c.writes} {
 		ch <- d
 	}
@@ -279,6 +282,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.held, prometheus.GaugeValue, float64(s.InFlight))
 	ch <- prometheus.MustNewConstMetric(c.oldestS, prometheus.GaugeValue, max(s.Oldest.Seconds(), 0))
 	ch <- prometheus.MustNewConstMetric(c.guardHeldS, prometheus.GaugeValue, float64(s.GuardHeld))
+	ch <- prometheus.MustNewConstMetric(c.parkedS, prometheus.GaugeValue, float64(s.Parked))
 	st := s.State
 	ch <- prometheus.MustNewConstMetric(c.cached, prometheus.GaugeValue, float64(st.Cached))
 	ch <- prometheus.MustNewConstMetric(c.cachedBytes, prometheus.GaugeValue, float64(st.CachedBytes))

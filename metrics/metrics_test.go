@@ -516,6 +516,10 @@ func TestSetStatsReadsAtScrape(t *testing.T) {
 	if l, f, o := gauges(); l != 3 || f != 7 || o != 2.5 {
 		t.Errorf("gauges %v %v %v, want 3 7 2.5", l, f, o)
 	}
+	cur.Store(&Stats{Lanes: 3, InFlight: 7, GuardHeld: 4, Parked: 9})
+	if h, p := value(t, reg, "kdsync_guard_held_events"), value(t, reg, "kdsync_parked_events"); h != 4 || p != 9 {
+		t.Errorf("held %v, parked %v; want 4 and 9", h, p)
+	}
 	cur.Store(&Stats{Lanes: 1, InFlight: 1, Oldest: 0})
 	if l, f, o := gauges(); l != 1 || f != 1 || o != 0 {
 		t.Errorf("after change: gauges %v %v %v, want 1 1 0", l, f, o)
