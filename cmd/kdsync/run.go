@@ -102,7 +102,7 @@ func serviceFlags(fs *flag.FlagSet) func(log *slog.Logger) (service.Options, err
 		c.StreamSubjects = envflag.List(*subjects)
 		c.Decoder.MaxSize = *maxEvent
 		o.NATS = conn()
-		a, err := api()
+		a, err := api(false)
 		errs = append(errs, err)
 		o.APIBaseURL, o.AppID, o.AppSecret, o.APIUserID, o.APIToken, o.APITimeout, o.NotFound =
 			a.BaseURL, a.AppID, a.AppSecret, a.UserID, a.Token, a.Timeout, a.NotFound
