@@ -168,13 +168,13 @@ func parseOperand[C any](f *cmdFlags, args []string, config func(operand string)
 	})
 }
 
-// noArgs explains on out the arguments f left after its flags, if any,
-// as a mistake of the command line cmd.
-func noArgs(out io.Writer, cmd string, f *cmdFlags) error {
-	if f.NArg() == 0 {
+// noArgs explains on out the arguments left after a command's flags
+// (f.Args()), if any, as a mistake of the command line cmd.
+func noArgs(out io.Writer, cmd string, rest []string) error {
+	if len(rest) == 0 {
 		return nil
 	}
-	fmt.Fprintf(out, "%s: unexpected argument %q (see %s -h)\n", cmd, f.Arg(0), cmd)
+	fmt.Fprintf(out, "%s: unexpected argument %q (see %s -h)\n", cmd, rest[0], cmd)
 	return errUsage
 }
 

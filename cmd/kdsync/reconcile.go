@@ -42,7 +42,7 @@ type reconcileConfig struct {
 func parseReconcileFlags(args []string, out io.Writer) (*reconcileConfig, error) {
 	f, config := reconcileFlags(out)
 	return parseConfig(f, args, func() (*reconcileConfig, error) {
-		if err := noArgs(out, "kdsync reconcile", f); err != nil {
+		if err := noArgs(out, "kdsync reconcile", f.Args()); err != nil {
 			return nil, err
 		}
 		return config()

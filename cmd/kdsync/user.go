@@ -98,7 +98,7 @@ func parseUserFlags(name string, args []string, out io.Writer) (*userConfig, err
 	f, config := userFlags(name, out)
 	cmd := "kdsync " + name
 	return parseOperand(f, args, func(user string) (*userConfig, error) {
-		if err := noArgs(out, cmd, f); err != nil {
+		if err := noArgs(out, cmd, f.Args()); err != nil {
 			return nil, err
 		}
 		if user == "" {
