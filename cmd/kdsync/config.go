@@ -66,7 +66,7 @@ func everyCommandsFlags() []*cmdFlags {
 		f, _ := dlqFlags(sub, nil)
 		sets = append(sets, f)
 	}
-	g, _ := guardFlags(nil)
+	g, _ := guardFlags("status", nil)
 	rc, _ := reconcileFlags(nil)
 	u, _ := userFlags("user", nil)
 	s, _ := userFlags("sync", nil)
