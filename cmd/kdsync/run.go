@@ -151,10 +151,9 @@ func runFlags() (*cmdFlags, func(stderr io.Writer) (service.Options, error)) {
 	options := serviceFlags(f.FlagSet)
 	ingressAddr := f.String("ingress-addr", "", "serve the webhook ingress (POST /events, as kdsync ingest does) on this address too, on run's NATS connection; the -ingress-* flags apply (empty: none)")
 	ingressOptions := ingressFlags(f.FlagSet)
-	logLevel := f.String("log-level", "info", "debug, info, warn or error")
-	logFormat := f.String("log-format", "json", "json or text")
+	logger := logFlags(f.FlagSet)
 	return f, func(stderr io.Writer) (service.Options, error) {
-		log, logErr := newLogger(stderr, *logLevel, *logFormat)
+		log, logErr := logger(stderr)
 		o, err := options(log)
 		var ingressErr error
 		o.Ingress, ingressErr = ingressOptions()
