@@ -1,6 +1,7 @@
 package dlq
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -46,4 +47,22 @@ func ParseTime(s string, now time.Time) (time.Time, error) {
 		}
 	}
 	return time.Time{}, fmt.Errorf("time %q: want RFC 3339 (2026-11-23T10:00:00Z), a date (2026-11-23) or a duration ago (24h)", s)
+}
+
+// Parse sets s's sequences, event ids and time bounds from text as
+// operators write them (kdsync dlq's -seq, -id, -since, -until): seqs as
+// ParseSeqs reads them, ids comma-separated, since and until as ParseTime
+// reads them, now being now. It reports every problem at once.
+func (s *Selector) Parse(seqs, ids, since, until string, now time.Time) error {
+	var seqErr, sinceErr, untilErr error
+	s.Seqs, seqErr = ParseSeqs(seqs)
+	s.IDs = nil
+	for _, id := range strings.Split(ids, ",") {
+		if id = strings.TrimSpace(id); id != "" {
+			s.IDs = append(s.IDs, id)
+		}
+	}
+	s.Since, sinceErr = ParseTime(since, now)
+	s.Until, untilErr = ParseTime(until, now)
+	return errors.Join(seqErr, sinceErr, untilErr)
 }

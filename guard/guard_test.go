@@ -307,3 +307,22 @@ func TestOpenMissingBucket(t *testing.T) {
 		t.Fatalf("Open of a missing bucket without create: %v; want ErrBucketNotFound", err)
 	}
 }
+
+func TestCommandValidate(t *testing.T) {
+	for name, tc := range map[string]struct {
+		c     guard.Command
+		valid bool
+	}{
+		"status":                {guard.Command{Verb: "status"}, true},
+		"status with -all":      {guard.Command{Verb: "status", All: true}, false},
+		"status with -seq":      {guard.Command{Verb: "status", Seqs: []uint64{3}}, false},
+		"release some":          {guard.Command{Verb: "release", Seqs: []uint64{3, 4}}, true},
+		"release all":           {guard.Command{Verb: "release", All: true}, true},
+		"release names nothing": {guard.Command{Verb: "release"}, false},
+		"reject some and all":   {guard.Command{Verb: "reject", Seqs: []uint64{3}, All: true}, false},
+	} {
+		if err := tc.c.Validate(); (err == nil) != tc.valid {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

@@ -42,6 +42,15 @@ type Transport struct {
 	n       atomic.Int64
 }
 
+// CheckRate reports a -rate of the tools reading KooDrive (kdsync
+// reconcile, user, sync) that a Transport cannot keep to.
+func CheckRate(perSecond float64) error {
+	if perSecond <= 0 || perSecond > 10000 {
+		return fmt.Errorf("-rate %g: want more than 0 and at most 10000", perSecond)
+	}
+	return nil
+}
+
 // NewTransport limits next (nil: a fresh keep-alive transport) to perSecond
 // requests per second with no burst beyond one.
 func NewTransport(next http.RoundTripper, perSecond float64) (*Transport, error) {

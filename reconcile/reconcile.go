@@ -323,6 +323,17 @@ func limit(n int) string {
 	return fmt.Sprint(n)
 }
 
+// Validate reports settings of a pass that contradict each other (the
+// message names kdsync reconcile's flags). Run checks them, and what it
+// needs besides (a KooDrive client, JetStream).
+func (o *Options) Validate() error {
+	if o.PerUser && o.Complete {
+		return errors.New("-per-user sees only the users asked for, so it cannot find unexpected users: drop -complete or -per-user")
+	}
+	return nil
+}
+
+// validate reports what Run cannot run without, and Validate's problems.
 func (o *Options) validate() error {
 	var errs []error
 	if o.FromState == (o.Source != nil) {
@@ -337,10 +348,7 @@ func (o *Options) validate() error {
 	if o.KooDrive == nil {
 		errs = append(errs, errors.New("a KooDrive client is required"))
 	}
-	if o.PerUser && o.Complete {
-		errs = append(errs, errors.New("per-user reads see only the users asked for, so they cannot find unexpected users: drop -complete or -per-user"))
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := errors.Join(append(errs, o.Validate())...); err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -254,6 +255,8 @@ func resultText(r *Repair) string {
 
 // ReportOptions say how kdsync reconcile runs and reports a pass.
 type ReportOptions struct {
+	// Pass is the pass to run; RunReport opens its Source.
+	Pass Options
 	// Source is the desired state's file (- is standard input), opened
 	// unless the pass reads FromState; its name gives the format when
 	// the pass's is FormatAuto, its modification time AsOf when unset.
@@ -264,15 +267,43 @@ type ReportOptions struct {
 	Progress io.Writer
 	// FailOnDrift makes drift found, and not applied, an error.
 	FailOnDrift bool
+	// Timeout bounds the whole pass; 0: none.
+	Timeout time.Duration
 	// Connect, when the pass needs JetStream (FromState, Apply) and
-	// o.JetStream is nil, dials it once the source is open; the returned
-	// function closes it.
+	// Pass.JetStream is nil, dials it once the source is open; the
+	// returned function closes it.
 	Connect func() (jetstream.JetStream, func(), error)
 }
 
-// RunReport runs the pass o and writes its report to w (Print, or
-// PrintJSON), also when the pass failed part way.
-func RunReport(ctx context.Context, w io.Writer, o Options, r ReportOptions) error {
+// Validate reports every problem of r at once, before anything is opened
+// or read; the messages name kdsync reconcile's flags.
+func (r *ReportOptions) Validate() error {
+	var errs []error
+	switch {
+	case r.Pass.FromState && r.Source != "":
+		errs = append(errs, errors.New("give -source or -from-state, not both"))
+	case !r.Pass.FromState && r.Source == "":
+		errs = append(errs, errors.New("give the desired state: -source FILE or -from-state"))
+	}
+	errs = append(errs, CheckRate(r.Rate))
+	if w := r.Pass.Workers; w < 1 || w > 64 {
+		errs = append(errs, fmt.Errorf("-workers %d: want 1 to 64", w))
+	}
+	return errors.Join(append(errs, r.Pass.Validate())...)
+}
+
+// RunReport validates r, runs its pass and writes the report to w (Print,
+// or PrintJSON), also when the pass failed part way.
+func RunReport(ctx context.Context, w io.Writer, r ReportOptions) error {
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	if r.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, r.Timeout)
+		defer cancel()
+	}
+	o := r.Pass
 	if !o.FromState {
 		src, modTime, closeSource, err := OpenSource(r.Source)
 		if err != nil {

@@ -2,6 +2,8 @@ package usertrace
 
 import (
 	"cmp"
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -11,6 +13,26 @@ import (
 
 	"github.com/kdsync/kdsync/reconcile"
 )
+
+// Report traces user with the options o (kdsync user) and writes the
+// timeline to w: Print, or with asJSON as JSON.
+func Report(ctx context.Context, w io.Writer, o Options, user string, asJSON bool) error {
+	tr, err := New(o)
+	if err != nil {
+		return err
+	}
+	tl, err := tr.Trace(ctx, user)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(tl)
+	}
+	Print(w, tl, tr.Options())
+	return nil
+}
 
 // Print writes tl for a terminal (kdsync user), o being the options
 // it was traced with.

@@ -1,9 +1,11 @@
 package usertrace_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,6 +109,26 @@ func TestTrace(t *testing.T) {
 	if len(tl2.Events) != 2 || len(tl2.DeadLetters) != 0 || len(tl2.Holds) != 0 || tl2.Verdict.State != usertrace.InSync {
 		t.Errorf("other user: %d events, %d letters, %d holds, verdict %+v", len(tl2.Events), len(tl2.DeadLetters), len(tl2.Holds), tl2.Verdict)
 	}
+	// Report: the same story for people and for scripts.
+	o := usertrace.Options{JetStream: p.JS, KooDrive: p.KD, FetchWait: 2 * time.Second}
+	var text, js bytes.Buffer
+	if err := usertrace.Report(t.Context(), &text, o, other, false); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(text.String(), "User "+other+": in sync") || !strings.Contains(text.String(), "disabled") {
+		t.Errorf("report:\n%s", text.String())
+	}
+	if err := usertrace.Report(t.Context(), &js, o, other, true); err != nil {
+		t.Fatal(err)
+	}
+	var rtl usertrace.Timeline
+	if err := json.Unmarshal(js.Bytes(), &rtl); err != nil || rtl.UserID != other || len(rtl.Events) != 2 || rtl.Verdict.State != usertrace.InSync {
+		t.Errorf("JSON report (%v): %s", err, js.String())
+	}
+	if err := usertrace.Report(t.Context(), &text, usertrace.Options{}, other, false); err == nil {
+		t.Error("a report without JetStream: no error")
+	}
+
 	// A user nobody has heard of.
 	tl3, err := tr.Trace(t.Context(), "1008600000000000999")
 	if err != nil {

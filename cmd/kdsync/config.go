@@ -66,7 +66,7 @@ func everyCommandsFlags() []*cmdFlags {
 		f, _ := dlqFlags(sub, nil)
 		sets = append(sets, f)
 	}
-	g, _ := guardFlags(nil)
+	g, _ := guardFlags("status", nil)
 	rc, _ := reconcileFlags(nil)
 	u, _ := userFlags("user", nil)
 	s, _ := userFlags("sync", nil)
@@ -136,13 +136,59 @@ func parseConfig[C any](f *cmdFlags, args []string, config func() (C, error)) (C
 		return zero, parseErr
 	}
 	c, err := config()
-	if errors.Is(err, errUsage) {
+	if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
 		return zero, err
 	}
 	if err := invalid(f.Name(), parseErr, err); err != nil {
 		return zero, err
 	}
 	return c, nil
+}
+
+// parseOperand is parseConfig for a command that takes one operand (kdsync
+// user 42, kdsync dlq show 12): before the flags or after them, the flags
+// that follow it parsed too. config gets the operand, "" when none.
+func parseOperand[C any](f *cmdFlags, args []string, config func(operand string) (C, error)) (C, error) {
+	var op string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		op, args = args[0], args[1:]
+	}
+	return parseConfig(f, args, func() (C, error) {
+		if op == "" && f.NArg() > 0 {
+			op = f.Arg(0)
+			if err := f.FlagSet.Parse(f.Args()[1:]); err != nil {
+				var zero C
+				if errors.Is(err, flag.ErrHelp) {
+					return zero, err
+				}
+				return zero, errUsage // explained by the flag package
+			}
+		}
+		return config(op)
+	})
+}
+
+// noArgs explains on out the arguments left after a command's flags
+// (f.Args()), if any, as a mistake of the command line cmd.
+func noArgs(out io.Writer, cmd string, rest []string) error {
+	if len(rest) == 0 {
+		return nil
+	}
+	fmt.Fprintf(out, "%s: unexpected argument %q (see %s -h)\n", cmd, rest[0], cmd)
+	return errUsage
+}
+
+// helpArgs reads a command's arguments for help: "help" first is -h,
+// and the usage goes to stdout when help is asked for, to stderr with a
+// mistake.
+func helpArgs(args []string, stdout, stderr io.Writer) ([]string, io.Writer) {
+	if len(args) > 0 && args[0] == "help" {
+		args = append([]string{"-h"}, args[1:]...)
+	}
+	if slices.ContainsFunc(args, isHelp) {
+		return args, stdout
+	}
+	return args, stderr
 }
 
 // checkEventSize reports a -max-event-size out of its range.

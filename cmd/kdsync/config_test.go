@@ -216,7 +216,7 @@ func TestCommandLineOnly(t *testing.T) {
 		fromEnv, cmdOn []string
 	}{
 		{first(dlqFlags("purge", nil)), []string{"nats-url", "dlq-stream"}, []string{"yes", "all", "seq", "user", "timeout"}},
-		{first(guardFlags(nil)), []string{"nats-url", "guard-bucket", "deprovision-limit"}, []string{"all", "seq", "by", "shadow"}},
+		{first(guardFlags("status", nil)), []string{"nats-url", "guard-bucket", "deprovision-limit"}, []string{"all", "seq", "by", "shadow"}},
 		{first(reconcileFlags(nil)), []string{"nats-url", "api-base-url", "stream"}, []string{"apply", "source", "rate", "complete"}},
 		{first(userFlags("sync", nil)), []string{"nats-url", "api-token", "rate", "state-bucket"}, []string{"dry-run", "wait", "json"}},
 	} {

@@ -59,8 +59,9 @@ func natsFlags(fs *flag.FlagSet) func() consumer.ConnectOptions {
 }
 
 // apiFlags declares the KooDrive client's flags on fs; the returned
-// function reads them once parsed.
-func apiFlags(fs *flag.FlagSet) func() (kdapi.Config, error) {
+// function reads them once parsed, an endpoint required by the tools that
+// cannot do without KooDrive (the service checks its own).
+func apiFlags(fs *flag.FlagSet) func(endpointRequired bool) (kdapi.Config, error) {
 	var c kdapi.Config
 	fs.StringVar(&c.BaseURL, "api-base-url", "", "KooDrive endpoint root, e.g. https://intl.myhuaweicloud-koodrive.com (the client appends /koodrive/ose/v1)")
 	fs.StringVar(&c.AppID, "app-id", "", "KooDrive app id (app authentication)")
@@ -71,13 +72,26 @@ func apiFlags(fs *flag.FlagSet) func() (kdapi.Config, error) {
 	apiTokenFile := fs.String("api-token-file", "", "file holding the KooDrive bearer token")
 	fs.DurationVar(&c.Timeout, "api-timeout", 10*time.Second, "timeout of one KooDrive call")
 	notFound := fs.String("not-found-codes", strings.Join(kdapi.DefaultNotFoundCodes, ","), "KooDrive codes meaning \"not found\"")
-	return func() (kdapi.Config, error) {
-		var secretErr, tokenErr error
+	return func(endpointRequired bool) (kdapi.Config, error) {
+		var secretErr, tokenErr, endpointErr error
 		c.AppSecret, secretErr = envflag.Secret[kdapi.Secret]("app secret", *appSecret, *appSecretFile)
 		c.Token, tokenErr = envflag.Secret[kdapi.Secret]("api token", *apiToken, *apiTokenFile)
 		c.NotFound = envflag.List(*notFound)
-		return c, errors.Join(secretErr, tokenErr)
+		if endpointRequired && c.BaseURL == "" {
+			endpointErr = errors.New("the KooDrive endpoint is required (-api-base-url or KDSYNC_API_BASE_URL)")
+		}
+		return c, errors.Join(secretErr, tokenErr, endpointErr)
 	}
+}
+
+// protected lists the user the KooDrive app acts as: kdsync reconcile and
+// sync never change it.
+func protected(c kdapi.Config) map[string]bool {
+	p := map[string]bool{}
+	if c.UserID != "" {
+		p[c.UserID] = true
+	}
+	return p
 }
 
 // rateLimited builds the KooDrive client of the tool commands (reconcile,

@@ -30,77 +30,54 @@ reach them. Its decisions change nothing in KooDrive either way.
 
 // guardConfig is what kdsync guard's flags say.
 type guardConfig struct {
-	nats   consumer.ConnectOptions
-	status guard.StatusOptions // Bucket for every verb
-	seqs   []uint64
-	all    bool
-	by     string
+	nats consumer.ConnectOptions
+	cmd  guard.Command
 }
 
-// guardFlags declares kdsync guard's flags: on env those also read from
-// the environment, on fs all of them, its usage written to out. The
-// returned function builds the configuration once both are parsed.
-func guardFlags(out io.Writer) (f *cmdFlags, config func() (*guardConfig, error)) {
-	var c guardConfig
+// guardFlags declares kdsync guard verb's flags, its usage written to
+// out; the returned function builds the configuration once they are
+// parsed.
+func guardFlags(verb string, out io.Writer) (f *cmdFlags, config func() (*guardConfig, error)) {
+	c := guardConfig{cmd: guard.Command{Verb: verb}}
+	g := &c.cmd
 	f = newFlags("kdsync guard")
 	fs := f.FlagSet
 	setUsage(f, out, guardUsage)
 	conn := natsFlags(fs)
-	guardBucketName.bind(fs, &c.status.Bucket)
+	guardBucketName.bind(fs, &g.Status.Bucket)
 	limit := fs.String("deprovision-limit", "", "the limit kdsync runs with, e.g. 50/10m (status shows the window's count against it)")
-	parkStreamName.bind(fs, &c.status.ParkStream)
+	parkStreamName.bind(fs, &g.Status.ParkStream)
 	f.CommandLineOnly()
-	fs.BoolVar(&c.status.JSON, "json", false, "status: print JSON")
+	fs.BoolVar(&g.Status.JSON, "json", false, "status: print JSON")
 	seqList := fs.String("seq", "", "release, reject: stream sequences of held events, e.g. 1041,1045-1050 (see kdsync guard status)")
-	fs.BoolVar(&c.all, "all", false, "release, reject: every held event pending a decision")
-	fs.StringVar(&c.by, "by", os.Getenv("USER"), "release, reject: who decides, recorded with the decision")
+	fs.BoolVar(&g.All, "all", false, "release, reject: every held event pending a decision")
+	fs.StringVar(&g.By, "by", os.Getenv("USER"), "release, reject: who decides, recorded with the decision")
 	shadow := fs.Bool("shadow", false, "the shadow instance's guard: bucket "+outcome.ShadowGuardBucket+" unless -guard-bucket (or KDSYNC_GUARD_BUCKET) names another, as kdsync run -shadow")
 
 	return f, func() (*guardConfig, error) {
-		c.nats = conn()
-		var errs []error
-		var err error
-		if c.status.Limit, err = guard.ParseLimit(*limit); err != nil {
-			errs = append(errs, err)
+		if err := noArgs(out, "kdsync guard "+verb, f.Args()); err != nil {
+			return nil, err
 		}
+		c.nats = conn()
 		if *shadow && !f.IsSet("guard-bucket") {
-			c.status.Bucket = outcome.ShadowGuardBucket
+			g.Status.Bucket = outcome.ShadowGuardBucket
 		}
 		if *shadow && !f.IsSet("park-stream") {
-			c.status.ParkStream = outcome.ShadowParkStream
+			g.Status.ParkStream = outcome.ShadowParkStream
 		}
-		if c.seqs, err = dlq.ParseSeqs(*seqList); err != nil {
-			errs = append(errs, err)
+		g.Status.ParkKey = func(h guard.Hold) string {
+			if h.Subject != "" {
+				return consumer.ParkToken(h.Subject)
+			}
+			return outcome.KVKey(h.UserID)
 		}
-		return &c, errors.Join(errs...)
+		var limitErr, seqErr, cmdErr error
+		g.Status.Limit, limitErr = guard.ParseLimit(*limit)
+		if g.Seqs, seqErr = dlq.ParseSeqs(*seqList); seqErr == nil {
+			cmdErr = g.Validate()
+		}
+		return &c, errors.Join(limitErr, seqErr, cmdErr)
 	}
-}
-
-// parseGuardFlags reads the flags of kdsync guard verb from args and the
-// environment.
-func parseGuardFlags(verb string, args []string, stderr io.Writer) (*guardConfig, error) {
-	f, config := guardFlags(stderr)
-	c, err := parseConfig(f, args, func() (*guardConfig, error) {
-		if f.NArg() > 0 {
-			fmt.Fprintf(stderr, "kdsync guard %s: unexpected argument %q (see kdsync guard -h)\n", verb, f.Arg(0))
-			return nil, errUsage
-		}
-		return config()
-	})
-	if err != nil {
-		return nil, err
-	}
-	switch verb {
-	case "release", "reject":
-		if (len(c.seqs) == 0) == !c.all {
-			return nil, errors.New("name the held events with -seq, or give -all (see kdsync guard status)")
-		}
-	default:
-		if len(c.seqs) > 0 || c.all {
-			return nil, fmt.Errorf("-seq and -all go with release and reject, not %s", verb)
-		}
-	}
-	return c, nil
 }
 
 func cmdGuard(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -111,14 +88,15 @@ func cmdGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	verb := args[0]
 	switch {
 	case isHelp(verb):
-		fs, _ := guardFlags(stdout)
+		fs, _ := guardFlags(verb, stdout)
 		fs.Usage()
 		return nil
-	case !slices.Contains([]string{"status", "release", "reject"}, verb):
+	case !slices.Contains(guard.Verbs, verb):
 		fmt.Fprintf(stderr, "kdsync guard: unknown command %q\n\n%s", verb, guardUsage)
 		return errUsage
 	}
-	c, err := parseGuardFlags(verb, args[1:], stderr)
+	f, config := guardFlags(verb, stderr)
+	c, err := parseConfig(f, args[1:], config)
 	if err != nil {
 		return err
 	}
@@ -127,22 +105,5 @@ func cmdGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer closeNATS()
-	st, err := guard.Open(ctx, js, c.status.Bucket, 1, false)
-	if err != nil {
-		return fmt.Errorf("%w (is kdsync running with KDSYNC_DEPROVISION_LIMIT? a shadow instance's guard needs -shadow)", err)
-	}
-	if verb == "status" {
-		c.status.ParkKey = func(h guard.Hold) string {
-			if h.Subject != "" {
-				return consumer.ParkToken(h.Subject)
-			}
-			return outcome.KVKey(h.UserID)
-		}
-		return guard.PrintStatus(ctx, stdout, js, st, c.status)
-	}
-	seqs := c.seqs
-	if c.all {
-		seqs = nil
-	}
-	return guard.DecideReport(ctx, stdout, st, seqs, guard.Decision(verb), c.by)
+	return c.cmd.Run(ctx, stdout, js)
 }

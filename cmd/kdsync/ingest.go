@@ -78,8 +78,7 @@ func ingestFlags(fs *flag.FlagSet) func(stderr io.Writer) (service.IngestOptions
 	fs.IntVar(&o.Decoder.MaxSize, "max-event-size", handlers.DefaultMaxEventSize, "largest event accepted, in bytes (as kdsync run's)")
 	fs.BoolVar(&o.Decoder.StrictNumbers, "strict-numbers", false, "refuse a deptId sent as a JSON number above 2^53 (as kdsync run's)")
 	scimReplicas := fs.Int("scim-replicas", 1, "replicas of the SCIM bucket when kdsync ingest creates it")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	logFormat := fs.String("log-format", "json", "json or text")
+	logger := logFlags(fs)
 	return func(stderr io.Writer) (service.IngestOptions, error) {
 		var errs []error
 		var err error
@@ -98,7 +97,7 @@ func ingestFlags(fs *flag.FlagSet) func(stderr io.Writer) (service.IngestOptions
 			sc.Replicas, sc.SubjectPrefix = *scimReplicas, o.Ingress.Options.SubjectPrefix
 			errs = append(errs, sc.Validate())
 		}
-		o.Logger, err = newLogger(stderr, *logLevel, *logFormat)
+		o.Logger, err = logger(stderr)
 		return o, errors.Join(append(errs, err, checkAddr("ingress-addr", *addr), checkAddr("http-addr", o.HTTPAddr))...)
 	}
 }

@@ -96,6 +96,15 @@ func isHelp(arg string) bool {
 // errUsage marks an error already explained on stderr.
 var errUsage = errors.New("usage")
 
+// logFlags declares the service's -log-level and -log-format on fs (kdsync
+// run, ingest); the returned function builds the logger once they are
+// parsed, writing to w.
+func logFlags(fs *flag.FlagSet) func(w io.Writer) (*slog.Logger, error) {
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	format := fs.String("log-format", "json", "json or text")
+	return func(w io.Writer) (*slog.Logger, error) { return newLogger(w, *level, *format) }
+}
+
 // newLogger builds the process logger: JSON or text to w at level.
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var lv slog.Level

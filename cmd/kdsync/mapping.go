@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -67,4 +68,10 @@ func cmdMapping(_ context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	return writeJSONTo(stdout, r)
+}
+
+func writeJSONTo(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

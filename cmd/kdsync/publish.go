@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -49,13 +48,7 @@ func publishFlags() (*cmdFlags, *publishConfig) {
 func cmdPublish(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	f, c := publishFlags()
 	f.SetOutput(stderr)
-	if err := f.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return invalid("kdsync publish", err)
-	}
-	m, err := c.message()
+	m, err := parseConfig(f, args, c.message)
 	if err != nil {
 		return err
 	}

@@ -271,9 +271,9 @@ func TestReconcileCommandFromState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.progress = true // as on a terminal
 	var out, errOut bytes.Buffer
-	if err := runReconcile(t.Context(), c, &out, &errOut); err != nil {
+	c.report.Progress = &errOut // as on a terminal
+	if err := runReconcile(t.Context(), c, &out); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{

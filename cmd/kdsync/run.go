@@ -102,7 +102,7 @@ func serviceFlags(fs *flag.FlagSet) func(log *slog.Logger) (service.Options, err
 		c.StreamSubjects = envflag.List(*subjects)
 		c.Decoder.MaxSize = *maxEvent
 		o.NATS = conn()
-		a, err := api()
+		a, err := api(false)
 		errs = append(errs, err)
 		o.APIBaseURL, o.AppID, o.AppSecret, o.APIUserID, o.APIToken, o.APITimeout, o.NotFound =
 			a.BaseURL, a.AppID, a.AppSecret, a.UserID, a.Token, a.Timeout, a.NotFound
@@ -151,10 +151,9 @@ func runFlags() (*cmdFlags, func(stderr io.Writer) (service.Options, error)) {
 	options := serviceFlags(f.FlagSet)
 	ingressAddr := f.String("ingress-addr", "", "serve the webhook ingress (POST /events, as kdsync ingest does) on this address too, on run's NATS connection; the -ingress-* flags apply (empty: none)")
 	ingressOptions := ingressFlags(f.FlagSet)
-	logLevel := f.String("log-level", "info", "debug, info, warn or error")
-	logFormat := f.String("log-format", "json", "json or text")
+	logger := logFlags(f.FlagSet)
 	return f, func(stderr io.Writer) (service.Options, error) {
-		log, logErr := newLogger(stderr, *logLevel, *logFormat)
+		log, logErr := logger(stderr)
 		o, err := options(log)
 		var ingressErr error
 		o.Ingress, ingressErr = ingressOptions()

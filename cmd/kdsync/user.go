@@ -6,8 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -15,6 +13,7 @@ import (
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/provision"
+	"github.com/kdsync/kdsync/reconcile"
 	"github.com/kdsync/kdsync/usertrace"
 )
 
@@ -87,52 +86,29 @@ func userFlags(name string, out io.Writer) (*cmdFlags, func() (*userConfig, erro
 		fs.BoolVar(&c.dryRun, "dry-run", false, "stop before publishing the repair")
 		fs.DurationVar(&c.wait, "wait", 30*time.Second, "how long to wait for the repair's outcome")
 	}
-	return f, func() (*userConfig, error) { return c.finish(name, conn, api) }
+	return f, func() (*userConfig, error) {
+		c.nats = conn()
+		var err error
+		c.api, err = api(name == "sync")
+		return &c, errors.Join(err, reconcile.CheckRate(c.rate))
+	}
 }
 
 func parseUserFlags(name string, args []string, out io.Writer) (*userConfig, error) {
 	f, config := userFlags(name, out)
-	// The user id may come before or after the flags.
-	var user string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		user, args = args[0], args[1:]
-	}
-	return parseConfig(f, args, func() (*userConfig, error) {
-		if user == "" && f.NArg() > 0 {
-			user = f.Arg(0)
-			if err := f.FlagSet.Parse(f.Args()[1:]); err != nil {
-				return nil, errUsage
-			}
-		}
-		if f.NArg() > 0 {
-			fmt.Fprintf(out, "kdsync %s: unexpected argument %q (see kdsync %s -h)\n", name, f.Arg(0), name)
-			return nil, errUsage
+	cmd := "kdsync " + name
+	return parseOperand(f, args, func(user string) (*userConfig, error) {
+		if err := noArgs(out, cmd, f.Args()); err != nil {
+			return nil, err
 		}
 		if user == "" {
-			fmt.Fprintf(out, "kdsync %s: which user? (kdsync %s <userId>)\n", name, name)
+			fmt.Fprintf(out, "%s: which user? (%s <userId>)\n", cmd, cmd)
 			return nil, errUsage
 		}
 		c, err := config()
 		c.user = user
 		return c, errors.Join(err, usertrace.CheckUser(user))
 	})
-}
-
-// finish checks the configuration, every problem at once.
-func (c *userConfig) finish(name string, conn func() consumer.ConnectOptions, api func() (kdapi.Config, error)) (*userConfig, error) {
-	c.nats = conn()
-	var errs []error
-	var err error
-	if c.api, err = api(); err != nil {
-		errs = append(errs, err)
-	}
-	if name == "sync" && c.api.BaseURL == "" {
-		errs = append(errs, errors.New("the KooDrive endpoint is required (-api-base-url or KDSYNC_API_BASE_URL)"))
-	}
-	if c.rate <= 0 || c.rate > 10000 {
-		errs = append(errs, fmt.Errorf("-rate %g: want more than 0 and at most 10000", c.rate))
-	}
-	return c, errors.Join(errs...)
 }
 
 // connect dials NATS and, when configured, builds the KooDrive client.
@@ -149,7 +125,8 @@ func (c *userConfig) connect() (js jetstream.JetStream, kd *kdapi.Client, closeN
 }
 
 func cmdUser(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c, err := parseUserFlags("user", args, helpOut(args, stdout, stderr))
+	args, out := helpArgs(args, stdout, stderr)
+	c, err := parseUserFlags("user", args, out)
 	if err != nil {
 		return err
 	}
@@ -165,31 +142,12 @@ func cmdUser(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if kd != nil {
 		o.KooDrive = kd
 	}
-	tr, err := usertrace.New(o)
-	if err != nil {
-		return err
-	}
-	tl, err := tr.Trace(ctx, c.user)
-	if err != nil {
-		return err
-	}
-	if c.json {
-		return writeJSONTo(stdout, tl)
-	}
-	usertrace.Print(stdout, tl, tr.Options())
-	return nil
-}
-
-// helpOut is where usage goes: stdout when help was asked for.
-func helpOut(args []string, stdout, stderr io.Writer) io.Writer {
-	if slices.ContainsFunc(args, isHelp) {
-		return stdout
-	}
-	return stderr
+	return usertrace.Report(ctx, stdout, o, c.user, c.json)
 }
 
 func cmdSync(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c, err := parseUserFlags("sync", args, helpOut(args, stdout, stderr))
+	args, out := helpArgs(args, stdout, stderr)
+	c, err := parseUserFlags("sync", args, out)
 	if err != nil {
 		return err
 	}
@@ -207,11 +165,8 @@ func cmdSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		JetStream: js, KooDrive: kd,
 		Stream: c.trace.Stream, SubjectPrefix: c.trace.SubjectPrefix,
 		OutcomeStream: c.trace.OutcomeStream, OutcomePrefix: c.trace.OutcomePrefix,
-		StateBucket: c.trace.StateBucket, Protect: map[string]bool{},
+		StateBucket: c.trace.StateBucket, Protect: protected(c.api),
 		Wait: c.wait, DryRun: c.dryRun,
-	}
-	if c.api.UserID != "" {
-		o.Protect[c.api.UserID] = true
 	}
 	return provision.SyncReport(ctx, stdout, o, c.user, c.json)
 }
