@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kdsync/kdsync/redact"
 )
@@ -181,4 +182,18 @@ func Drain(nc *nats.Conn, timeout time.Duration) error {
 		}
 	}
 	return nil
+}
+
+// ConnectJetStream dials NATS as the tool commands do (no reconnect
+// handlers, no metrics) and opens JetStream; close closes the connection.
+func ConnectJetStream(o ConnectOptions) (js jetstream.JetStream, close func(), err error) {
+	nc, err := Connect(o, nil, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	if js, err = jetstream.New(nc); err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return js, nc.Close, nil
 }

@@ -51,6 +51,24 @@ func CheckRate(perSecond float64) error {
 	return nil
 }
 
+// NewPacedClient builds the KooDrive client of the tools (reconcile,
+// user, sync): configured as the service's, its requests paced to
+// perSecond and counted by the returned transport.
+func NewPacedClient(c kdapi.Config, perSecond float64) (*kdapi.Client, *Transport, error) {
+	switch err := c.Check(); {
+	case errors.Is(err, kdapi.ErrAuthBoth):
+		return nil, nil, errors.New("choose one KooDrive authentication: app (-app-id, -app-secret, -api-user-id) or a token (-api-token)")
+	case err != nil:
+		return nil, nil, errors.New("KooDrive authentication is required: -app-id, -app-secret and -api-user-id, or -api-token (or their KDSYNC_ variables)")
+	}
+	t, err := NewTransport(nil, perSecond)
+	if err != nil {
+		return nil, nil, err
+	}
+	kd, err := kdapi.NewClient(append(c.Options(), kdapi.WithHTTPClient(&http.Client{Transport: t}))...)
+	return kd, t, err
+}
+
 // NewTransport limits next (nil: a fresh keep-alive transport) to perSecond
 // requests per second with no burst beyond one.
 func NewTransport(next http.RoundTripper, perSecond float64) (*Transport, error) {

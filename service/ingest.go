@@ -31,6 +31,18 @@ type IngestOptions struct {
 	Logger   *slog.Logger
 }
 
+// Validate reports every configuration problem at once.
+func (o *IngestOptions) Validate() error {
+	errs := []error{o.NATS.Check(), checkEventSize(o.Decoder.MaxSize),
+		CheckAddr("ingress-addr", o.Ingress.Addr), CheckAddr("http-addr", o.HTTPAddr)}
+	if o.Ingress.Addr == "" && o.Ingress.Listener == nil {
+		errs = append(errs, errors.New("ingress-addr is required"))
+	} else {
+		errs = append(errs, o.Ingress.validate())
+	}
+	return errors.Join(errs...)
+}
+
 // RunIngest serves the webhook ingress into the stream until ctx ends,
 // with the health and metrics endpoints Run serves (ready: NATS
 // connected), then lets the requests under way be answered and drains

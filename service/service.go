@@ -29,6 +29,7 @@ import (
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/metrics"
 	"github.com/kdsync/kdsync/reconcile"
+	"github.com/kdsync/kdsync/redact"
 	"github.com/kdsync/kdsync/scim"
 	"github.com/kdsync/kdsync/throttle"
 )
@@ -140,6 +141,9 @@ func (o *Options) Validate() error {
 	case !app && o.APIToken == "":
 		errs = append(errs, errors.New("authentication is required: KDSYNC_APP_ID + KDSYNC_APP_SECRET + KDSYNC_API_USER_ID, or KDSYNC_API_TOKEN"))
 	}
+	if o.DefaultDeptID != nil && *o.DefaultDeptID <= 0 {
+		errs = append(errs, fmt.Errorf("default-dept-id %d: want a positive integer", *o.DefaultDeptID))
+	}
 	if o.APITimeout < 0 {
 		errs = append(errs, errors.New("the KooDrive timeout must not be negative"))
 	}
@@ -160,13 +164,24 @@ func (o *Options) Validate() error {
 	}
 	errs = append(errs, o.Console.validate())
 	if o.Ingress.enabled() {
-		errs = append(errs, o.Ingress.Options.Validate())
-		if o.Ingress.SCIM != nil {
-			errs = append(errs, o.Ingress.SCIM.Validate())
-		}
-		if (o.Ingress.TLSCert == "") != (o.Ingress.TLSKey == "") {
-			errs = append(errs, errors.New("ingress: TLS needs both a certificate and a key"))
-		}
+		errs = append(errs, o.Ingress.validate())
+	}
+	if o.Consumer.Decoder.MaxSize != 0 {
+		errs = append(errs, checkEventSize(o.Consumer.Decoder.MaxSize))
+	}
+	errs = append(errs, CheckAddr("http-addr", o.HTTPAddr), CheckAddr("ingress-addr", o.Ingress.Addr),
+		CheckAddr("console-addr", o.Console.Addr))
+	return errors.Join(errs...)
+}
+
+// validate reports every problem of an ingress that is on.
+func (o *IngressOptions) validate() error {
+	errs := []error{o.Options.Validate()}
+	if o.SCIM != nil {
+		errs = append(errs, o.SCIM.Validate())
+	}
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		errs = append(errs, errors.New("ingress: TLS needs both a certificate and a key (-ingress-tls-cert and -ingress-tls-key)"))
 	}
 	return errors.Join(errs...)
 }
@@ -189,6 +204,10 @@ func Run(ctx context.Context, o Options) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	b := o.Build
+	log.Info("kdsync starting", "version", b.Version, "revision", b.Revision,
+		"nats", redact.URLs(o.NATS.URLs), "stream", o.Consumer.Stream, "consumer", o.Consumer.Consumer,
+		"koodrive", redact.URLs(o.APIBaseURL), "auth", o.authMode(), "hard_delete", o.HardDelete)
 	reg := o.Registerer
 	if reg == nil {
 		r := prometheus.NewRegistry()

@@ -5,9 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/kdsync/kdsync/envflag"
@@ -85,22 +83,6 @@ func knownVariables() map[string]bool {
 		known[v] = true
 	}
 	return known
-}
-
-// checkAddr reports an address that cannot be listened on: host:port
-// with a port number; empty is none.
-func checkAddr(name, addr string) error {
-	if addr == "" {
-		return nil
-	}
-	_, port, err := net.SplitHostPort(addr)
-	if err == nil {
-		var p uint64
-		if p, err = strconv.ParseUint(port, 10, 16); err == nil && p <= 65535 {
-			return nil
-		}
-	}
-	return fmt.Errorf("%s %q: want host:port or :port, e.g. :9090", name, addr)
 }
 
 // setUsage makes f's usage, written to out, text followed by which flags
@@ -189,14 +171,6 @@ func helpArgs(args []string, stdout, stderr io.Writer) ([]string, io.Writer) {
 		return args, stdout
 	}
 	return args, stderr
-}
-
-// checkEventSize reports a -max-event-size out of its range.
-func checkEventSize(n int) error {
-	if n < 1024 || n > 1<<20 {
-		return fmt.Errorf("max-event-size %d: want 1024 to 1048576", n)
-	}
-	return nil
 }
 
 // configError is a configuration kdsync cannot start with: every problem,

@@ -3,12 +3,8 @@ package main
 import (
 	"errors"
 	"flag"
-	"fmt"
-	"net/http"
 	"strings"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kdsync/kdsync/consumer"
 	"github.com/kdsync/kdsync/envflag"
@@ -92,36 +88,4 @@ func protected(c kdapi.Config) map[string]bool {
 		p[c.UserID] = true
 	}
 	return p
-}
-
-// rateLimited builds the KooDrive client of the tool commands (reconcile,
-// user, sync): configured as the service's, its requests paced to rate
-// per second and counted by the returned transport.
-func rateLimited(c kdapi.Config, rate float64) (*kdapi.Client, *reconcile.Transport, error) {
-	switch err := c.Check(); {
-	case errors.Is(err, kdapi.ErrAuthBoth):
-		return nil, nil, errors.New("choose one KooDrive authentication: app (-app-id, -app-secret, -api-user-id) or a token (-api-token)")
-	case err != nil:
-		return nil, nil, errors.New("KooDrive authentication is required: -app-id, -app-secret and -api-user-id, or -api-token (or their KDSYNC_ variables)")
-	}
-	t, err := reconcile.NewTransport(nil, rate)
-	if err != nil {
-		return nil, nil, err
-	}
-	kd, err := kdapi.NewClient(append(c.Options(), kdapi.WithHTTPClient(&http.Client{Transport: t}))...)
-	return kd, t, err
-}
-
-// connect dials NATS as the tool commands do (no reconnect handlers, no
-// metrics) and opens JetStream; close closes the connection.
-func connect(o consumer.ConnectOptions) (js jetstream.JetStream, close func(), err error) {
-	nc, err := consumer.Connect(o, nil, nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	if js, err = jetstream.New(nc); err != nil {
-		nc.Close()
-		return nil, nil, fmt.Errorf("jetstream: %w", err)
-	}
-	return js, nc.Close, nil
 }

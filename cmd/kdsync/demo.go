@@ -9,6 +9,7 @@ import (
 	"github.com/kdsync/kdsync/demo"
 	"github.com/kdsync/kdsync/guard"
 	"github.com/kdsync/kdsync/metrics"
+	"github.com/kdsync/kdsync/service"
 )
 
 // demoFlags declares kdsync demo's flags, read from KDSYNC_DEMO_<FLAG>
@@ -39,7 +40,7 @@ func demoFlags() (*cmdFlags, func(stderr io.Writer) (demo.Options, error)) {
 		o.Logger, logErr = newLogger(stderr, *logLevel, "text")
 		o.DeprovisionLimit, limitErr = guard.ParseLimit(*deprov)
 		o.Build = metrics.ReadBuildInfo(version)
-		return o, errors.Join(logErr, limitErr, checkAddr("http-addr", o.HTTPAddr), checkAddr("scim-addr", o.SCIMAddr))
+		return o, errors.Join(logErr, limitErr, service.CheckAddr("http-addr", o.HTTPAddr), service.CheckAddr("scim-addr", o.SCIMAddr))
 	}
 }
 

@@ -49,7 +49,7 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	js, closeNATS, err := connect(c.nats)
+	js, closeNATS, err := consumer.ConnectJetStream(c.nats)
 	if err != nil {
 		return err
 	}

@@ -100,7 +100,7 @@ func cmdGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	js, closeNATS, err := connect(c.nats)
+	js, closeNATS, err := consumer.ConnectJetStream(c.nats)
 	if err != nil {
 		return err
 	}

@@ -60,9 +60,6 @@ func ingressFlags(fs *flag.FlagSet) func() (service.IngressOptions, error) {
 		errs = append(errs, err)
 		o.Secrets, err = envflag.Secrets[kdapi.Secret]("ingress secret", *secrets, *secretFile)
 		errs = append(errs, err)
-		if (c.TLSCert == "") != (c.TLSKey == "") {
-			errs = append(errs, errors.New("TLS needs both -ingress-tls-cert and -ingress-tls-key"))
-		}
 		return c, errors.Join(errs...)
 	}
 }
@@ -88,17 +85,11 @@ func ingestFlags(fs *flag.FlagSet) func(stderr io.Writer) (service.IngestOptions
 		errs = append(errs, err)
 		o.Ingress.Addr = *addr
 		o.Ingress.Options.Decoder = o.Decoder
-		errs = append(errs, checkEventSize(o.Decoder.MaxSize))
-		if *addr == "" {
-			errs = append(errs, errors.New("ingress-addr is required"))
-		}
-		errs = append(errs, o.Ingress.Options.Validate())
 		if sc := o.Ingress.SCIM; sc != nil {
 			sc.Replicas, sc.SubjectPrefix = *scimReplicas, o.Ingress.Options.SubjectPrefix
-			errs = append(errs, sc.Validate())
 		}
 		o.Logger, err = logger(stderr)
-		return o, errors.Join(append(errs, err, checkAddr("ingress-addr", *addr), checkAddr("http-addr", o.HTTPAddr))...)
+		return o, errors.Join(append(errs, err, o.Validate())...)
 	}
 }
 

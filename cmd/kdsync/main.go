@@ -50,7 +50,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	commands := map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{
+	commands := map[string]command{
 		"run": cmdRun, "demo": cmdDemo, "publish": cmdPublish, "ingest": cmdIngest, "dlq": cmdDLQ,
 		"reconcile": cmdReconcile, "guard": cmdGuard, "mapping": cmdMapping, "user": cmdUser, "sync": cmdSync,
 	}
@@ -83,6 +83,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	return 1
 }
+
+// command is one kdsync command, given its arguments.
+type command func(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 // isHelp reports whether arg asks for help.
 func isHelp(arg string) bool {

@@ -52,7 +52,7 @@ func cmdPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	js, closeNATS, err := connect(c.nats())
+	js, closeNATS, err := consumer.ConnectJetStream(c.nats())
 	if err != nil {
 		return err
 	}

@@ -118,12 +118,12 @@ func cmdReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 // runReconcile runs the pass c says, its report written to stdout.
 func runReconcile(ctx context.Context, c *reconcileConfig, stdout io.Writer) error {
-	kd, tr, err := rateLimited(c.api, c.report.Rate)
+	kd, tr, err := reconcile.NewPacedClient(c.api, c.report.Rate)
 	if err != nil {
 		return err
 	}
 	r := c.report
 	r.Pass.KooDrive, r.Pass.Requests = kd, tr.Requests
-	r.Connect = func() (jetstream.JetStream, func(), error) { return connect(c.nats) }
+	r.Connect = func() (jetstream.JetStream, func(), error) { return consumer.ConnectJetStream(c.nats) }
 	return reconcile.RunReport(ctx, stdout, r)
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -19,7 +18,6 @@ import (
 	"github.com/kdsync/kdsync/kdapi"
 	"github.com/kdsync/kdsync/metrics"
 	"github.com/kdsync/kdsync/outcome"
-	"github.com/kdsync/kdsync/redact"
 	"github.com/kdsync/kdsync/service"
 )
 
@@ -62,7 +60,7 @@ func serviceFlags(fs *flag.FlagSet) func(log *slog.Logger) (service.Options, err
 
 	api := apiFlags(fs)
 	fs.BoolVar(&o.HardDelete, "hard-delete", false, "employee.deleted calls DELETE (destroys the user's files); otherwise it disables the user")
-	defaultDept := fs.String("default-dept-id", "", "department of a hire that names none (KooDrive requires one)")
+	defaultDept := fs.Int64("default-dept-id", 0, "department of a hire that names none (KooDrive requires one; 0: none)")
 	existsCodes := fs.String("already-exists-codes", strings.Join(kdapi.DefaultAlreadyExistsCodes, ","), "KooDrive codes meaning \"user already exists\"")
 
 	deprov := fs.String("deprovision-limit", "", "mass-deprovisioning guard: at most N disables and deletes per window, e.g. 50/10m; past it they are held for an operator (kdsync guard); empty: off")
@@ -114,15 +112,10 @@ func serviceFlags(fs *flag.FlagSet) func(log *slog.Logger) (service.Options, err
 			oidc.Allowed = envflag.List(*oidcAllowed)
 			o.Console.Options.OIDC = &oidc
 		}
-		if *defaultDept != "" {
-			d, err := strconv.ParseInt(*defaultDept, 10, 64)
-			if err != nil || d <= 0 {
-				errs = append(errs, fmt.Errorf("default-dept-id %q: want a positive integer", *defaultDept))
-			}
-			o.DefaultDeptID = &d
+		if *defaultDept != 0 {
+			o.DefaultDeptID = defaultDept
 		}
 		o.ExistsCodes = envflag.List(*existsCodes)
-		errs = append(errs, checkEventSize(*maxEvent))
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		// envflag ignores an empty variable; an operator who writes
@@ -158,8 +151,7 @@ func runFlags() (*cmdFlags, func(stderr io.Writer) (service.Options, error)) {
 		var ingressErr error
 		o.Ingress, ingressErr = ingressOptions()
 		o.Ingress.Addr = *ingressAddr
-		return o, errors.Join(logErr, err, ingressErr, o.Validate(),
-			checkAddr("http-addr", o.HTTPAddr), checkAddr("ingress-addr", o.Ingress.Addr), checkAddr("console-addr", o.Console.Addr))
+		return o, errors.Join(logErr, err, ingressErr, o.Validate())
 	}
 }
 
@@ -171,24 +163,10 @@ func cmdRun(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	log := o.Logger
-	b := o.Build
-	log.Info("kdsync starting", "version", b.Version, "revision", b.Revision,
-		"nats", redact.URLs(o.NATS.URLs), "stream", o.Consumer.Stream, "consumer", o.Consumer.Consumer,
-		"koodrive", redact.URLs(o.APIBaseURL), "auth", authMode(o), "hard_delete", o.HardDelete)
 	if err := service.Run(ctx, o); err != nil {
 		log.Error("kdsync exited with error", "err", err)
 		return errUsage // already logged
 	}
 	log.Info("kdsync stopped")
 	return nil
-}
-
-func authMode(o service.Options) string {
-	switch {
-	case o.APIToken != "":
-		return "bearer"
-	case o.AppID != "":
-		return "app"
-	}
-	return "none"
 }

@@ -114,59 +114,56 @@ func parseUserFlags(name string, args []string, out io.Writer) (*userConfig, err
 // connect dials NATS and, when configured, builds the KooDrive client.
 func (c *userConfig) connect() (js jetstream.JetStream, kd *kdapi.Client, closeNATS func(), err error) {
 	if c.api.BaseURL != "" {
-		if kd, _, err = rateLimited(c.api, c.rate); err != nil {
+		if kd, _, err = reconcile.NewPacedClient(c.api, c.rate); err != nil {
 			return nil, nil, nil, err
 		}
 	}
-	if js, closeNATS, err = connect(c.nats); err != nil {
+	if js, closeNATS, err = consumer.ConnectJetStream(c.nats); err != nil {
 		return nil, nil, nil, err
 	}
 	return js, kd, closeNATS, nil
 }
 
-func cmdUser(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	args, out := helpArgs(args, stdout, stderr)
-	c, err := parseUserFlags("user", args, out)
-	if err != nil {
-		return err
+// userCommand is kdsync user or sync (name): it parses the flags, connects
+// and has report tell the story or do the repair, within -timeout.
+func userCommand(name string, report func(ctx context.Context, c *userConfig, js jetstream.JetStream, kd *kdapi.Client, stdout io.Writer) error) command {
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		args, out := helpArgs(args, stdout, stderr)
+		c, err := parseUserFlags(name, args, out)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+		if name == "sync" && !c.json {
+			fmt.Fprintf(stdout, "connect: NATS %s, KooDrive %s\n", c.nats.URLs, c.api.BaseURL)
+		}
+		js, kd, closeNATS, err := c.connect()
+		if err != nil {
+			return err
+		}
+		defer closeNATS()
+		return report(ctx, c, js, kd, stdout)
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	js, kd, closeNATS, err := c.connect()
-	if err != nil {
-		return err
-	}
-	defer closeNATS()
-	o := c.trace
-	o.JetStream = js
-	if kd != nil {
-		o.KooDrive = kd
-	}
-	return usertrace.Report(ctx, stdout, o, c.user, c.json)
 }
 
-func cmdSync(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	args, out := helpArgs(args, stdout, stderr)
-	c, err := parseUserFlags("sync", args, out)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	if !c.json {
-		fmt.Fprintf(stdout, "connect: NATS %s, KooDrive %s\n", c.nats.URLs, c.api.BaseURL)
-	}
-	js, kd, closeNATS, err := c.connect()
-	if err != nil {
-		return err
-	}
-	defer closeNATS()
-	o := provision.Options{
-		JetStream: js, KooDrive: kd,
-		Stream: c.trace.Stream, SubjectPrefix: c.trace.SubjectPrefix,
-		OutcomeStream: c.trace.OutcomeStream, OutcomePrefix: c.trace.OutcomePrefix,
-		StateBucket: c.trace.StateBucket, Protect: protected(c.api),
-		Wait: c.wait, DryRun: c.dryRun,
-	}
-	return provision.SyncReport(ctx, stdout, o, c.user, c.json)
-}
+var (
+	cmdUser = userCommand("user", func(ctx context.Context, c *userConfig, js jetstream.JetStream, kd *kdapi.Client, stdout io.Writer) error {
+		o := c.trace
+		o.JetStream = js
+		if kd != nil {
+			o.KooDrive = kd
+		}
+		return usertrace.Report(ctx, stdout, o, c.user, c.json)
+	})
+	cmdSync = userCommand("sync", func(ctx context.Context, c *userConfig, js jetstream.JetStream, kd *kdapi.Client, stdout io.Writer) error {
+		o := provision.Options{
+			JetStream: js, KooDrive: kd,
+			Stream: c.trace.Stream, SubjectPrefix: c.trace.SubjectPrefix,
+			OutcomeStream: c.trace.OutcomeStream, OutcomePrefix: c.trace.OutcomePrefix,
+			StateBucket: c.trace.StateBucket, Protect: protected(c.api),
+			Wait: c.wait, DryRun: c.dryRun,
+		}
+		return provision.SyncReport(ctx, stdout, o, c.user, c.json)
+	})
+)
