@@ -425,6 +425,7 @@ func (l *Limiter) done(sentAt time.Time, resp *http.Response, err error) {
 			l.lateOK(sentAt, now)
 		}
 		l.ep.accepted++
+		l.ep.rtt += now.Sub(sentAt)
 		if float64(l.sent+1) >= l.limit/2 {
 			l.ep.busy++
 		}
