@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -67,6 +68,12 @@ type Trend struct {
 	First, Last, Min, Max float64
 	PerHour               float64 `json:"perHour"`
 	OverSec               float64 `json:"slopeOverSeconds"`
+	// AllPerHour is the slope over every sample of the run, across
+	// restarts; LifeMedians the median of each process's life, in order.
+	// With a SIGKILL every few minutes no life is long: these say
+	// whether the figure grows from one life to the next.
+	AllPerHour  float64   `json:"allPerHour"`
+	LifeMedians []float64 `json:"lifeMedians"`
 }
 
 type sample struct {
@@ -539,20 +546,45 @@ func trend(samples []sample, f func(sample) float64) Trend {
 			best = best[1:]
 		}
 	}
+	t.AllPerHour = slopePerHour(samples, f)
+	for i := 0; i < len(samples); {
+		j := i
+		var life []float64
+		for ; j < len(samples) && samples[j].pid == samples[i].pid; j++ {
+			life = append(life, f(samples[j]))
+		}
+		slices.Sort(life)
+		t.LifeMedians = append(t.LifeMedians, life[len(life)/2])
+		i = j
+	}
 	if len(best) < 2 {
 		return t
 	}
+	t.PerHour = slopePerHour(best, f)
+	t.OverSec = best[len(best)-1].at - best[0].at
+	return t
+}
+
+// slopePerHour is the least-squares slope of f over the samples, per hour.
+func slopePerHour(samples []sample, f func(sample) float64) float64 {
 	var sx, sy, sxx, sxy float64
-	n := float64(len(best))
-	for _, s := range best {
+	n := float64(len(samples))
+	for _, s := range samples {
 		x, y := s.at, f(s)
 		sx, sy, sxx, sxy = sx+x, sy+y, sxx+x*x, sxy+x*y
 	}
 	if den := n*sxx - sx*sx; den > 0 {
-		t.PerHour = (n*sxy - sx*sy) / den * 3600
+		return (n*sxy - sx*sy) / den * 3600
 	}
-	t.OverSec = best[len(best)-1].at - best[0].at
-	return t
+	return 0
+}
+
+func medians(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = strconv.FormatFloat(x, 'f', 1, 64)
+	}
+	return strings.Join(parts, " ")
 }
 
 func printSoak(w io.Writer, r *SoakReport) {
@@ -562,8 +594,8 @@ func printSoak(w io.Writer, r *SoakReport) {
 		name string
 		t    Trend
 	}{{"rss MiB", r.RSS}, {"goroutines", r.Goroutine}, {"open files", r.OpenFiles}} {
-		fmt.Fprintf(w, "  %-11s first %7.1f  last %7.1f  min %7.1f  max %7.1f  slope %+8.2f/h over %.0fs of one process\n",
-			x.name, x.t.First, x.t.Last, x.t.Min, x.t.Max, x.t.PerHour, x.t.OverSec)
+		fmt.Fprintf(w, "  %-11s first %7.1f  last %7.1f  min %7.1f  max %7.1f  slope %+8.2f/h over %.0fs of one process, %+8.2f/h over the run; median of each life %s\n",
+			x.name, x.t.First, x.t.Last, x.t.Min, x.t.Max, x.t.PerHour, x.t.OverSec, x.t.AllPerHour, medians(x.t.LifeMedians))
 	}
 	fmt.Fprintf(w, "  checker: %s\n  verdict: %s\n", r.Report, r.Verdict)
 }
