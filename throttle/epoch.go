@@ -27,13 +27,14 @@ import "time"
 // KooDrive that got faster, or a quota that was raised, is found; the
 // limit kept is where the gain says the capacity was reached: the old
 // limit times one plus the gain, and a tenth (doubling 128 for 28% more
-// keeps 180). A round trip that grows by more than twice the limit's
+// keeps 180); a gain under a tenth keeps the old limit, so that probes
+// that fail do not ratchet it up. A round trip that grows by more than twice the limit's
 // growth undoes the growth at once and measures afresh at the old limit:
 // the conditions changed (a latency step). A growth whose calls in flight
 // (on average, by Little's law: the rate times the round trip) stayed
 // below halfway to the new limit was not used (too few events ready, or
-// kdsync's own work is what holds it back): the limit falls back to what
-// was used, and a tenth, and holds. An epoch also waits for 100
+// kdsync's own work is what holds it back): it is undone, and growth
+// holds. An epoch also waits for 100
 // answers, up to three seconds; the limit grows only while it is used (at
 // least half of it in flight for most answers).
 const (
@@ -95,9 +96,8 @@ func (l *Limiter) epochLocked(now time.Time) {
 		ep.refLimit, ep.refRTT, ep.judged = 0, 0, 0
 	case judging && used < (ep.refLimit+ep.limit)/2:
 		// The growth was not used: what holds kdsync back is not the
-		// limit (too few events, or its own work). Keep what was used,
-		// with a tenth more, and hold.
-		l.limit = max(float64(l.o.Min), min(l.limit, max(ep.refLimit, used*kneeMargin)))
+		// limit (too few events, or its own work). Undo it and hold.
+		l.limit = max(float64(l.o.Min), min(l.limit, ep.refLimit))
 		l.slowStart = false
 		ep.holdTil = now.Add(holdGrowth)
 		ep.judged = 0
@@ -110,8 +110,13 @@ func (l *Limiter) epochLocked(now time.Time) {
 		// The growth did not pay in full: capacity is reached between
 		// the two limits, at refLimit × (1 + gain). Keep that, with a
 		// tenth more, and hold.
-		knee := ep.refLimit * (1 + max(gain, 0)) * kneeMargin
-		l.limit = max(float64(l.o.Min), min(l.limit, max(ep.refLimit, knee)))
+		knee := ep.refLimit * (1 + max(gain, 0))
+		if knee >= ep.refLimit*kneeMargin {
+			knee *= kneeMargin
+		} else {
+			knee = ep.refLimit // a probe that gained little: no drift upwards
+		}
+		l.limit = max(float64(l.o.Min), min(l.limit, knee))
 		l.slowStart = false
 		ep.holdTil = now.Add(holdGrowth)
 		ep.judged = 0
