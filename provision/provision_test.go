@@ -4,7 +4,6 @@ import (
 	"errors"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -26,6 +25,9 @@ func TestSyncRepairsADepartmentChangedBehindKdsync(t *testing.T) {
 	if o := p.WaitOutcome(seq, 10*time.Second); o.Result != outcome.Applied {
 		t.Fatalf("hire: %+v", o)
 	}
+	// Sync reads the desired state from the record, stored beside the
+	// outcome: wait for it too.
+	p.WaitRecord(user, seq, 10*time.Second)
 	moved := strconv.FormatInt(depts[1], 10)
 	if _, err := p.Sim.PutUserDirect(kdsim.User{UserID: user, DeptID: moved, Role: 1}); err != nil {
 		t.Fatal(err)
@@ -66,11 +68,9 @@ func TestSyncRepairsADepartmentChangedBehindKdsync(t *testing.T) {
 	if u, _ := p.Sim.User(user); u.User.DeptID != strconv.FormatInt(depts[0], 10) {
 		t.Fatalf("KooDrive dept %s after the sync, want %d", u.User.DeptID, depts[0])
 	}
-	// The repair went through the stream: the user's record moved to it.
-	if rec, err := p.JS.KeyValue(t.Context(), "KDSYNC_STATE"); err != nil {
-		t.Fatal(err)
-	} else if e, err := rec.Get(t.Context(), outcome.KVKey(user)); err != nil || !strings.Contains(string(e.Value()), `"seq":`+strconv.FormatUint(res.Repair.Sequence, 10)) {
-		t.Errorf("record after the sync: %s (%v), want seq %d", e.Value(), err, res.Repair.Sequence)
+	// The repair went through the stream: the user's record moves to it.
+	if rec := p.WaitRecord(user, res.Repair.Sequence, 10*time.Second); rec.Seq != res.Repair.Sequence {
+		t.Errorf("record after the sync at #%d, want #%d", rec.Seq, res.Repair.Sequence)
 	}
 
 	// In sync now: nothing to do.

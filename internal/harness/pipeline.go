@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -96,6 +97,28 @@ func (p *Pipeline) WaitOutcome(seq uint64, wait time.Duration) outcome.Outcome {
 		}
 		p.Outcomes.waitMore(deadline)
 	}
+}
+
+// WaitRecord waits up to wait for user's record in the state bucket to
+// reach the event at seq. An outcome is stored beside the record, not
+// after it: a reader that saw the outcome may still read the older record
+// for a moment.
+func (p *Pipeline) WaitRecord(user string, seq uint64, wait time.Duration) outcome.Record {
+	p.T.Helper()
+	kv, err := p.JS.KeyValue(p.T.Context(), outcome.DefaultStateBucket)
+	if err != nil {
+		p.T.Fatalf("state bucket: %v", err)
+	}
+	var rec outcome.Record
+	p.WaitFunc(fmt.Sprintf("record of %s at #%d", user, seq), wait, func() bool {
+		e, err := kv.Get(p.T.Context(), outcome.KVKey(user))
+		if err != nil {
+			return false
+		}
+		rec = outcome.Record{}
+		return json.Unmarshal(e.Value(), &rec) == nil && rec.Seq >= seq
+	})
+	return rec
 }
 
 // WaitFunc waits up to wait for cond to hold, checking it each time an
