@@ -470,10 +470,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 	parkDone := c.startParkLoop(c.stopping)
 	// Workers bound the KooDrive calls under way: one call per worker.
 	context.AfterFunc(c.stopping, c.gate.close)
-	for range c.opts.Concurrency {
+	c.gate.start(c.opts.Concurrency, func() {
 		c.workers.Add(1)
 		go c.worker()
-	}
+	})
 
 	c.mu.Lock()
 	c.ready = true

@@ -73,3 +73,49 @@ func TestGateFollowsItsSize(t *testing.T) {
 		t.Errorf("%d refused at close, want the 13 still waiting", refused)
 	}
 }
+
+// TestGateStartsWorkersAsNeeded: workers are started for the size, not
+// all up to the most, and more as the size grows and steps end.
+func TestGateStartsWorkersAsNeeded(t *testing.T) {
+	var size atomic.Int64
+	size.Store(3)
+	g := newGate(func() int { return int(size.Load()) })
+	spawned := 0
+	g.start(10, func() { spawned++ })
+	if spawned != 4 {
+		t.Fatalf("%d workers started for a size of 3, want 4 (the size and one waiting)", spawned)
+	}
+	for range 3 {
+		if !g.enter() {
+			t.Fatal("enter refused")
+		}
+	}
+	size.Store(20)
+	for range 3 {
+		g.leave()
+	}
+	if spawned != 7 {
+		t.Errorf("%d workers after three steps ended under a size of 20, want 7 (one more each)", spawned)
+	}
+	for range 10 {
+		g.enter()
+		g.leave()
+	}
+	if spawned != 10 {
+		t.Errorf("%d workers, want the most, 10", spawned)
+	}
+	size.Store(30)
+	g.max = 12
+	g.enter()
+	g.close()
+	g.leave() // a step that ends after the close starts no one
+	if spawned != 10 {
+		t.Errorf("%d workers after the close, want 10", spawned)
+	}
+
+	all := 0
+	newGate(nil).start(10, func() { all++ })
+	if all != 10 {
+		t.Errorf("without a size %d workers started, want all 10", all)
+	}
+}
