@@ -22,21 +22,21 @@ import "time"
 //
 // Slow start doubles the limit each half-second epoch that pays: from 64
 // to 512 in 1.5 s at 100 ms of latency. A growth that does not pay in full
-// ends slow start and holds growth for holdGrowth, after which one step
-// (a quarter, judged by two epochs of a second) is tried again, so that a
-// KooDrive that got faster, or a quota that was raised, is found; the
+// ends slow start and holds growth for holdGrowth, after which one step (a
+// quarter, judged by two epochs of a second) is tried again, so that a
+// KooDrive that got faster, or a quota that was raised, is found. The
 // limit kept is where the gain says the capacity was reached: the old
 // limit times one plus the gain, and a tenth (doubling 128 for 28% more
 // keeps 180); a gain under a tenth keeps the old limit, so that probes
-// that fail do not ratchet it up. A round trip that grows by more than twice the limit's
-// growth undoes the growth at once and measures afresh at the old limit:
-// the conditions changed (a latency step). A growth whose calls in flight
-// (on average, by Little's law: the rate times the round trip) stayed
-// below halfway to the new limit was not used (too few events ready, or
-// kdsync's own work is what holds it back): it is undone, and growth
-// holds. An epoch also waits for 100
-// answers, up to three seconds; the limit grows only while it is used (at
-// least half of it in flight for most answers).
+// that fail do not ratchet it up. A round trip that grows by more than
+// twice the limit's growth undoes the growth at once and measures afresh
+// at the old limit: the conditions changed (a latency step). A growth
+// whose calls in flight (on average, by Little's law: the rate times the
+// round trip) stayed below halfway to the new limit was not used (too few
+// events ready, or kdsync's own work is what holds it back): it is
+// undone, and growth holds. An epoch also waits for 100 answers, up to
+// three seconds; the limit grows only while it is used (at least half of
+// it in flight for most answers).
 const (
 	slowEpochLen    = 500 * time.Millisecond
 	epochLen        = time.Second
@@ -97,10 +97,7 @@ func (l *Limiter) epochLocked(now time.Time) {
 	case judging && used < (ep.refLimit+ep.limit)/2:
 		// The growth was not used: what holds kdsync back is not the
 		// limit (too few events, or its own work). Undo it and hold.
-		l.limit = max(float64(l.o.Min), min(l.limit, ep.refLimit))
-		l.slowStart = false
-		ep.holdTil = now.Add(holdGrowth)
-		ep.judged = 0
+		l.settleLocked(now, ep.refLimit)
 	case judging && float64(rtt) > changedShare*growth*float64(ep.refRTT):
 		// The round trip grew far more than the limit: the conditions
 		// changed. Undo the growth and measure afresh at the old limit.
@@ -109,17 +106,15 @@ func (l *Limiter) epochLocked(now time.Time) {
 	case judging && gain < payShare*(growth-1):
 		// The growth did not pay in full: capacity is reached between
 		// the two limits, at refLimit × (1 + gain). Keep that, with a
-		// tenth more, and hold.
+		// tenth more, and hold; a probe that gained little keeps the
+		// old limit (no drift upwards).
 		knee := ep.refLimit * (1 + max(gain, 0))
 		if knee >= ep.refLimit*kneeMargin {
 			knee *= kneeMargin
 		} else {
-			knee = ep.refLimit // a probe that gained little: no drift upwards
+			knee = ep.refLimit
 		}
-		l.limit = max(float64(l.o.Min), min(l.limit, knee))
-		l.slowStart = false
-		ep.holdTil = now.Add(holdGrowth)
-		ep.judged = 0
+		l.settleLocked(now, knee)
 	case judging && ep.judged < judges:
 		ep.judged++ // paid once; once more
 	default:
@@ -134,4 +129,13 @@ func (l *Limiter) epochLocked(now time.Time) {
 		ep.judged = 1
 	}
 	ep.start, ep.accepted, ep.rtt, ep.busy, ep.limit = now, 0, 0, 0, l.limit
+}
+
+// settleLocked ends a growth that did not pay: the limit goes down to at
+// most to (never below Options.Min), slow start ends, and growth holds.
+func (l *Limiter) settleLocked(now time.Time, to float64) {
+	l.limit = max(float64(l.o.Min), min(l.limit, to))
+	l.slowStart = false
+	l.ep.holdTil = now.Add(holdGrowth)
+	l.ep.judged = 0
 }

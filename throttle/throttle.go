@@ -25,10 +25,10 @@
 //
 //   - An adaptive number of calls in flight, grown only where growth pays
 //     (epoch.go): doubling (slow start) from Options.Initial, then by a
-//     quarter, one half-second epoch at a time, each growth kept only if
-//     the next epoch accepts more calls per second (a hill climber): past
-//     the point where KooDrive answers calls in parallel, more in flight
-//     only queue. A timeout cuts it to 90% of the calls in flight then, a
+//     quarter, each growth kept only if the calls' round trip after it
+//     says it raised the calls per second (Little's law; a hill climber):
+//     past the point where KooDrive answers calls in parallel, more in
+//     flight only queue. A timeout cuts it to 90% of the calls in flight then, a
 //     429 that opens an episode to 90% of itself (the learnt rate does
 //     the pacing); never below Options.Min nor above Options.Max.
 //
