@@ -185,60 +185,22 @@ func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) {
 	s.write(w, http.StatusOK, 0, listResponse(len(items), start, res))
 }
 
-func (s *Server) replaceGroup(w http.ResponseWriter, r *http.Request) {
-	if err := s.ready(); err != nil {
-		s.writeError(w, err)
-		return
-	}
-	g, err := s.readBody(w, r)
-	if err != nil {
-		s.writeError(w, err)
-		return
-	}
-	id := r.PathValue("id")
-	if v, ok := g["id"].(string); ok && v != id {
-		s.writeError(w, badRequest(mutability, "id %q differs from the resource's %q", clipText(v), id))
-		return
-	}
-	if e := checkGroup(g); e != nil {
-		s.writeError(w, e)
-		return
-	}
-	s.updateGroup(w, r, id, func(rec *groupRecord) *Error {
-		g["meta"] = rec.Resource["meta"]
-		rec.Resource = cloneRes(g)
-		return nil
-	})
-}
+func (s *Server) replaceGroup(w http.ResponseWriter, r *http.Request) { s.editGroup(w, r, false) }
 
-func (s *Server) patchGroup(w http.ResponseWriter, r *http.Request) {
-	if err := s.ready(); err != nil {
-		s.writeError(w, err)
+func (s *Server) patchGroup(w http.ResponseWriter, r *http.Request) { s.editGroup(w, r, true) }
+
+// editGroup runs a PUT (patch false) or PATCH of a group.
+func (s *Server) editGroup(w http.ResponseWriter, r *http.Request, patch bool) {
+	id, edit, ok := s.readEdit(w, r, patch, checkGroup)
+	if !ok {
 		return
 	}
-	body, err := s.readBody(w, r)
-	if err != nil {
-		s.writeError(w, err)
-		return
-	}
-	ops, e := parsePatch(body)
-	if e != nil {
-		s.writeError(w, e)
-		return
-	}
-	id := r.PathValue("id")
 	s.updateGroup(w, r, id, func(rec *groupRecord) *Error {
-		g := cloneRes(rec.Resource)
-		meta := g["meta"]
-		if e := applyPatch(g, id, ops); e != nil {
-			return e
+		res, e := edit(rec.Resource)
+		if e == nil {
+			rec.Resource = res
 		}
-		if e := checkGroup(g); e != nil {
-			return e
-		}
-		g["meta"] = meta
-		rec.Resource = g
-		return nil
+		return e
 	})
 }
 

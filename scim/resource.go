@@ -3,6 +3,7 @@ package scim
 import (
 	"bytes"
 	"encoding/json"
+	"net/http"
 	"strings"
 
 	"github.com/kdsync/kdsync/mapping"
@@ -188,4 +189,53 @@ func hasSchema(list []string, urn string) bool {
 		}
 	}
 	return false
+}
+
+// readEdit reads a PUT (patch false) or PATCH request for the resource
+// {id}, checked by check, and returns the id and the edit it asks for:
+// given the stored resource, the new one, its meta kept. A request it
+// cannot take is answered here (ok false).
+func (s *Server) readEdit(w http.ResponseWriter, r *http.Request, patch bool, check func(resource) *Error) (id string, edit func(resource) (resource, *Error), ok bool) {
+	if err := s.ready(); err != nil {
+		s.writeError(w, err)
+		return "", nil, false
+	}
+	body, err := s.readBody(w, r)
+	if err != nil {
+		s.writeError(w, err)
+		return "", nil, false
+	}
+	id = r.PathValue("id")
+	if !patch {
+		if v, ok := body["id"].(string); ok && v != id {
+			s.writeError(w, badRequest(mutability, "id %q differs from the resource's %q", clipText(v), id))
+			return "", nil, false
+		}
+		if e := check(body); e != nil {
+			s.writeError(w, e)
+			return "", nil, false
+		}
+		return id, func(old resource) (resource, *Error) {
+			res := cloneRes(body)
+			res["meta"] = old["meta"]
+			return res, nil
+		}, true
+	}
+	ops, e := parsePatch(body)
+	if e != nil {
+		s.writeError(w, e)
+		return "", nil, false
+	}
+	return id, func(old resource) (resource, *Error) {
+		res := cloneRes(old)
+		meta := res["meta"]
+		if e := applyPatch(res, id, ops); e != nil {
+			return nil, e
+		}
+		if e := check(res); e != nil {
+			return nil, e
+		}
+		res["meta"] = meta
+		return res, nil
+	}, true
 }

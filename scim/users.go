@@ -183,60 +183,22 @@ func (s *Server) getUser(w http.ResponseWriter, r *http.Request) {
 	s.write(w, http.StatusOK, rev, project(r, renderUser(r, id, &rec, rev)))
 }
 
-func (s *Server) replaceUser(w http.ResponseWriter, r *http.Request) {
-	if err := s.ready(); err != nil {
-		s.writeError(w, err)
-		return
-	}
-	u, err := s.readBody(w, r)
-	if err != nil {
-		s.writeError(w, err)
-		return
-	}
-	id := r.PathValue("id")
-	if v, ok := u["id"].(string); ok && v != id {
-		s.writeError(w, badRequest(mutability, "id %q differs from the resource's %q", clipText(v), id))
-		return
-	}
-	if e := checkUser(u); e != nil {
-		s.writeError(w, e)
-		return
-	}
-	s.updateUser(w, r, id, func(rec *userRecord) *Error {
-		u["meta"] = rec.Resource["meta"]
-		rec.Resource = cloneRes(u)
-		return nil
-	})
-}
+func (s *Server) replaceUser(w http.ResponseWriter, r *http.Request) { s.editUser(w, r, false) }
 
-func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) {
-	if err := s.ready(); err != nil {
-		s.writeError(w, err)
+func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) { s.editUser(w, r, true) }
+
+// editUser runs a PUT (patch false) or PATCH of a user.
+func (s *Server) editUser(w http.ResponseWriter, r *http.Request, patch bool) {
+	id, edit, ok := s.readEdit(w, r, patch, checkUser)
+	if !ok {
 		return
 	}
-	body, err := s.readBody(w, r)
-	if err != nil {
-		s.writeError(w, err)
-		return
-	}
-	ops, e := parsePatch(body)
-	if e != nil {
-		s.writeError(w, e)
-		return
-	}
-	id := r.PathValue("id")
 	s.updateUser(w, r, id, func(rec *userRecord) *Error {
-		u := cloneRes(rec.Resource)
-		meta := u["meta"]
-		if e := applyPatch(u, id, ops); e != nil {
-			return e
+		res, e := edit(rec.Resource)
+		if e == nil {
+			rec.Resource = res
 		}
-		if e := checkUser(u); e != nil {
-			return e
-		}
-		u["meta"] = meta
-		rec.Resource = u
-		return nil
+		return e
 	})
 }
 
