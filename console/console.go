@@ -20,7 +20,6 @@ package console
 
 import (
 	"context"
-	"crypto/sha256"
 	"embed"
 	"errors"
 	"fmt"
@@ -156,7 +155,7 @@ func (o *Options) defaults() {
 // Server is the console.
 type Server struct {
 	opts     Options
-	tokenSum [32]byte
+	tokens   kdapi.Tokens
 	key      []byte // derives the bearer clients' CSRF token
 	sessions *sessions
 	audit    *audit
@@ -182,7 +181,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	o.defaults()
-	s := &Server{opts: o, tokenSum: sha256.Sum256([]byte(o.Token.Reveal())), key: []byte(randomToken()),
+	s := &Server{opts: o, tokens: kdapi.NewTokens(o.Token), key: []byte(randomToken()),
 		sessions: newSessions(o.SessionTTL, o.IdleTimeout, o.Now), log: o.Logger,
 		failures: rate.NewLimiter(rate.Every(2*time.Second), 10)}
 	s.audit = &audit{js: o.JetStream, stream: o.AuditStream, prefix: o.AuditPrefix}
@@ -326,8 +325,7 @@ func (s *Server) guessing() bool { return s.failures.TokensAt(s.opts.Now()) < 1 
 func (s *Server) failed() { s.failures.AllowN(s.opts.Now(), 1) }
 
 func (s *Server) tokenOK(tok string) bool {
-	sum := sha256.Sum256([]byte(tok))
-	return equal(string(sum[:]), string(s.tokenSum[:]))
+	return s.tokens.Match(tok)
 }
 
 type handler func(w http.ResponseWriter, r *http.Request, p *principal)

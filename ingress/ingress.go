@@ -175,7 +175,7 @@ type Handler struct {
 	opts    Options
 	js      jetstream.JetStream
 	hooks   []*standardwebhooks.Webhook
-	tokens  [][32]byte // SHA-256 of each token, compared in constant time
+	tokens  kdapi.Tokens
 	replays *replayCache
 	m       *metrics
 	log     *slog.Logger
@@ -199,9 +199,7 @@ func New(o Options) (*Handler, error) {
 		wh, _ := newWebhook(s) // checked by Validate
 		h.hooks = append(h.hooks, wh)
 	}
-	for _, t := range o.Tokens {
-		h.tokens = append(h.tokens, tokenHash(t.Reveal()))
-	}
+	h.tokens = kdapi.NewTokens(o.Tokens...)
 	js, err := jetstream.New(o.Conn, jetstream.WithPublishAsyncTimeout(o.PublishTimeout),
 		jetstream.WithPublishAsyncMaxPending(maxPendingPublishes))
 	if err != nil {

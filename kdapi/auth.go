@@ -2,6 +2,8 @@ package kdapi
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -44,6 +46,31 @@ func (Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
 
 // Reveal returns the secret's value, for the code that must send it.
 func (s Secret) Reveal() string { return string(s) }
+
+// Tokens is a set of bearer tokens a server accepts (several, for
+// rotation), kept as SHA-256 hashes so that Match compares in constant
+// time whatever the lengths.
+type Tokens [][sha256.Size]byte
+
+// NewTokens hashes the accepted tokens.
+func NewTokens(accepted ...Secret) Tokens {
+	t := make(Tokens, 0, len(accepted))
+	for _, s := range accepted {
+		t = append(t, sha256.Sum256([]byte(s.Reveal())))
+	}
+	return t
+}
+
+// Match reports whether token is one of t, comparing with every one of
+// them in constant time.
+func (t Tokens) Match(token string) bool {
+	sum := sha256.Sum256([]byte(token))
+	ok := 0
+	for _, want := range t {
+		ok |= subtle.ConstantTimeCompare(sum[:], want[:])
+	}
+	return ok == 1
+}
 
 // AppAuth is an http.RoundTripper that signs each request with KooDrive's app
 // authentication: a fresh X-Date per attempt, X-User-Id, and an Authorization

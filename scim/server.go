@@ -24,8 +24,6 @@ package scim
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -177,7 +175,7 @@ func (o Options) Validate() error {
 type Server struct {
 	opts       Options
 	st         *store
-	tokens     [][32]byte
+	tokens     kdapi.Tokens
 	log        *slog.Logger
 	now        func() time.Time
 	retryAfter int
@@ -210,9 +208,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	s := &Server{opts: o, st: &store{kv: kv, js: js}, log: o.Logger, now: o.Now,
 		retryAfter: max(int((o.RetryAfter+time.Second-1)/time.Second), 1)}
-	for _, t := range o.Tokens {
-		s.tokens = append(s.tokens, sha256.Sum256([]byte(t.Reveal())))
-	}
+	s.tokens = kdapi.NewTokens(o.Tokens...)
 	s.routes()
 	return s, nil
 }
@@ -262,12 +258,7 @@ func (s *Server) authorized(h string) bool {
 	if len(h) <= len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) {
 		return false
 	}
-	sum := sha256.Sum256([]byte(strings.TrimSpace(h[len(scheme):])))
-	ok := 0
-	for _, t := range s.tokens {
-		ok |= subtle.ConstantTimeCompare(sum[:], t[:])
-	}
-	return ok == 1
+	return s.tokens.Match(strings.TrimSpace(h[len(scheme):]))
 }
 
 // ready refuses a write while NATS is disconnected: nothing is half done.
