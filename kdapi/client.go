@@ -56,7 +56,8 @@ var (
 
 // Client calls KooDrive. It is safe for concurrent use.
 type Client struct {
-	http        *http.Client
+	http        *http.Client // without a Timeout: see timeout
+	timeout     time.Duration
 	base        *url.URL // endpoint root + APIPath, ending in '/'
 	baseEscaped string   // base.EscapedPath()
 	language    string
@@ -238,14 +239,18 @@ func NewClient(opts ...Option) (*Client, error) {
 	base.RawPath = ""
 
 	var hc http.Client
+	timeout := DefaultTimeout
 	if o.httpClient != nil {
 		hc = *o.httpClient
-	} else {
-		hc.Timeout = DefaultTimeout
+		timeout = hc.Timeout
 	}
 	if o.timeout > 0 {
-		hc.Timeout = o.timeout
+		timeout = o.timeout
 	}
+	// The timeout is the call's context deadline (Do), not hc.Timeout:
+	// net/http starts a goroutine and a timer per request to enforce
+	// hc.Timeout through a RoundTripper it does not know, such as AppAuth.
+	hc.Timeout = 0
 	if hc.CheckRedirect == nil {
 		hc.CheckRedirect = noRedirects
 	}
@@ -259,6 +264,7 @@ func NewClient(opts ...Option) (*Client, error) {
 	}
 	return &Client{
 		http:               &hc,
+		timeout:            timeout,
 		base:               base,
 		baseEscaped:        base.EscapedPath(),
 		language:           o.language,
@@ -397,15 +403,49 @@ type Response struct {
 // Do sends req and checks the answer: a non-2xx status or a non-zero envelope
 // code is an *APIError. On success it returns the response; the payload is
 // decoded by the endpoint method. The response body is read (at most 1 MiB,
-// plus a bounded drain) and closed, so the connection can be reused.
+// plus a bounded drain) and closed, so the connection can be reused. The
+// call's timeout (WithTimeout) covers sending and reading the answer, not
+// the wait for the pacer.
 func (c *Client) Do(req *http.Request) (*Response, error) {
-	resp, err := c.send(req)
+	var done func(*http.Response, error)
+	if c.pacer != nil {
+		d, err := c.pacer.Acquire(req.Context())
+		if err != nil {
+			return nil, transportError(req, err)
+		}
+		done = d
+	}
+	sent := req
+	if c.timeout > 0 {
+		ctx, cancel := context.WithTimeoutCause(req.Context(), c.timeout, errCallTimeout{c.timeout})
+		defer cancel()
+		sent = req.WithContext(ctx)
+	}
+	resp, err := c.http.Do(sent)
+	if done != nil {
+		if req.Context().Err() != nil {
+			done(nil, context.Canceled)
+		} else {
+			done(resp, err)
+		}
+	}
 	if err != nil {
 		return nil, transportError(req, err)
 	}
 	defer resp.Body.Close()
 	return c.checkResponse(req, resp)
 }
+
+// errCallTimeout is the cause of a call that ran out of its own time
+// (WithTimeout), as opposed to the end of the caller's context. net/http
+// reports a context's cause, so the error is a net.Error whose Timeout is
+// true that does not match context.DeadlineExceeded, which callers read as
+// the end of their own context.
+type errCallTimeout struct{ d time.Duration }
+
+func (e errCallTimeout) Error() string   { return fmt.Sprintf("no answer within %v", e.d) }
+func (e errCallTimeout) Timeout() bool   { return true }
+func (e errCallTimeout) Temporary() bool { return true }
 
 // transportError classifies a failure to get an answer.
 func transportError(req *http.Request, err error) error {

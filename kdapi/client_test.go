@@ -250,16 +250,16 @@ func TestNewClient_Timeouts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.http.Timeout != DefaultTimeout {
-		t.Errorf("default timeout = %v, want %v", c.http.Timeout, DefaultTimeout)
+	if c.timeout != DefaultTimeout || c.http.Timeout != 0 {
+		t.Errorf("default timeout = %v (http.Client's %v), want %v (0)", c.timeout, c.http.Timeout, DefaultTimeout)
 	}
 	hc := &http.Client{Timeout: 3 * time.Second}
 	c, err = NewClient(WithBaseURL("https://h"), WithAppAuth("a", "s", "u"), WithHTTPClient(hc))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.http.Timeout != 3*time.Second {
-		t.Errorf("WithHTTPClient timeout = %v, want 3s", c.http.Timeout)
+	if c.timeout != 3*time.Second || c.http.Timeout != 0 {
+		t.Errorf("WithHTTPClient timeout = %v (http.Client's %v), want 3s (0)", c.timeout, c.http.Timeout)
 	}
 	if hc.Transport != nil || hc.CheckRedirect != nil {
 		t.Error("NewClient modified the caller's http.Client")
@@ -271,8 +271,8 @@ func TestNewClient_Timeouts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.http.Timeout != time.Second {
-		t.Errorf("WithTimeout after WithHTTPClient = %v, want 1s", c.http.Timeout)
+	if c.timeout != time.Second {
+		t.Errorf("WithTimeout after WithHTTPClient = %v, want 1s", c.timeout)
 	}
 }
 
@@ -544,6 +544,22 @@ func TestDo_Timeout(t *testing.T) {
 	if !errors.As(err, &te) {
 		t.Errorf("error = %v, want a *TransportError", err)
 	}
+	// The call's own timeout is not the caller's deadline, which callers
+	// test for first and do not retry.
+	if errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("error = %v matches context.DeadlineExceeded", err)
+	}
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Errorf("error = %v, want a net.Error whose Timeout is true", err)
+	}
+	// The caller's deadline, shorter than the timeout, is reported as it is.
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	_, err = client.GetUser(ctx, "1")
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("with the caller's deadline first: error = %v, want context.DeadlineExceeded", err)
+	}
 }
 
 // TestDo_TimeoutWhileReadingBody: the server answers headers, then stalls
@@ -563,6 +579,9 @@ func TestDo_TimeoutWhileReadingBody(t *testing.T) {
 	})
 	_, err := client.GetUser(t.Context(), "1")
 	testClass(t, err, ErrRetryable)
+	if errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("error = %v matches context.DeadlineExceeded", err)
+	}
 }
 
 // TestDo_LargeBody checks that a body over 1 MiB is refused without being

@@ -29,21 +29,3 @@ func WithPacer(p Pacer) Option {
 		return nil
 	}
 }
-
-// send sends req through the pacer, if any.
-func (c *Client) send(req *http.Request) (*http.Response, error) {
-	if c.pacer == nil {
-		return c.http.Do(req)
-	}
-	done, err := c.pacer.Acquire(req.Context())
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.http.Do(req)
-	if req.Context().Err() != nil {
-		done(nil, context.Canceled)
-	} else {
-		done(resp, err)
-	}
-	return resp, err
-}
