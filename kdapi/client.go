@@ -56,7 +56,7 @@ var (
 
 // Client calls KooDrive. It is safe for concurrent use.
 type Client struct {
-	http        *http.Client // without a Timeout: see timeout
+	rt          http.RoundTripper // the authentication transport
 	timeout     time.Duration
 	base        *url.URL // endpoint root + APIPath, ending in '/'
 	baseEscaped string   // base.EscapedPath()
@@ -114,10 +114,10 @@ func WithBaseURL(u string) Option {
 	}
 }
 
-// WithHTTPClient uses a copy of hc for requests. Its Transport is wrapped by
-// the authentication transport; its Timeout is kept unless WithTimeout is
-// given. When hc has no CheckRedirect, redirects are not followed (see
-// NewClient).
+// WithHTTPClient sends requests through hc's Transport, wrapped by the
+// authentication transport, and keeps hc's Timeout unless WithTimeout is
+// given. Nothing else of hc is used: redirects are never followed (see
+// NewClient) and there are no cookies.
 func WithHTTPClient(hc *http.Client) Option {
 	return func(o *options) error {
 		if hc == nil {
@@ -238,32 +238,22 @@ func NewClient(opts ...Option) (*Client, error) {
 	base.Path = strings.TrimRight(root, "/") + APIPath + "/"
 	base.RawPath = ""
 
-	var hc http.Client
 	timeout := DefaultTimeout
+	var next http.RoundTripper
 	if o.httpClient != nil {
-		hc = *o.httpClient
-		timeout = hc.Timeout
+		timeout, next = o.httpClient.Timeout, o.httpClient.Transport
 	}
 	if o.timeout > 0 {
 		timeout = o.timeout
 	}
-	// The timeout is the call's context deadline (Do), not hc.Timeout:
-	// net/http starts a goroutine and a timer per request to enforce
-	// hc.Timeout through a RoundTripper it does not know, such as AppAuth.
-	hc.Timeout = 0
-	if hc.CheckRedirect == nil {
-		hc.CheckRedirect = noRedirects
-	}
-	next := hc.Transport
 	if next == nil {
 		next = newTransport(o.maxConns)
 	}
-	hc.Transport = o.auth(next)
 	if o.language == "" {
 		o.language = DefaultLanguage
 	}
 	return &Client{
-		http:               &hc,
+		rt:                 o.auth(next),
 		timeout:            timeout,
 		base:               base,
 		baseEscaped:        base.EscapedPath(),
@@ -275,8 +265,6 @@ func NewClient(opts ...Option) (*Client, error) {
 		pacer:              o.pacer,
 	}, nil
 }
-
-func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // newTransport is a keep-alive pool sized for n concurrent calls.
 func newTransport(n int) *http.Transport {
@@ -347,13 +335,17 @@ func (c *Client) NewRequest(ctx context.Context, method, path string, query url.
 	if err != nil {
 		return nil, fmt.Errorf("kdapi: %w: %s %s: %w", ErrPermanent, method, path, err)
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json;charset=UTF-8")
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("language", c.language)
+	// The values in one allocation; the names are canonical, as
+	// Header.Set would make them.
+	vals := [...]string{"application/json", c.language, "", "application/json;charset=UTF-8"}
+	h := req.Header
+	h["Accept"], h["Language"] = vals[0:1:1], vals[1:2:2]
 	if id, ok := ctx.Value(traceKey{}).(string); ok {
-		req.Header.Set("X-Traceid", id)
+		vals[2] = id
+		h["X-Traceid"] = vals[2:3:3]
+	}
+	if body != nil {
+		h["Content-Type"] = vals[3:4:4]
 	}
 	return req, nil
 }
@@ -421,7 +413,11 @@ func (c *Client) Do(req *http.Request) (*Response, error) {
 		defer cancel()
 		sent = req.WithContext(ctx)
 	}
-	resp, err := c.http.Do(sent)
+	// The transport itself, not an http.Client: the client follows no
+	// redirects, keeps no cookies and has its own timeout, and
+	// http.Client.Do would copy the headers of every request for
+	// redirects that never come.
+	resp, err := c.rt.RoundTrip(sent)
 	if done != nil {
 		if req.Context().Err() != nil {
 			done(nil, context.Canceled)

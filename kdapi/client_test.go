@@ -250,22 +250,22 @@ func TestNewClient_Timeouts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.timeout != DefaultTimeout || c.http.Timeout != 0 {
-		t.Errorf("default timeout = %v (http.Client's %v), want %v (0)", c.timeout, c.http.Timeout, DefaultTimeout)
+	if c.timeout != DefaultTimeout {
+		t.Errorf("default timeout = %v, want %v", c.timeout, DefaultTimeout)
 	}
 	hc := &http.Client{Timeout: 3 * time.Second}
 	c, err = NewClient(WithBaseURL("https://h"), WithAppAuth("a", "s", "u"), WithHTTPClient(hc))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.timeout != 3*time.Second || c.http.Timeout != 0 {
-		t.Errorf("WithHTTPClient timeout = %v (http.Client's %v), want 3s (0)", c.timeout, c.http.Timeout)
+	if c.timeout != 3*time.Second {
+		t.Errorf("WithHTTPClient timeout = %v, want 3s", c.timeout)
 	}
 	if hc.Transport != nil || hc.CheckRedirect != nil {
 		t.Error("NewClient modified the caller's http.Client")
 	}
-	if _, ok := c.http.Transport.(*AppAuth); !ok {
-		t.Errorf("transport = %T, want *AppAuth", c.http.Transport)
+	if _, ok := c.rt.(*AppAuth); !ok {
+		t.Errorf("transport = %T, want *AppAuth", c.rt)
 	}
 	c, err = NewClient(WithBaseURL("https://h"), WithAppAuth("a", "s", "u"), WithHTTPClient(hc), WithTimeout(time.Second))
 	if err != nil {
