@@ -20,8 +20,11 @@ import "time"
 // for a moment or kdsync's own work elsewhere stalls, so a judgement is
 // not thrown by the second it happens to fall in.
 //
-// Slow start doubles the limit each half-second epoch that pays: from 64
-// to 512 in 1.5 s at 100 ms of latency. A growth that does not pay in full
+// Slow start doubles the limit each epoch that pays. Its epochs last a
+// quarter of a second, or five round trips when that is longer, so that
+// the calls a growth added have filled their slots (one round trip) and
+// are counted several times: from 64 to 256 in 0.5 s at 20 ms of latency,
+// to 512 in 1.5 s at 100 ms. A growth that does not pay in full
 // ends slow start and holds growth for holdGrowth, after which one step (a
 // quarter, judged by two epochs of a second) is tried again, so that a
 // KooDrive that got faster, or a quota that was raised, is found. The
@@ -32,13 +35,15 @@ import "time"
 // twice the limit's growth undoes the growth at once and measures afresh
 // at the old limit: the conditions changed (a latency step). A growth
 // whose calls in flight (on average, by Little's law: the rate times the
-// round trip) stayed below halfway to the new limit was not used (too few
-// events ready, or kdsync's own work is what holds it back): it is
-// undone, and growth holds. An epoch also waits for 100 answers, up to
+// round trip) stayed below halfway to the new limit was not used in full
+// (too few events ready, or kdsync's own work is what holds it back): the
+// limit keeps what was used, with a tenth more, never less than the old
+// limit, and growth holds. An epoch also waits for 100 answers, up to
 // three seconds; the limit grows only while it is used (at least half of
 // it in flight for most answers).
 const (
-	slowEpochLen    = 500 * time.Millisecond
+	slowEpochLen    = 250 * time.Millisecond
+	slowEpochRTTs   = 5
 	epochLen        = time.Second
 	epochMaxLen     = 3 * time.Second
 	epochMinAnswers = 100
@@ -72,7 +77,9 @@ func (l *Limiter) epochLocked(now time.Time) {
 	el := now.Sub(ep.start)
 	length, judges := epochLen, judgeEpochs
 	if l.slowStart {
-		length, judges = slowEpochLen, 1
+		// Long enough for the calls a growth added to fill their slots
+		// (a round trip) and be counted several times over.
+		length, judges = max(slowEpochLen, slowEpochRTTs*ep.rtt/time.Duration(max(ep.accepted, 1))), 1
 	}
 	if el < length || (ep.accepted < epochMinAnswers && el < epochMaxLen) {
 		return
@@ -95,9 +102,10 @@ func (l *Limiter) epochLocked(now time.Time) {
 		// neither limit.
 		ep.refLimit, ep.refRTT, ep.judged = 0, 0, 0
 	case judging && used < (ep.refLimit+ep.limit)/2:
-		// The growth was not used: what holds kdsync back is not the
-		// limit (too few events, or its own work). Undo it and hold.
-		l.settleLocked(now, ep.refLimit)
+		// The growth was not used in full: what holds kdsync back is not
+		// the limit (too few events, or its own work). Keep what was
+		// used, with a tenth more, never below the old limit, and hold.
+		l.settleLocked(now, max(ep.refLimit, used*kneeMargin))
 	case judging && float64(rtt) > changedShare*growth*float64(ep.refRTT):
 		// The round trip grew far more than the limit: the conditions
 		// changed. Undo the growth and measure afresh at the old limit.

@@ -261,6 +261,30 @@ func TestGrowthMustPay(t *testing.T) {
 	}
 }
 
+// TestPartlyUsedGrowthKeepsWhatWasUsed: 80 callers against a limit of
+// 64 (a backlog that wants 80 calls in flight, and no more): slow start
+// doubles to 128, which is used only in part. The limit keeps what was
+// used, with a margin, rather than falling back to 64, where 16 of the
+// callers would always wait.
+func TestPartlyUsedGrowthKeepsWhatWasUsed(t *testing.T) {
+	l, err := New(Options{Max: 512, Initial: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSimServer(10*time.Millisecond, 0)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	wg := drive(ctx, t, l, s, 80)
+	waitSecond(ctx, s, 3)
+	cancel()
+	wg.Wait()
+	st := l.Stats()
+	t.Logf("limit %d; per second %v; server saw at most %d in flight", st.Limit, s.perSec(0, 3), s.maxIn)
+	if st.Limit < 80 || st.Limit > 128 {
+		t.Errorf("limit %d, want what the 80 callers use (80 to 128)", st.Limit)
+	}
+}
+
 // TestRetryAfterPausesEveryone: after a 429 with Retry-After: 1, no caller
 // gets to send until the second has passed.
 func TestRetryAfterPausesEveryone(t *testing.T) {
