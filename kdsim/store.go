@@ -1,11 +1,12 @@
 package kdsim
 
 import (
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/google/btree"
 )
 
 // User is a KooDrive user as the simulator holds it. UserID is the OrgID
@@ -182,10 +183,10 @@ type store struct {
 	orgID string
 
 	mu     sync.RWMutex
-	users  map[string]*userRec // by UserID
-	byID   map[string]*userRec // by generated ID
-	sorted []*userRec          // all users in UserID order
-	logs   map[string][]opRec  // by UserID; survives deletion
+	users  map[string]*userRec     // by UserID
+	byID   map[string]*userRec     // by generated ID
+	sorted *btree.BTreeG[*userRec] // all users in UserID order
+	logs   map[string][]opRec      // by UserID; survives deletion
 	seq    uint64
 	nextID uint64
 }
@@ -199,7 +200,10 @@ func newStore(d *depts, orgID string) *store {
 func (s *store) resetLocked() {
 	s.users = make(map[string]*userRec)
 	s.byID = make(map[string]*userRec)
-	s.sorted = nil
+	// A B-tree, not a sorted slice: inserting into a slice moved half of
+	// it each time, which at a million users was most of the
+	// simulator's CPU (and kdload's, which runs it).
+	s.sorted = btree.NewG(32, func(a, b *userRec) bool { return compareIDs(a.u.UserID, b.u.UserID) < 0 })
 	s.logs = make(map[string][]opRec)
 	s.seq = 0
 	s.nextID = 0
@@ -241,20 +245,13 @@ func (s *store) setLocked(r *userRec) {
 	}
 	s.users[r.u.UserID] = r
 	s.byID[r.u.ID] = r
-	i, found := slices.BinarySearchFunc(s.sorted, r.u.UserID, func(e *userRec, id string) int { return compareIDs(e.u.UserID, id) })
-	if found {
-		s.sorted[i] = r
-	} else {
-		s.sorted = slices.Insert(s.sorted, i, r)
-	}
+	s.sorted.ReplaceOrInsert(r)
 }
 
 func (s *store) removeLocked(r *userRec) {
 	delete(s.users, r.u.UserID)
 	delete(s.byID, r.u.ID)
-	if i, found := slices.BinarySearchFunc(s.sorted, r.u.UserID, func(e *userRec, id string) int { return compareIDs(e.u.UserID, id) }); found {
-		s.sorted = slices.Delete(s.sorted, i, i+1)
-	}
+	s.sorted.Delete(r)
 }
 
 func (s *store) logLocked(userID string, o opRec) {
@@ -430,11 +427,12 @@ func (s *store) countMatching(f *filter) int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	n := 0
-	for _, r := range s.sorted {
+	s.sorted.Ascend(func(r *userRec) bool {
 		if s.match(f, r) {
 			n++
 		}
-	}
+		return true
+	})
 	return n
 }
 
@@ -444,9 +442,9 @@ func (s *store) page(b []byte, f *filter, offset, limit int) ([]byte, int) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	total, n := 0, 0
-	for _, r := range s.sorted {
+	s.sorted.Ascend(func(r *userRec) bool {
 		if !s.match(f, r) {
-			continue
+			return true
 		}
 		if total >= offset && n < limit {
 			if n > 0 {
@@ -456,7 +454,8 @@ func (s *store) page(b []byte, f *filter, offset, limit int) ([]byte, int) {
 			n++
 		}
 		total++
-	}
+		return true
+	})
 	return b, total
 }
 
@@ -464,10 +463,11 @@ func (s *store) page(b []byte, f *filter, offset, limit int) ([]byte, int) {
 func (s *store) all() []User {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	out := make([]User, len(s.sorted))
-	for i, r := range s.sorted {
-		out[i] = r.u
-	}
+	out := make([]User, 0, s.sorted.Len())
+	s.sorted.Ascend(func(r *userRec) bool {
+		out = append(out, r.u)
+		return true
+	})
 	return out
 }
 
