@@ -1,7 +1,8 @@
 // Package demo runs kdsync with everything it needs in one process: an
 // embedded NATS JetStream server, the KooDrive simulator (kdsim) and a
 // stream of sample events (workload), the outcomes printed and the
-// metrics served. It is kdsync demo; the daemon's own code does not use it.
+// metrics served. It is the command kddemo (cmd/kddemo); the daemon,
+// cmd/kdsync, does not link it.
 package demo
 
 import (
@@ -43,9 +44,9 @@ const (
 	APIUserID = "1505084218764547200"
 )
 
-// Options configure the demo; kdsync demo's flags fill them.
+// Options configure the demo; kddemo's flags fill them.
 type Options struct {
-	HTTPAddr string // /metrics, /healthz, /readyz
+	HTTPAddr string // /metrics, /healthz, /readyz; port 0: any free port; empty: none
 	SCIMAddr string // the ingress with SCIM; empty: off
 	NATSPort int    // of the embedded server; 0: any free port
 	DataDir  string // its JetStream store; empty: a temporary folder, removed at the end
@@ -85,6 +86,16 @@ func Run(ctx context.Context, o Options) error {
 		}
 		defer os.RemoveAll(dir)
 	}
+	// Listened on first, so that the banner tells the address port 0 got.
+	var ln net.Listener
+	httpAddr := "(none)"
+	if o.HTTPAddr != "" {
+		if ln, err = net.Listen("tcp", o.HTTPAddr); err != nil {
+			return fmt.Errorf("demo: metrics and health: listen on %s: %w", o.HTTPAddr, err)
+		}
+		defer ln.Close() // when service.Run fails before serving on it
+		httpAddr = ln.Addr().String()
+	}
 	port := o.NATSPort
 	ns, err := natsembed.Start(natsembed.Options{StoreDir: dir, Port: port})
 	if err != nil {
@@ -111,7 +122,7 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 
-	fmt.Fprintf(o.Stdout, `kdsync demo
+	fmt.Fprintf(o.Stdout, `kddemo: kdsync with its own NATS, KooDrive simulator and sample events
   NATS (embedded, JetStream)  %s
   KooDrive simulator          %s/koodrive/ose/v1  (admin: %s/_admin/stats, /_admin/users)
   metrics and health          http://%s/metrics  /healthz  /readyz
@@ -125,7 +136,7 @@ Run a second kdsync against the same parts, e.g. in shadow mode:
 Dead letters: go run ./cmd/kdsync dlq list -nats-url %s   Guard (with -deprovision-limit): kdsync guard status -nats-url %s
 Stop with Ctrl-C.
 
-`, ns.URL(), sim.URL, sim.URL, o.HTTPAddr, ns.URL(), AppID, AppSecret.Reveal(), APIUserID,
+`, ns.URL(), sim.URL, sim.URL, httpAddr, ns.URL(), AppID, AppSecret.Reveal(), APIUserID,
 		ns.URL(), sim.URL, ns.URL(), ns.URL())
 
 	var ingressOpts service.IngressOptions
@@ -147,18 +158,19 @@ Stop with Ctrl-C.
 		},
 		// Report-only reconciliation against kdsync's own records, so
 		// that the reconcile metrics (and their alerts) have figures.
-		Reconcile:  service.ReconcileOptions{Interval: time.Minute},
-		APIBaseURL: sim.URL,
-		AppID:      AppID,
-		AppSecret:  AppSecret,
-		APIUserID:  APIUserID,
-		APITimeout: 5 * time.Second,
-		HTTPAddr:   o.HTTPAddr,
-		Ingress:    ingressOpts,
-		Build:      o.Build,
-		Logger:     o.Logger,
-		Registerer: reg,
-		Gatherer:   reg,
+		Reconcile:    service.ReconcileOptions{Interval: time.Minute},
+		APIBaseURL:   sim.URL,
+		AppID:        AppID,
+		AppSecret:    AppSecret,
+		APIUserID:    APIUserID,
+		APITimeout:   5 * time.Second,
+		HTTPAddr:     o.HTTPAddr,
+		HTTPListener: ln,
+		Ingress:      ingressOpts,
+		Build:        o.Build,
+		Logger:       o.Logger,
+		Registerer:   reg,
+		Gatherer:     reg,
 	}
 
 	if !o.Quiet {

@@ -17,7 +17,7 @@
 #      library kubectl embeds; no kubectl needed) and its promises checked,
 #      then every manifest and the built output decoded strictly into its
 #      Kubernetes API type (a misspelt field fails); docker-compose config.
-#   2. kdsync demo on a free port: promtool check metrics on its /metrics,
+#   2. the demo (cmd/kddemo) on a free port: promtool check metrics on its /metrics,
 #      then a real Prometheus (Debian's) scraping it every 1s with rules.yml:
 #      every Grafana panel query must return series, the rules must load.
 #   3. deploy/build-images.sh (tag ci<pid>, removed at exit), then
@@ -129,6 +129,7 @@ run $PY deploy/ci_checks.py mutants
 
 step "consistency checks (deploy/ci_checks.py)"
 run go build -o "$work/kdsync" ./cmd/kdsync
+run go build -o "$work/kddemo" ./cmd/kddemo   # the demo of the next step but one
 "$work/kdsync" run -h >"$work/flags.txt" 2>&1 || true
 run $PY deploy/ci_checks.py static "$work/flags.txt"
 manifests=("$PWD"/deploy/kubernetes/*.yaml)
@@ -147,7 +148,7 @@ if [ -z "${KDSYNC_CI_SKIP_DOCKER:-}" ]; then
   [ "$services" = "grafana kdsim kdsync nats prometheus " ] || die "unexpected services: $services"
 fi
 
-step "kdsync demo: /metrics through promtool check metrics; a real Prometheus scraping it"
+step "the demo (kddemo): /metrics through promtool check metrics; a real Prometheus scraping it"
 demo_port=$(free_port) prom_port=$(free_port)
 prom=http://127.0.0.1:$prom_port
 # Prometheus first: its discovery takes a few seconds to hand out the
@@ -175,10 +176,10 @@ demo_up() {
   kill -0 "$demo_pid" 2>/dev/null || return 2
   curl -sf -o /dev/null "http://127.0.0.1:$demo_port/readyz"
 }
-echo "+ kdsync demo -duration 25s -nats-port 0 -http-addr 127.0.0.1:$demo_port -quiet &"
-# The binary go run would build, built above so that compiling does not eat
-# into the 25 seconds.
-"$work/kdsync" demo -duration 25s -nats-port 0 -http-addr "127.0.0.1:$demo_port" -quiet >"$work/demo.log" 2>&1 &
+echo "+ kddemo -duration 25s -nats-port 0 -http-addr 127.0.0.1:$demo_port -quiet &"
+# The binary go run ./cmd/kddemo would build, built above so that compiling
+# does not eat into the 25 seconds.
+"$work/kddemo" -duration 25s -nats-port 0 -http-addr "127.0.0.1:$demo_port" -quiet >"$work/demo.log" 2>&1 &
 demo_pid=$!
 deadline=$(( $(date +%s) + 20 ))
 while ! demo_up; do

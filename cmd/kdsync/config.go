@@ -12,12 +12,8 @@ import (
 )
 
 // envPrefix starts the name of every variable kdsync reads: -nats-url is
-// KDSYNC_NATS_URL. The demo's are KDSYNC_DEMO_<FLAG>, so that a
-// production environment (KDSYNC_HTTP_ADDR, ...) does not configure it.
-const (
-	envPrefix     = "KDSYNC_"
-	demoEnvPrefix = "KDSYNC_DEMO_"
-)
+// KDSYNC_NATS_URL.
+const envPrefix = "KDSYNC_"
 
 // otherVariables are the KDSYNC_ variables that are no command's flag and
 // that kdsync accepts in its environment without reading them: the test
@@ -33,8 +29,13 @@ var otherVariables = []string{
 	"KDSYNC_CONSOLE_PORT",        // docker-compose.yml: the console's host port
 }
 
-// otherPrefixes start variables accepted for the same reason.
-var otherPrefixes = []string{"KDSYNC_TEST_"} // KDSYNC_TEST_SEED, KDSYNC_TEST_CHILD
+// otherPrefixes start variables accepted for the same reason: the test
+// switches, and the demo's (cmd/kddemo reads KDSYNC_DEMO_<FLAG> and
+// checks those names itself; a shared environment file may hold them).
+var otherPrefixes = []string{
+	"KDSYNC_TEST_", // KDSYNC_TEST_SEED, KDSYNC_TEST_CHILD
+	"KDSYNC_DEMO_", // cmd/kddemo's flags
+}
 
 // cmdFlags is one command's flags, read from the command line and from
 // KDSYNC_ variables; Parse reports every problem at once, a KDSYNC_
@@ -58,8 +59,7 @@ func everyCommandsFlags() []*cmdFlags {
 	i := newFlags("kdsync ingest")
 	ingestFlags(i.FlagSet)
 	p, _ := publishFlags()
-	d, _ := demoFlags()
-	sets := []*cmdFlags{r, i, p, d}
+	sets := []*cmdFlags{r, i, p}
 	for _, sub := range []string{"list", "show", "replay", "purge"} {
 		f, _ := dlqFlags(sub, nil)
 		sets = append(sets, f)

@@ -69,9 +69,12 @@ func TestConfigurationAllAtOnce(t *testing.T) {
 			want: []string{"flag provided but not defined: -concurency"},
 		},
 		{
-			name: "documented variables of tests, CI and selectors are known, and not read",
+			// KDSYNC_DEMO_ variables are cmd/kddemo's to check, even
+			// misspelt: accepted, never read by the daemon.
+			name: "documented variables of tests, CI, selectors and the demo are accepted, and not read",
 			env: map[string]string{"KDSYNC_CI": "1", "KDSYNC_REQUIRE_DOCKER": "1", "KDSYNC_TEST_SEED": "7", "KDSYNC_PARK_FULL": "1",
-				"KDSYNC_YES": "true", "KDSYNC_ALL": "true", "KDSYNC_APPLY": "true", "KDSYNC_DEMO_USERS": "3"},
+				"KDSYNC_YES": "true", "KDSYNC_ALL": "true", "KDSYNC_APPLY": "true", "KDSYNC_DEMO_USERS": "3",
+				"KDSYNC_DEMO_HTTP_ADDR": "nowhere", "KDSYNC_DEMO_USRES": "x"},
 			args: []string{"run"},
 			code: 1,
 			want: []string{"the KooDrive endpoint is required"},
@@ -89,15 +92,12 @@ func TestConfigurationAllAtOnce(t *testing.T) {
 			},
 		},
 		{
-			name: "demo reads KDSYNC_DEMO_ variables",
-			env:  map[string]string{"KDSYNC_DEMO_USERS": "many", "KDSYNC_DEMO_SIM_LATENCY": "slow", "KDSYNC_USERS": "3"},
-			args: []string{"demo"},
-			code: 1,
-			want: []string{
-				`KDSYNC_DEMO_USERS: want an integer, got "many"`,
-				`KDSYNC_DEMO_SIM_LATENCY: want a duration such as 30s, 5m or 1h30m, got "slow"`,
-				`KDSYNC_USERS: unknown; did you mean KDSYNC_USER?`,
-			},
+			name: "demo: moved to cmd/kddemo, says so",
+			env:  map[string]string{"KDSYNC_DEMO_USERS": "many"},
+			args: []string{"demo", "-duration", "5s"},
+			code: 2,
+			want: []string{"kdsync demo moved to its own command: go run ./cmd/kddemo"},
+			not:  []string{"KDSYNC_DEMO_USERS"},
 		},
 		{
 			name: "dlq: connection variables checked, selectors not read",
@@ -186,16 +186,30 @@ func TestKnownVariables(t *testing.T) {
 		"KDSYNC_NATS_URL", "KDSYNC_CONCURRENCY", "KDSYNC_INGRESS_TOKEN", "KDSYNC_INGRESS_ADDR", "KDSYNC_LOG_FORMAT",
 		"KDSYNC_DLQ_STREAM", "KDSYNC_GUARD_BUCKET", "KDSYNC_SUBJECT_PREFIX", "KDSYNC_WORKERS", "KDSYNC_BINARY",
 		"KDSYNC_YES", "KDSYNC_ALL", "KDSYNC_SEQ", "KDSYNC_APPLY", "KDSYNC_DRY_RUN", "KDSYNC_MAX_EVENTS",
-		"KDSYNC_DEMO_USERS", "KDSYNC_DEMO_NATS_PORT", "KDSYNC_CONSOLE_OIDC_CLIENT_SECRET_FILE",
+		"KDSYNC_CONSOLE_OIDC_CLIENT_SECRET_FILE",
 		"KDSYNC_CI", "KDSYNC_REQUIRE_DOCKER", "KDSYNC_CI_SKIP_DOCKER", "KDSYNC_RECONCILE_TEST_RATE", "KDSYNC_PARK_FULL",
 	} {
 		if !known[v] {
 			t.Errorf("%s unknown", v)
 		}
 	}
-	for _, v := range []string{"KDSYNC_CONCURENCY", "KDSYNC_DEMO", "KDSYNC_NATS", "KDSYNC_USERS", "KDSYNC_STATE"} {
+	for _, v := range []string{"KDSYNC_CONCURENCY", "KDSYNC_DEMO", "KDSYNC_NATS", "KDSYNC_USERS", "KDSYNC_STATE", "KDSYNC_DEMO_USERS"} {
 		if known[v] {
 			t.Errorf("%s known", v)
+		}
+	}
+	// The demo's variables (cmd/kddemo's) and the test switches are
+	// accepted by prefix, without being known: no did-you-mean points
+	// at them, and the daemon reads none.
+	accepted := newFlags("kdsync run").Accepted
+	for _, v := range []string{"KDSYNC_DEMO_USERS", "KDSYNC_DEMO_NATS_PORT", "KDSYNC_DEMO_USRES", "KDSYNC_TEST_SEED"} {
+		if !accepted(v) {
+			t.Errorf("%s not accepted", v)
+		}
+	}
+	for _, v := range []string{"KDSYNC_DEMO", "KDSYNC_DEMOUSERS", "KDSYNC_USERS"} {
+		if accepted(v) {
+			t.Errorf("%s accepted", v)
 		}
 	}
 	// Every flag of every command is in.

@@ -25,7 +25,6 @@ const usage = `kdsync keeps KooDrive's users in step with an identity system.
 
 Usage:
   kdsync run [flags]       run the service (NATS JetStream -> KooDrive)
-  kdsync demo [flags]      run everything in-process on sample events
   kdsync publish [flags]   publish one identity event
   kdsync ingest [flags]    webhook ingress: CloudEvents over HTTP into the stream
   kdsync dlq <command>     dead letters: list, show, replay, purge
@@ -39,8 +38,11 @@ Usage:
 Run "kdsync <command> -h" for a command's flags. Every flag can be set by
 an environment variable: -nats-url is KDSYNC_NATS_URL, and so on (except
 the selectors and confirmations of kdsync dlq, guard, reconcile, user
-and sync; kdsync demo reads KDSYNC_DEMO_<FLAG>). An unknown KDSYNC_
-variable is an error.
+and sync). An unknown KDSYNC_ variable is an error; KDSYNC_DEMO_<FLAG>
+are the demo's, accepted and not read.
+
+To try kdsync without any infrastructure (embedded NATS, a KooDrive
+simulator, sample events): go run ./cmd/kddemo
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -51,7 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	commands := map[string]command{
-		"run": cmdRun, "demo": cmdDemo, "publish": cmdPublish, "ingest": cmdIngest, "dlq": cmdDLQ,
+		"run": cmdRun, "demo": cmdDemoMoved, "publish": cmdPublish, "ingest": cmdIngest, "dlq": cmdDLQ,
 		"reconcile": cmdReconcile, "guard": cmdGuard, "mapping": cmdMapping, "user": cmdUser, "sync": cmdSync,
 	}
 	cmd, ok := commands[args[0]]
@@ -94,6 +96,13 @@ func isHelp(arg string) bool {
 		return true
 	}
 	return false
+}
+
+// cmdDemoMoved answers the old habit: the demo is its own command, so
+// that the daemon links neither it nor the NATS server it embeds.
+func cmdDemoMoved(_ context.Context, _ []string, _, stderr io.Writer) error {
+	fmt.Fprintln(stderr, "kdsync demo moved to its own command: go run ./cmd/kddemo")
+	return errUsage
 }
 
 // errUsage marks an error already explained on stderr.

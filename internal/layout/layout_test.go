@@ -14,7 +14,8 @@ import (
 const module = "github.com/kdsync/kdsync/"
 
 // imports reads, for every package directory of the module (relative to
-// its root), the module and NATS packages its production files import.
+// its root), the module and NATS packages its production files import:
+// "nats" for the client, "nats/server" for the embedded server.
 func imports(t *testing.T) map[string][]string {
 	t.Helper()
 	root, err := filepath.Abs("../..")
@@ -51,6 +52,8 @@ func imports(t *testing.T) map[string][]string {
 			switch {
 			case strings.HasPrefix(p, module):
 				p = strings.TrimPrefix(p, module)
+			case strings.HasPrefix(p, "github.com/nats-io/nats-server/"):
+				p = "nats/server" // the broker itself, under "nats" too
 			case strings.HasPrefix(p, "github.com/nats-io/"):
 				p = "nats"
 			default:
@@ -136,6 +139,21 @@ func TestImportRules(t *testing.T) {
 		if under(p, "internal/harness", "checker") {
 			t.Errorf("cmd/kdsync links %s: the binary links no test harness", p)
 		}
+		// Nor the demo, nor the NATS server it embeds (cmd/kddemo is
+		// the demo's binary): a production daemon carries no broker,
+		// and is 32 MB instead of 45.
+		if under(p, "demo") {
+			t.Errorf("cmd/kdsync links %s: the demo is cmd/kddemo's", p)
+		}
+		for _, q := range g[p] {
+			if under(q, "nats/server") {
+				t.Errorf("cmd/kdsync links the NATS server (github.com/nats-io/nats-server) through %s", p)
+			}
+		}
+	}
+	if !slices.Contains(closure(g, "cmd/kddemo"), "demo") || !slices.Contains(g["internal/natsembed"], "nats/server") {
+		t.Errorf("the walk does not see cmd/kddemo link demo, or natsembed import the NATS server: %v %v",
+			closure(g, "cmd/kddemo"), g["internal/natsembed"])
 	}
 	for _, p := range g["envflag"] {
 		t.Errorf("envflag imports %s: the flag parser is a general library, it imports no kdsync package", p)
