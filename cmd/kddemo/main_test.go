@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kdsync/kdsync/internal/clitest"
 )
 
 // kddemo runs the command line and returns its exit code and output.
@@ -128,21 +130,7 @@ func TestConfigurationAllAtOnce(t *testing.T) {
 			if !strings.HasPrefix(stderr, "kddemo: invalid configuration (see kddemo -h):\n") {
 				t.Errorf("stderr does not start with the invalid configuration:\n%s", stderr)
 			}
-			lines := strings.Split(stderr, "\n")
-			for _, w := range tc.want {
-				found := false
-				for _, l := range lines {
-					found = found || strings.HasPrefix(l, w)
-				}
-				if !found {
-					t.Errorf("no line starting %q in\n%s", w, stderr)
-				}
-			}
-			for _, n := range tc.not {
-				if strings.Contains(stderr, n) {
-					t.Errorf("%q in\n%s", n, stderr)
-				}
-			}
+			clitest.Lines(t, stderr, tc.want, tc.not)
 		})
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kdsync/kdsync/internal/clitest"
 )
 
 // TestConfigurationAllAtOnce: each command reports every problem of its
@@ -143,21 +145,7 @@ func TestConfigurationAllAtOnce(t *testing.T) {
 			if code != tc.code {
 				t.Errorf("exit %d, want %d\n%s", code, tc.code, stderr)
 			}
-			lines := strings.Split(stderr, "\n")
-			for _, w := range tc.want {
-				found := false
-				for _, l := range lines {
-					found = found || strings.HasPrefix(l, w)
-				}
-				if !found {
-					t.Errorf("no line starting %q in\n%s", w, stderr)
-				}
-			}
-			for _, n := range tc.not {
-				if strings.Contains(stderr, n) {
-					t.Errorf("%q in\n%s", n, stderr)
-				}
-			}
+			clitest.Lines(t, stderr, tc.want, tc.not)
 		})
 	}
 }
