@@ -2,7 +2,6 @@ package consumer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -407,9 +406,11 @@ func (c *Consumer) loadWatermark(ctx context.Context, user string) (*watermark, 
 	case err != nil:
 		return nil, fmt.Errorf("read watermark of %s: %w", user, err)
 	default:
-		if err := json.Unmarshal(e.Value(), &wm.rec); err != nil {
+		rec, err := outcome.DecodeRecord(e.Value())
+		if err != nil {
 			c.log.Warn("unreadable watermark record; starting afresh", "user", user, "err", err)
 		}
+		wm.rec = rec
 		wm.rev = e.Revision()
 	}
 	c.states.put(user, wm)

@@ -537,8 +537,8 @@ func desiredFromRecord(key string, value []byte) (Desired, recordKind) {
 	if !ok || checkUserID(user) != "" || outcome.KVKey(user) != key {
 		return Desired{}, recordUnreadable
 	}
-	var rec outcome.Record
-	if err := json.Unmarshal(value, &rec); err != nil {
+	rec, err := outcome.DecodeRecord(value)
+	if err != nil {
 		return Desired{}, recordUnreadable
 	}
 	d := Desired{UserID: user, Seq: rec.Seq}

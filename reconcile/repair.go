@@ -342,8 +342,7 @@ func superseded(ctx context.Context, r *Repair, user string, last uint64, stored
 	if err != nil {
 		return "" // no record: kdsync never finished an event of the user
 	}
-	var rec outcome.Record
-	if json.Unmarshal(e.Value(), &rec) == nil && rec.At.After(o.AsOf) {
+	if rec, err := outcome.DecodeRecord(e.Value()); err == nil && rec.At.After(o.AsOf) {
 		return fmt.Sprintf("superseded: kdsync finished an event of the user at %s, after the source was taken (%s)",
 			rec.At.UTC().Format(time.RFC3339), o.AsOf.UTC().Format(time.RFC3339))
 	}

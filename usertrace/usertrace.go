@@ -367,8 +367,8 @@ func readRecord(ctx context.Context, kv jetstream.KeyValue, user string) (*outco
 	if err != nil {
 		return nil, fmt.Errorf("usertrace: record of %s: %w", user, err)
 	}
-	var r outcome.Record
-	if err := json.Unmarshal(e.Value(), &r); err != nil {
+	r, err := outcome.DecodeRecord(e.Value())
+	if err != nil {
 		return nil, fmt.Errorf("usertrace: record of %s: %w", user, err)
 	}
 	return &r, nil
