@@ -148,6 +148,13 @@ type Options struct {
 	InstanceID string
 	// Heartbeat is how often an instance renews its membership; default 2s.
 	Heartbeat time.Duration
+	// LapseGrace is how much longer a partition's lease outlives the
+	// fence of a holder that stopped renewing it (a crash, a hang, a cut):
+	// the longest a KooDrive call that holder sent before its fence fell
+	// may still be applied, so that it lands before the next holder's
+	// first call for the same user (lease.go). A lease handed over is
+	// taken at once. Default 10s, KooDrive's default call timeout.
+	LapseGrace time.Duration
 	// MembersBucket is the KV bucket of live instances; default
 	// KDSYNC_MEMBERS.
 	MembersBucket string
@@ -220,6 +227,7 @@ func (o *Options) setDefaults() {
 	defD(&o.ShutdownTimeout, 20*time.Second)
 	defD(&o.PinnedTTL, 10*time.Second)
 	defD(&o.Heartbeat, 2*time.Second)
+	defD(&o.LapseGrace, 10*time.Second)
 	if o.Replicas == 0 {
 		o.Replicas = 1
 	}
@@ -294,6 +302,7 @@ func (o *Options) settingErrors() []error {
 		"ack wait": o.AckWait, "retry budget": o.RetryBudget, "retry initial": o.RetryInitial,
 		"retry max": o.RetryMax, "breaker window": o.BreakerWindow, "breaker probe": o.BreakerProbe,
 		"shutdown timeout": o.ShutdownTimeout, "dedup window": o.DedupWindow, "outcome max age": o.OutcomeMaxAge,
+		"lapse grace": o.LapseGrace,
 	} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s %s: must not be negative", name, d))

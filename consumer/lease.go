@@ -17,13 +17,21 @@ import (
 // Membership says which instance should work a partition; the lease says
 // which one may. A lease is a key p.<partition> in the members bucket,
 // created by its holder and renewed with every heartbeat; the bucket's TTL
-// (three heartbeats) expires it when its holder stops renewing. An
-// instance pulls a partition only while it holds its lease, and its
-// KooDrive calls for the partition run under the lease's fence: a context
-// cancelled when the lease is released, lost, or about to lapse (one
-// heartbeat before the server would expire it). So an old holder's call
-// never starts, and one under way is abandoned, before a new holder can
-// take the lease.
+// expires it when its holder stops renewing. An instance pulls a
+// partition only while it holds its lease, and its KooDrive calls for the
+// partition run under the lease's fence: a context cancelled when the
+// lease is released or lost, or two heartbeats after its last renewal. So
+// an old holder's call never starts, and one under way is abandoned,
+// before a new holder can take the lease.
+//
+// Abandoned is not undone: a request sent before the fence fell may still
+// wait at KooDrive, which would apply it after the new holder's first call
+// for the same user (out of order, or twice). So the lease outlives the
+// fence by a heartbeat and Options.LapseGrace (KooDrive's call timeout):
+// the bucket's TTL is three heartbeats and the grace, and the lease of a
+// holder that stopped renewing it is taken only once such a request has
+// had the time to land. A lease handed over is deleted, and taken at
+// once.
 //
 // A holder that should no longer work a partition stops pulling it,
 // cancels the fence, lets the partition's steps under way end, returns
@@ -65,9 +73,10 @@ type lease struct {
 	live atomic.Bool
 }
 
-// leaseValidity is how long a lease renewed at start may be used: one
-// heartbeat less than the bucket's TTL, so that the holder stops before the
-// server lets another instance take it.
+// leaseValidity is how long a lease renewed at start may be used: a
+// heartbeat and the lapse grace less than the bucket's TTL, so that the
+// holder stops, and its last calls land, before the server lets another
+// instance take it.
 func (c *Consumer) leaseValidity() time.Duration { return 2 * c.opts.Heartbeat }
 
 // leased reports whether this instance may work s now. Without partitions

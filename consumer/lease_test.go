@@ -19,6 +19,11 @@ import (
 // leaseInstance is a Consumer set up (streams, buckets, partition
 // consumers) but not running: the test drives its leases by hand.
 func leaseInstance(t *testing.T, url, id string) *Consumer {
+	return leaseInstanceGrace(t, url, id, 300*time.Millisecond)
+}
+
+// leaseInstanceGrace is leaseInstance with a lapsed lease's grace.
+func leaseInstanceGrace(t *testing.T, url, id string, grace time.Duration) *Consumer {
 	t.Helper()
 	nc, err := nats.Connect(url)
 	if err != nil {
@@ -27,7 +32,7 @@ func leaseInstance(t *testing.T, url, id string) *Consumer {
 	t.Cleanup(nc.Close)
 	c, err := New(Options{
 		Conn: nc, Manage: true, Partitions: 2, InstanceID: id,
-		Heartbeat: 100 * time.Millisecond, PinnedTTL: time.Second,
+		Heartbeat: 100 * time.Millisecond, PinnedTTL: time.Second, LapseGrace: grace,
 		Handler: &handlers.Handler{Users: benchUsers{}}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
@@ -132,5 +137,58 @@ func TestLeaseFence(t *testing.T) {
 	}
 	if !a.acquire(ctx, pa) {
 		t.Fatal("a could not take a released lease")
+	}
+}
+
+// TestLapsedLeaseWaitsForOldCalls: the lease of a holder that stopped
+// renewing it (a crash) outlives the holder's fence by the lapse grace,
+// so that a request the holder sent before its fence fell lands before
+// the next holder's first call; a lease handed over is taken at once.
+func TestLapsedLeaseWaitsForOldCalls(t *testing.T) {
+	srv, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	ctx := t.Context()
+	const grace = 1500 * time.Millisecond
+	a := leaseInstanceGrace(t, srv.URL(), "a", grace)
+	b := leaseInstanceGrace(t, srv.URL(), "b", grace)
+	pa, pb := a.sources[0], b.sources[0]
+	if !b.acquire(ctx, pb) {
+		t.Fatal("b could not take a lease never taken")
+	}
+	b.release(ctx, pb)
+	if !a.acquire(ctx, pa) {
+		t.Fatal("a could not take a lease handed over: no grace after a release")
+	}
+	call, unfence := fenced(context.Background(), pa)
+	defer unfence()
+
+	// a stops renewing. b tries all along; it must be refused until the
+	// grace has run from the fall of a's fence.
+	var fell time.Time
+	refused := 0
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("b never took the lapsed lease (refused %d times after a's fence fell)", refused)
+		}
+		if fell.IsZero() && call.Err() != nil {
+			fell = time.Now()
+		}
+		if !b.acquire(ctx, pb) {
+			if !fell.IsZero() {
+				refused++
+			}
+			continue
+		}
+		if fell.IsZero() {
+			t.Fatal("b took the lease while a's fence was up")
+		}
+		if waited := time.Since(fell); waited < grace {
+			t.Fatalf("b took the lapsed lease %v after a's fence fell, within the grace of %v", waited, grace)
+		}
+		t.Logf("b took the lapsed lease %v after a's fence fell (grace %v), refused %d times meanwhile", time.Since(fell).Round(time.Millisecond), grace, refused)
+		break
 	}
 }

@@ -39,6 +39,7 @@ func (e *env) startInstance(id string, partitions int) *instance {
 	opts.Logger = opts.Logger.With("instance", id)
 	opts.PinnedTTL = 2 * time.Second
 	opts.Heartbeat = 300 * time.Millisecond
+	opts.LapseGrace = time.Second // a crash's lease lapses 1.9 s after the last renewal
 	c, err := consumer.New(opts)
 	if err != nil {
 		e.t.Fatal(err)

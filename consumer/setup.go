@@ -98,9 +98,12 @@ func (c *Consumer) setup(ctx context.Context) error {
 			Bucket:      o.MembersBucket,
 			Description: "kdsync: live instances sharing the stream",
 			History:     1,
-			TTL:         3 * o.Heartbeat,
-			Storage:     jetstream.MemoryStorage,
-			Replicas:    o.Replicas,
+			// A holder's fence falls two heartbeats after its last
+			// renewal (leaseValidity); its lease lapses a heartbeat and
+			// the grace later (lease.go).
+			TTL:      3*o.Heartbeat + o.LapseGrace,
+			Storage:  jetstream.MemoryStorage,
+			Replicas: o.Replicas,
 		})
 		if err != nil {
 			return fmt.Errorf("consumer: members bucket %s: %w", o.MembersBucket, err)

@@ -269,6 +269,11 @@ func Run(ctx context.Context, o Options) error {
 
 	co := o.Consumer
 	co.Conn = nc
+	if co.LapseGrace == 0 {
+		// A lapsed partition lease waits out the calls its holder may
+		// still have at KooDrive: at most one call timeout.
+		co.LapseGrace = cmp.Or(o.APITimeout, kdapi.DefaultTimeout)
+	}
 	// Twice the calls in flight allowed: a worker also decodes, reads
 	// the user's record and stores the outcome, outside its call.
 	co.Workers = func() int { return lim.Limit() + lim.Limit()/4 }
