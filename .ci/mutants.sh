@@ -106,6 +106,14 @@ mutate fence-outlives-lease consumer/lease.go consumer \
   'func (c *Consumer) leaseValidity() time.Duration { return 2 * c.opts.Heartbeat }' \
   'func (c *Consumer) leaseValidity() time.Duration { return 10 * c.opts.Heartbeat }'
 
+# 3b. No lapse grace: a crashed holder's lease expires a heartbeat after
+#     its fence falls, so a request it sent just before may land after the
+#     next holder's first call.
+mutate lapse-without-grace consumer/setup.go consumer \
+  "TestLapsedLeaseWaitsForOldCalls" \
+  '			TTL:      3*o.Heartbeat + o.LapseGrace,' \
+  '			TTL:      3*o.Heartbeat,'
+
 # 4. An outcome dropped: one event in ten finished (watermark, ack) without
 #    its outcome.
 mutate drop-outcome consumer/process.go consumer \
