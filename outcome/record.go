@@ -3,9 +3,8 @@ package outcome
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"time"
-
-	jsonv1 "github.com/go-json-experiment/json/v1"
 
 	"github.com/kdsync/kdsync/handlers"
 )
@@ -37,14 +36,13 @@ type Record struct {
 	RetrySince time.Time `json:"retrySince,omitzero"`
 }
 
-// DecodeRecord reads a record from its KV value (JSON, as encoding/json
-// writes it). It is encoding/json's Unmarshal, same semantics, on the
-// faster decoder of go-json-experiment/json: a third of the time and of
-// the allocations, which counts on the hot path, where every event whose
-// user's record is not cached reads it (BenchmarkDecodeRecord).
+// DecodeRecord reads a record from its KV value, the JSON encoding/json
+// writes: the one reader of records, for the consumer, usertrace and
+// reconcile. A record that does not decode is the zero record and the
+// error.
 func DecodeRecord(b []byte) (Record, error) {
 	var r Record
-	if err := jsonv1.Unmarshal(b, &r); err != nil {
+	if err := json.Unmarshal(b, &r); err != nil {
 		return Record{}, err
 	}
 	return r, nil
