@@ -25,19 +25,10 @@ func kddemo(t *testing.T, args ...string) (int, string, string) {
 	return code, stdout.String(), stderr.String()
 }
 
-// clearDemoVariables unsets the KDSYNC_DEMO_ variables of the test's own
-// environment for the test's duration.
+// clearDemoVariables unsets the test's own KDSYNC_DEMO_ variables for its duration.
 func clearDemoVariables(t *testing.T) {
 	t.Helper()
-	for _, kv := range os.Environ() {
-		name, value, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, envPrefix) {
-			t.Setenv(name, value) // restored at the end
-			if err := os.Unsetenv(name); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	clitest.ClearEnv(t, envPrefix)
 }
 
 // TestConfigurationAllAtOnce: kddemo reports every problem of its flags

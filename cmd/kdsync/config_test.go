@@ -2,9 +2,7 @@ package main
 
 import (
 	"flag"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/kdsync/kdsync/internal/clitest"
@@ -150,19 +148,10 @@ func TestConfigurationAllAtOnce(t *testing.T) {
 	}
 }
 
-// clearKDSYNC unsets the KDSYNC_ variables of the test's own environment
-// (KDSYNC_CI, ...) for the test's duration.
+// clearKDSYNC unsets the test's own KDSYNC_ variables for its duration.
 func clearKDSYNC(t *testing.T) {
 	t.Helper()
-	for _, kv := range os.Environ() {
-		name, value, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, envPrefix) {
-			t.Setenv(name, value) // restored at the end
-			if err := os.Unsetenv(name); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	clitest.ClearEnv(t, envPrefix)
 }
 
 // TestKnownVariables: every command's flags, command-line only ones

@@ -3,6 +3,7 @@
 package clitest
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -24,6 +25,22 @@ func Lines(t testing.TB, out string, want, not []string) {
 	for _, n := range not {
 		if strings.Contains(out, n) {
 			t.Errorf("%q in\n%s", n, out)
+		}
+	}
+}
+
+// ClearEnv unsets, for the test's duration, the variables of the test's
+// own environment whose names start with prefix (KDSYNC_CI, ...), so that
+// a command under test reads only those the test sets.
+func ClearEnv(t *testing.T, prefix string) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		name, value, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, prefix) {
+			t.Setenv(name, value) // restored at the end
+			if err := os.Unsetenv(name); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 }

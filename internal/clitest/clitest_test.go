@@ -1,6 +1,9 @@
 package clitest
 
-import "testing"
+import (
+	"os"
+	"testing"
+)
 
 // recorder is a testing.TB that keeps its failures.
 type recorder struct {
@@ -30,5 +33,22 @@ func TestLines(t *testing.T) {
 				t.Errorf("%d failures, want %d", r.errs, tc.errs)
 			}
 		})
+	}
+}
+
+func TestClearEnv(t *testing.T) {
+	t.Setenv("CLITEST_X_A", "1")
+	t.Setenv("CLITEST_Y", "2")
+	t.Run("cleared", func(t *testing.T) {
+		ClearEnv(t, "CLITEST_X_")
+		if _, ok := os.LookupEnv("CLITEST_X_A"); ok {
+			t.Error("CLITEST_X_A still set")
+		}
+		if os.Getenv("CLITEST_Y") != "2" {
+			t.Error("CLITEST_Y, of another prefix, was cleared")
+		}
+	})
+	if os.Getenv("CLITEST_X_A") != "1" {
+		t.Error("CLITEST_X_A not restored after the test")
 	}
 }
