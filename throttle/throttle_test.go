@@ -506,3 +506,29 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestOnTick: a paced wait ends on the grid, never before its token is
+// due and less than a tick after it.
+func TestOnTick(t *testing.T) {
+	base := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		now, d, want time.Duration // now: offset from a tick
+	}{
+		{now: 0, d: time.Millisecond, want: 10 * time.Millisecond},
+		{now: 0, d: 10 * time.Millisecond, want: 10 * time.Millisecond},
+		{now: 3 * time.Millisecond, d: time.Millisecond, want: 7 * time.Millisecond},
+		{now: 3 * time.Millisecond, d: 7 * time.Millisecond, want: 7 * time.Millisecond},
+		{now: 3 * time.Millisecond, d: 7*time.Millisecond + 1, want: 17 * time.Millisecond},
+		{now: 9*time.Millisecond + 999*time.Microsecond, d: time.Microsecond, want: time.Microsecond},
+		{now: 5 * time.Millisecond, d: 2 * time.Second, want: 2*time.Second + 5*time.Millisecond},
+	} {
+		now := base.Add(tc.now)
+		got := onTick(now, tc.d)
+		if got != tc.want {
+			t.Errorf("onTick(tick+%s, %s) = %s, want %s", tc.now, tc.d, got, tc.want)
+		}
+		if got < tc.d || got >= tc.d+paceTick || now.Add(got).UnixNano()%int64(paceTick) != 0 {
+			t.Errorf("onTick(tick+%s, %s) = %s: not the first tick at or after the token", tc.now, tc.d, got)
+		}
+	}
+}
