@@ -275,6 +275,10 @@ func newTransport(n int) *http.Transport {
 	t.MaxIdleConns = n * 2
 	t.MaxIdleConnsPerHost = n
 	t.IdleConnTimeout = 90 * time.Second
+	// KooDrive's requests and answers are a few hundred bytes: 1 KiB
+	// buffers instead of 4 KiB save 6 KiB per connection, and at 20 ms
+	// per call kdsync keeps about 200 (a longer answer is read in pieces).
+	t.ReadBufferSize, t.WriteBufferSize = 1<<10, 1<<10
 	t.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	return t
 }
