@@ -26,6 +26,13 @@ import (
 // a steady rate meeting it means the quota fell, and the rate is cut by a
 // quarter until a 429 right after a pause counts it.
 func (l *Limiter) learnLocked(now, prevPause time.Time) {
+	// The first count, of calls sent as fast as they went (no pace yet),
+	// can hold the end of the window before the one that refused: up to
+	// twice the quota. It paces, but is no "higher estimate seen lately"
+	// (high), which would have every later, right estimate probed as a
+	// quota that was lowered and should come back.
+	first := l.learnt == 0
+	l.firstCount = first
 	all, _ := l.acceptedLocked(now)
 	count := float64(all)
 	base := rateMargin * l.estimate
@@ -69,7 +76,7 @@ func (l *Limiter) learnLocked(now, prevPause time.Time) {
 	default:
 		l.hold = holdConfirm
 	}
-	if est >= l.high {
+	if est >= l.high && !first {
 		l.high, l.highAt = est, now
 	}
 	l.estimate = est
@@ -90,7 +97,7 @@ func (l *Limiter) lateOK(sentAt, now time.Time) {
 		return
 	}
 	l.estimate++
-	if l.estimate > l.high {
+	if l.estimate > l.high && !l.firstCount {
 		l.high = l.estimate
 	}
 	l.learnt += rateMargin
@@ -126,7 +133,8 @@ func (l *Limiter) growLocked(now time.Time) {
 // applyRateLocked gives the token bucket the lower of the learnt rate and
 // the known quota's share. The learnt rate gets a burst of 1% (with the
 // 99% margin a second never holds more than the estimate); the known
-// quota a burst of one, so that no second exceeds it.
+// quota a burst of one, so that no second exceeds it. The burst also sets
+// the grid paced calls leave on (maxTick).
 func (l *Limiter) applyRateLocked(now time.Time) {
 	r, burst := math.Inf(1), 1
 	if l.learnt > 0 {
@@ -147,6 +155,10 @@ func (l *Limiter) applyRateLocked(now time.Time) {
 	}
 	l.rl.SetLimitAt(now, lim)
 	l.rl.SetBurstAt(now, burst)
+	l.tick = 0
+	if burst > 1 && !math.IsInf(r, 1) {
+		l.tick = maxTick // never coarser than the burst: burst/r >= 5 ms from 200/s on
+	}
 }
 
 // countOK records an accepted call sent at t.

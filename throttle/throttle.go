@@ -144,14 +144,18 @@ type Limiter struct {
 	estimate float64 // calls accepted in the second before the last 429
 	high     float64 // the highest estimate within highMemory
 	highAt   time.Time
-	hold     time.Duration
-	holdTil  time.Time
-	grownAt  time.Time
+	// firstCount: the estimate is the first count of an episode (see
+	// learnLocked), which does not set high.
+	firstCount bool
+	hold       time.Duration
+	holdTil    time.Time
+	grownAt    time.Time
 	// Calls sent in (lateFrom, lateTo] and accepted after the 429 that
 	// counted that period add to the estimate.
 	lateFrom, lateTo time.Time
-	share            float64 // of Options.Rate
-	applied          float64 // the rate the token bucket has
+	share            float64       // of Options.Rate
+	applied          float64       // the rate the token bucket has
+	tick             time.Duration // the grid paced calls leave on (0: none); see onTick
 
 	// ok counts accepted calls by the time they were sent, in buckets of
 	// 10 ms over the last second.
@@ -259,6 +263,7 @@ func (l *Limiter) Acquire(ctx context.Context) (done func(*http.Response, error)
 		l.mu.Lock()
 		l.growLocked(now)
 		pause := l.paused.Sub(now)
+		tick := l.tick
 		l.mu.Unlock()
 		if pause > 0 {
 			if !waiting {
@@ -273,7 +278,7 @@ func (l *Limiter) Acquire(ctx context.Context) (done func(*http.Response, error)
 		}
 		r := l.rl.Reserve()
 		if d := r.Delay(); d > 0 {
-			d = onTick(now, d)
+			d = onTick(now, d, tick)
 			if !waiting {
 				waiting = true
 				l.setWaiting(true)
@@ -316,23 +321,31 @@ func (l *Limiter) setWaiting(on bool) {
 	}
 }
 
-// paceTick is the grid that paced calls are released on. A call whose
-// token of the rate is due in d waits until the first tick at or after
-// then: never before its token, at most a tick later. Rounding up to a
-// grid never puts more tokens into any window whose length is a multiple
-// of the tick, so a known quota is kept as strictly as before. At a quota
-// of 1,000/s the calls leave ten at a time every 10 ms instead of one
-// every millisecond, and kdsync wakes a hundred times a second where it
-// woke a thousand: under a quota most of its CPU went to waking (timers,
-// idle threads, a write to NATS per event) rather than to the calls
-// (docs/performance.md, "Under a quota, per event").
-const paceTick = 10 * time.Millisecond
+// maxTick is the coarsest grid that paced calls are released on: a call
+// whose token of the rate is due in d waits until the first tick at or
+// after then, never before its token and less than a tick after it.
+// Rounding up to a grid never puts more tokens into any window whose
+// length is a multiple of the tick; but a bunch that reaches KooDrive
+// late, across the edge of its quota's window, counts in the next one.
+// A learnt pace (99% of the quota) leaves a hundredth of the rate per
+// second of room: 10 ms of calls; a bunch is at most half of it. A pace
+// with a burst of one (a known quota, with no room; a learnt pace under
+// 200/s) has no grid. At a learnt 1,000/s calls leave five at a time
+// every 5 ms instead of one every millisecond, and kdsync wakes 200 times
+// a second where it woke a thousand: under a quota most of its CPU went
+// to waking (timers, idle threads, a write to NATS per event) rather than
+// to the calls (docs/performance.md, "Under a quota, per event").
+const maxTick = 5 * time.Millisecond
 
-// onTick lengthens the wait d from now so that it ends on a paceTick.
-func onTick(now time.Time, d time.Duration) time.Duration {
+// onTick lengthens the wait d from now so that it ends on a multiple of
+// tick (none when tick is 0).
+func onTick(now time.Time, d, tick time.Duration) time.Duration {
+	if tick <= 0 {
+		return d
+	}
 	due := now.Add(d).UnixNano()
-	if r := due % int64(paceTick); r != 0 {
-		due += int64(paceTick) - r
+	if r := due % int64(tick); r != 0 {
+		due += int64(tick) - r
 	}
 	return time.Duration(due - now.UnixNano())
 }

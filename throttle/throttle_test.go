@@ -508,9 +508,10 @@ func TestValidate(t *testing.T) {
 }
 
 // TestOnTick: a paced wait ends on the grid, never before its token is
-// due and less than a tick after it.
+// due and less than a tick after it; no grid leaves it as it is.
 func TestOnTick(t *testing.T) {
 	base := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	const tick = 10 * time.Millisecond
 	for _, tc := range []struct {
 		now, d, want time.Duration // now: offset from a tick
 	}{
@@ -523,12 +524,102 @@ func TestOnTick(t *testing.T) {
 		{now: 5 * time.Millisecond, d: 2 * time.Second, want: 2*time.Second + 5*time.Millisecond},
 	} {
 		now := base.Add(tc.now)
-		got := onTick(now, tc.d)
+		got := onTick(now, tc.d, tick)
 		if got != tc.want {
 			t.Errorf("onTick(tick+%s, %s) = %s, want %s", tc.now, tc.d, got, tc.want)
 		}
-		if got < tc.d || got >= tc.d+paceTick || now.Add(got).UnixNano()%int64(paceTick) != 0 {
+		if got < tc.d || got >= tc.d+tick || now.Add(got).UnixNano()%int64(tick) != 0 {
 			t.Errorf("onTick(tick+%s, %s) = %s: not the first tick at or after the token", tc.now, tc.d, got)
 		}
+		if got := onTick(now, tc.d, 0); got != tc.d {
+			t.Errorf("onTick(tick+%s, %s, no grid) = %s, want it unchanged", tc.now, tc.d, got)
+		}
+	}
+}
+
+// TestTickFollowsBurst: paced calls leave on a grid no coarser than the
+// bucket's burst: a learnt pace's (a hundredth of it, at most 5 ms: half
+// the room its 1% margin leaves);
+// none for a known quota (a burst of one: calls spaced as before, none
+// bunched against a quota with no margin) nor for a slow learnt pace.
+func TestTickFollowsBurst(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		rate, learnt float64
+		want         time.Duration
+	}{
+		{name: "learnt 1000/s", learnt: 1000, want: 5 * time.Millisecond},
+		{name: "learnt 50000/s", learnt: 50000, want: 5 * time.Millisecond},
+		{name: "learnt 300/s", learnt: 300, want: 5 * time.Millisecond},
+		{name: "learnt 200/s", learnt: 200, want: 5 * time.Millisecond},
+		{name: "learnt 199/s", learnt: 199},
+		{name: "learnt 150/s", learnt: 150},
+		{name: "known 1000/s", rate: 1000},
+		{name: "known 1000/s under a learnt 2000/s", rate: 1000, learnt: 2000},
+		{name: "learnt 800/s under a known 1000/s", rate: 1000, learnt: 800, want: 5 * time.Millisecond},
+		{name: "no pace"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, err := New(Options{Rate: tc.rate})
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.mu.Lock()
+			l.learnt = tc.learnt
+			l.applyRateLocked(time.Now())
+			got := l.tick
+			l.mu.Unlock()
+			if got != tc.want {
+				t.Errorf("tick = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestFirstCountIsNoHigh: the first count of an episode (calls sent as
+// fast as they went) can straddle two of the quota's windows and
+// overshoot. A right estimate counted after the pause then replaces it and
+// is held as a first estimate (confirmed soon, probed gently), not as a
+// quota lowered from the overshoot (probed fast every few seconds, which
+// cut the pace by a quarter again and again: 80% of the quota used).
+func TestFirstCountIsNoHigh(t *testing.T) {
+	l, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	// 1,772 accepted in the second before the first 429 (a quota of 1,000
+	// whose window turned 0.45 s in), then a pause of a second.
+	for i := range 1772 {
+		l.countOK(t0.Add(-950*time.Millisecond + time.Duration(i)*950*time.Millisecond/1772))
+	}
+	l.learnLocked(t0, time.Time{})
+	if l.estimate != 1772 {
+		t.Fatalf("first estimate %g, want the count 1772", l.estimate)
+	}
+	if l.high != 0 {
+		t.Errorf("the first count set high = %g; want none", l.high)
+	}
+	l.lateOK(t0.Add(-time.Millisecond), t0.Add(10*time.Millisecond))
+	if l.high != 0 {
+		t.Errorf("a late answer to the first count set high = %g; want none", l.high)
+	}
+	// Paced after the pause (from t0+1s), 990 accepted before the next 429.
+	pause := t0.Add(time.Second)
+	for i := range 990 {
+		l.countOK(pause.Add(time.Duration(i) * 900 * time.Millisecond / 990))
+	}
+	t1 := pause.Add(900 * time.Millisecond)
+	l.learnLocked(t1, pause)
+	if l.estimate != 990 {
+		t.Fatalf("estimate after the pause %g, want the count 990", l.estimate)
+	}
+	if l.hold != holdConfirm {
+		t.Errorf("hold %s after the count following an overshoot, want %s (a first estimate), not %s (under a higher one)", l.hold, holdConfirm, holdBelow)
+	}
+	if l.high != 990 {
+		t.Errorf("high %g, want 990", l.high)
 	}
 }
