@@ -24,14 +24,15 @@ import (
 // estimate confirms it; a probe meeting it far above means the quota rose
 // to about the count (which may hold the end of the window before);
 // a steady rate meeting it means the quota fell, and the rate is cut by a
-// quarter until a 429 right after a pause counts it.
+// quarter until a 429 right after a pause counts it; unless the estimate
+// is still the first count, which more likely overshot: then by firstCut.
 func (l *Limiter) learnLocked(now, prevPause time.Time) {
 	// The first count, of calls sent as fast as they went (no pace yet),
 	// can hold the end of the window before the one that refused: up to
 	// twice the quota. It paces, but is no "higher estimate seen lately"
 	// (high), which would have every later, right estimate probed as a
 	// quota that was lowered and should come back.
-	first := l.learnt == 0
+	first, wasFirst := l.learnt == 0, l.firstCount
 	l.firstCount = first
 	all, _ := l.acceptedLocked(now)
 	count := float64(all)
@@ -46,6 +47,12 @@ func (l *Limiter) learnLocked(now, prevPause time.Time) {
 		est = l.estimate
 	case probing:
 		est = min(count, l.learnt/1.1)
+	case wasFirst:
+		// A steady pace met the quota while the estimate was still the
+		// first count: more likely that count overshot (by a few percent,
+		// the tail of the window before) than the quota fell. A cut of a
+		// quarter would hold three quarters of the quota until a probe.
+		est = l.learnt * firstCut / rateMargin
 	default:
 		est = l.learnt * 0.75 / rateMargin
 	}

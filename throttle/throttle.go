@@ -115,6 +115,7 @@ const (
 	holdBelow      = 4 * time.Second // under a higher estimate seen lately
 	highMemory     = 5 * time.Minute
 	agree          = 0.07 // estimates within 7% agree
+	firstCut       = 0.92 // a first count met at a steady pace: cut by 8% (learnLocked)
 	probeGentle    = 1.1  // growth per second once the hold is over,
 	probeGentleTo  = 1.25 // up to this many times the estimate,
 	probeGrowth    = 2.0  // then this

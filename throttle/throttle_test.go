@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
 	"sync"
@@ -621,5 +622,53 @@ func TestFirstCountIsNoHigh(t *testing.T) {
 	}
 	if l.high != 990 {
 		t.Errorf("high %g, want 990", l.high)
+	}
+}
+
+// TestFirstCountMetAtSteadyPace: a steady pace that meets the quota while
+// its estimate is still the first count (1,076 for a quota of 1,000: the
+// count held the tail of the window before) is cut by firstCut, to about
+// the quota; a confirmed estimate met so is cut by a quarter (the quota
+// fell).
+func TestFirstCountMetAtSteadyPace(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		confirmed bool
+		want      float64
+	}{
+		{name: "first count", want: 1076 * rateMargin * firstCut / rateMargin},
+		{name: "confirmed", confirmed: true, want: 1076 * rateMargin * 0.75 / rateMargin},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, err := New(Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t0 := time.Now()
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			for i := range 1076 {
+				l.countOK(t0.Add(-950*time.Millisecond + time.Duration(i)*950*time.Millisecond/1076))
+			}
+			l.paused = t0.Add(time.Second) // the 429's Retry-After
+			l.learnLocked(t0, time.Time{})
+			if l.estimate != 1076 {
+				t.Fatalf("first estimate %g, want 1076", l.estimate)
+			}
+			if tc.confirmed {
+				l.firstCount = false
+			}
+			// The pause ended at t0+1s; the pace held until a 429 at t0+2.5s,
+			// before the hold ended: no probe.
+			pause := t0.Add(time.Second)
+			t1 := pause.Add(1500 * time.Millisecond)
+			if !t1.Before(l.holdTil) {
+				t.Fatalf("the hold ends at %s, before the 429 at %s", l.holdTil.Sub(t0), t1.Sub(t0))
+			}
+			l.learnLocked(t1, pause)
+			if math.Abs(l.estimate-tc.want) > 0.01 {
+				t.Errorf("estimate %g, want %g", l.estimate, tc.want)
+			}
+		})
 	}
 }
