@@ -141,6 +141,27 @@ mutate checker-forgives-a-repeat checker/checker.go checker \
   '		most++
 		for n := most; n < len(efs); n++ {'
 
+# 7. A known quota's calls bunched on the pacing grid: with no room under
+#    the quota, a bunch late across a window's edge spills into the next.
+mutate known-quota-bunched throttle/rate.go throttle \
+  "TestTickFollowsBurst" \
+  '	if burst > 1 && !math.IsInf(r, 1) {' \
+  '	if !math.IsInf(r, 1) {'
+
+# 8. The first count of a quota episode (which can straddle two windows)
+#    taken for a higher estimate seen lately.
+mutate first-count-sets-high throttle/rate.go throttle \
+  "TestFirstCountIsNoHigh" \
+  '	if est >= l.high && !first {' \
+  '	if est >= l.high {'
+
+# 9. A first count met at a steady pace cut by a quarter, as a quota that
+#    fell.
+mutate first-count-cut-by-quarter throttle/rate.go throttle \
+  "TestFirstCountMetAtSteadyPace" \
+  '	case wasFirst:' \
+  '	case wasFirst && l.learnt < 0:'
+
 echo
 if [ "$ran" -eq 0 ]; then
   echo "mutants: none matches \"$only\""; exit 1
