@@ -143,10 +143,10 @@ mutate checker-forgives-a-repeat checker/checker.go checker \
 
 # 7. A known quota's calls bunched on the pacing grid: with no room under
 #    the quota, a bunch late across a window's edge spills into the next.
-mutate known-quota-bunched throttle/rate.go throttle \
+mutate known-quota-bunched throttle/throttle.go throttle \
   "TestTickFollowsBurst" \
-  '	if burst > 1 && !math.IsInf(r, 1) {' \
-  '	if !math.IsInf(r, 1) {'
+  '	if l.rl.Burst() > 1 && l.rl.Limit() != rate.Inf {' \
+  '	if l.rl.Limit() != rate.Inf {'
 
 # 8. The first count of a quota episode (which can straddle two windows)
 #    taken for a higher estimate seen lately.

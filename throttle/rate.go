@@ -140,8 +140,8 @@ func (l *Limiter) growLocked(now time.Time) {
 // applyRateLocked gives the token bucket the lower of the learnt rate and
 // the known quota's share. The learnt rate gets a burst of 1% (with the
 // 99% margin a second never holds more than the estimate); the known
-// quota a burst of one, so that no second exceeds it. The burst also sets
-// the grid paced calls leave on (maxTick).
+// quota a burst of one, so that no second exceeds it. The burst also says
+// whether paced calls leave on a grid (Limiter.grid).
 func (l *Limiter) applyRateLocked(now time.Time) {
 	r, burst := math.Inf(1), 1
 	if l.learnt > 0 {
@@ -162,10 +162,6 @@ func (l *Limiter) applyRateLocked(now time.Time) {
 	}
 	l.rl.SetLimitAt(now, lim)
 	l.rl.SetBurstAt(now, burst)
-	l.tick = 0
-	if burst > 1 && !math.IsInf(r, 1) {
-		l.tick = maxTick // never coarser than the burst: burst/r >= 5 ms from 200/s on
-	}
 }
 
 // countOK records an accepted call sent at t.

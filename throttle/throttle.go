@@ -154,9 +154,8 @@ type Limiter struct {
 	// Calls sent in (lateFrom, lateTo] and accepted after the 429 that
 	// counted that period add to the estimate.
 	lateFrom, lateTo time.Time
-	share            float64       // of Options.Rate
-	applied          float64       // the rate the token bucket has
-	tick             time.Duration // the grid paced calls leave on (0: none); see onTick
+	share            float64 // of Options.Rate
+	applied          float64 // the rate the token bucket has
 
 	// ok counts accepted calls by the time they were sent, in buckets of
 	// 10 ms over the last second.
@@ -264,7 +263,6 @@ func (l *Limiter) Acquire(ctx context.Context) (done func(*http.Response, error)
 		l.mu.Lock()
 		l.growLocked(now)
 		pause := l.paused.Sub(now)
-		tick := l.tick
 		l.mu.Unlock()
 		if pause > 0 {
 			if !waiting {
@@ -279,7 +277,7 @@ func (l *Limiter) Acquire(ctx context.Context) (done func(*http.Response, error)
 		}
 		r := l.rl.Reserve()
 		if d := r.Delay(); d > 0 {
-			d = onTick(now, d, tick)
+			d = onTick(now, d, l.grid())
 			if !waiting {
 				waiting = true
 				l.setWaiting(true)
@@ -337,6 +335,16 @@ func (l *Limiter) setWaiting(on bool) {
 // to waking (timers, idle threads, a write to NATS per event) rather than
 // to the calls (docs/performance.md, "Under a quota, per event").
 const maxTick = 5 * time.Millisecond
+
+// grid is the grid paced calls leave on: maxTick where the token bucket
+// has a burst (a learnt pace from 200/s on, where burst/rate >= 5 ms, so
+// that the grid is never coarser than the burst), none otherwise.
+func (l *Limiter) grid() time.Duration {
+	if l.rl.Burst() > 1 && l.rl.Limit() != rate.Inf {
+		return maxTick
+	}
+	return 0
+}
 
 // onTick lengthens the wait d from now so that it ends on a multiple of
 // tick (none when tick is 0).
