@@ -584,20 +584,9 @@ func TestTickFollowsBurst(t *testing.T) {
 // quota lowered from the overshoot (probed fast every few seconds, which
 // cut the pace by a quarter again and again: 80% of the quota used).
 func TestFirstCountIsNoHigh(t *testing.T) {
-	l, err := New(Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t0 := time.Now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	// 1,772 accepted in the second before the first 429 (a quota of 1,000
 	// whose window turned 0.45 s in), then a pause of a second.
-	countSpread(l, t0.Add(-950*time.Millisecond), 950*time.Millisecond, 1772)
-	l.learnLocked(t0, time.Time{})
-	if l.estimate != 1772 {
-		t.Fatalf("first estimate %g, want the count 1772", l.estimate)
-	}
+	l, t0 := afterFirstCount(t, 1772)
 	if l.high != 0 {
 		t.Errorf("the first count set high = %g; want none", l.high)
 	}
@@ -636,19 +625,7 @@ func TestFirstCountMetAtSteadyPace(t *testing.T) {
 		{name: "confirmed", confirmed: true, want: 1076 * 0.75},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l, err := New(Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t0 := time.Now()
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			countSpread(l, t0.Add(-950*time.Millisecond), 950*time.Millisecond, 1076)
-			l.paused = t0.Add(time.Second) // the 429's Retry-After
-			l.learnLocked(t0, time.Time{})
-			if l.estimate != 1076 {
-				t.Fatalf("first estimate %g, want 1076", l.estimate)
-			}
+			l, t0 := afterFirstCount(t, 1076)
 			if tc.confirmed {
 				l.firstCount = false
 			}
@@ -672,4 +649,25 @@ func countSpread(l *Limiter, from time.Time, span time.Duration, n int) {
 	for i := range n {
 		l.countOK(from.Add(time.Duration(i) * span / time.Duration(n)))
 	}
+}
+
+// afterFirstCount returns a Limiter, locked until the test ends, that has
+// just learnt the first count of an episode at t0: n calls accepted in the
+// second before a 429 whose Retry-After pauses until t0+1s.
+func afterFirstCount(t *testing.T, n int) (*Limiter, time.Time) {
+	t.Helper()
+	l, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	l.mu.Lock()
+	t.Cleanup(l.mu.Unlock)
+	countSpread(l, t0.Add(-950*time.Millisecond), 950*time.Millisecond, n)
+	l.paused = t0.Add(time.Second)
+	l.learnLocked(t0, time.Time{})
+	if l.estimate != float64(n) {
+		t.Fatalf("first estimate %g, want the count %d", l.estimate, n)
+	}
+	return l, t0
 }
